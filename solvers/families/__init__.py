@@ -1,0 +1,29 @@
+"""PDE families: one module each, registered by name in ``FAMILIES``.
+
+Each family maps a random parameter sample p_i (fields on the grid, scalars) to a
+sparse linear system A(p_i) u_i = b(p_i) on a cell-centred finite-volume grid.
+"""
+
+from ..registry import Registry
+from .advection_diffusion import AdvectionDiffusion, AdvectionDiffusionSpec
+from .base import FamilySpec, PDEFamily, Sample
+from .darcy import Darcy, DarcySpec
+from .forcing import ForcingSpec
+from .helmholtz import Helmholtz, HelmholtzSpec
+from .poisson import Poisson, PoissonSpec
+
+FAMILIES: Registry[PDEFamily] = Registry("family")
+for _family in (Darcy(), Poisson(), Helmholtz(), AdvectionDiffusion()):
+    FAMILIES.register(_family.name, _family)
+
+
+def get_family(name: str) -> PDEFamily:
+    """The family registered as ``name`` (``ValueError`` listing valid names otherwise)."""
+    return FAMILIES[name]
+
+
+__all__ = [
+    "FAMILIES", "get_family", "PDEFamily", "FamilySpec", "Sample", "ForcingSpec",
+    "Darcy", "DarcySpec", "Poisson", "PoissonSpec", "Helmholtz", "HelmholtzSpec",
+    "AdvectionDiffusion", "AdvectionDiffusionSpec",
+]

@@ -1,0 +1,98 @@
+r"""Advection–diffusion: :math:`-\nu\Delta u + v\cdot\nabla u = f` in :math:`(0,1)^2`, u = 0 on the boundary.
+
+Velocity: :math:`v = \nabla^\perp\psi = (\partial_y\psi, -\partial_x\psi)` with ψ a
+GRF sampled at the cell vertices.  Face normal velocities are differences of ψ
+along each face, :math:`v_f = \pm(\psi_{end} - \psi_{start})/h`, so the discrete
+divergence of every cell is exactly zero; v is scaled so that
+:math:`\max_f |v_f|` = ``velocity``.  Viscosity: fixed (``nu_min == nu_max``) or
+log-uniform in [nu_min, nu_max] per sample.
+
+Discretisation: cell-centred finite volumes, central diffusion (harmonic means are
+trivial here) and first-order upwind advection in conservative form
+:math:`\nabla\cdot(vu)` (equal to :math:`v\cdot\nabla u` as div v = 0); boundary
+inflow carries u = 0.  Matrix: real, **non-symmetric**, an M-matrix for any Péclet
+number (upwinding).  The operator varies between samples.  2-D only.
+Inputs stored in a dataset: cell-centred ``vx``, ``vy`` (and ``f`` if random); scalar ``nu``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..fields import GRFSpec, grf_feature_scale, grf_features, sample_grf
+from ..params import fail, param
+from .base import (STREAM_FORCING, STREAM_VELOCITY, FamilySpec, PDEFamily, Sample, stack_features,
+                   uniform_scalar)
+from .forcing import ForcingSpec
+from .fv import diffusion, upwind_advection
+
+
+@dataclass(frozen=True)
+class AdvectionDiffusionSpec(FamilySpec):
+    nu_min: float = param(0.01, gt=0.0, le=100.0, doc="smallest viscosity nu")
+    nu_max: float = param(0.01, gt=0.0, le=100.0, doc="largest viscosity nu (log-uniform in [nu_min, nu_max])")
+    stream: GRFSpec = param(GRFSpec(), doc="GRF of the stream function psi")
+    velocity: float = param(1.0, gt=0.0, le=1e4, doc="maximal face speed max|v_f|")
+    forcing: ForcingSpec = param(ForcingSpec(), doc="source f(x): constant or grf")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.dim != 2:
+            fail("dim", self.dim, "2 (advection_diffusion is two-dimensional)")
+        if self.nu_max < self.nu_min:
+            fail("nu_max", self.nu_max, f"nu_max >= nu_min = {self.nu_min:g}")
+        self.forcing.require("forcing", ("constant", "grf"))
+
+
+def face_velocities(psi: np.ndarray, h: float) -> list[np.ndarray]:
+    """Discretely divergence-free face velocities from vertex values psi (n+1, n+1)."""
+    v0 = (psi[:, 1:] - psi[:, :-1]) / h   # faces normal to axis 0: (n+1, n)
+    v1 = -(psi[1:, :] - psi[:-1, :]) / h  # faces normal to axis 1: (n, n+1)
+    return [v0, v1]
+
+
+class AdvectionDiffusion(PDEFamily):
+    name = "advection_diffusion"
+    Spec = AdvectionDiffusionSpec
+    summary = "-nu Laplace(u) + v.grad(u) = f, v = curl(psi) with psi a GRF (divergence free), upwind; non-symmetric"
+    symmetry = "real non-symmetric (M-matrix)"
+
+    def input_names(self, spec: AdvectionDiffusionSpec) -> list[str]:
+        return ["vx", "vy", "f"] if spec.forcing.random else ["vx", "vy"]
+
+    def scalar_names(self, spec: AdvectionDiffusionSpec) -> list[str]:
+        return ["nu"]
+
+    def _psi_shape(self, spec: AdvectionDiffusionSpec) -> tuple[int, int]:
+        return (spec.n + 1, spec.n + 1)
+
+    def sample(self, spec: AdvectionDiffusionSpec, seed: int, index: int) -> Sample:
+        psi = sample_grf(spec.stream, self._psi_shape(spec), seed, index, STREAM_VELOCITY)
+        v0, v1 = face_velocities(psi, spec.h)
+        scale = spec.velocity / max(np.abs(v0).max(), np.abs(v1).max(), 1e-300)
+        v0, v1 = v0 * scale, v1 * scale
+        fields = {
+            "vx": 0.5 * (v0[:-1] + v0[1:]),
+            "vy": 0.5 * (v1[:, :-1] + v1[:, 1:]),
+            "f": spec.forcing.sample(spec.shape, seed, index, STREAM_FORCING),
+        }
+        nu = uniform_scalar(spec.nu_min, spec.nu_max, seed, index, 0, log=True)
+        return Sample(index, fields, {"nu": nu}, {"v0": v0, "v1": v1})
+
+    def features(self, spec: AdvectionDiffusionSpec, seed: int, indices) -> np.ndarray:
+        shape = self._psi_shape(spec)
+        blocks = [(grf_features(spec.stream, shape, seed, indices, STREAM_VELOCITY),
+                   grf_feature_scale(spec.stream, shape))]
+        if spec.nu_max > spec.nu_min:
+            nus = np.array([[uniform_scalar(spec.nu_min, spec.nu_max, seed, i, 0, log=True)] for i in indices])
+            span = np.log(spec.nu_max / spec.nu_min)
+            blocks.append((np.log(nus / spec.nu_min) / span, np.sqrt(1 / 3)))
+        blocks.append(spec.forcing.features(spec.shape, seed, indices, STREAM_FORCING))
+        return stack_features(blocks, len(indices))
+
+    def assemble(self, spec: AdvectionDiffusionSpec, sample: Sample):
+        st = diffusion(np.ones(spec.shape), spec.h).scaled(sample.scalars["nu"])
+        st = st + upwind_advection([sample.params["v0"], sample.params["v1"]], spec.h)
+        return st.tocsr(), sample.fields["f"].ravel().astype(np.float64)

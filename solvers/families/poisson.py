@@ -1,0 +1,87 @@
+r"""Poisson: :math:`-\Delta u = f` in :math:`(0,1)^d`, :math:`u = g` on the boundary.
+
+f is random: a GRF (``grf``) or a truncated tensor Chebyshev series with
+coefficients ~ U[-1, 1] (``chebyshev``, as in SKR's Poisson set).  The Dirichlet
+data g are zero or, with ``boundary="chebyshev"``, the trace of another random
+Chebyshev series of degree ``boundary_degree`` (its values on the whole grid are
+stored as input channel ``g``).
+
+Discretisation: the cell-centred finite-volume Laplacian of :mod:`.fv` (a ≡ 1),
+Dirichlet data entering b through the ghost-cell flux :math:`2 g_f / h^2`.
+
+Matrix: real symmetric positive definite and **the same for every sample**; only b
+varies (so one factorisation serves the whole dataset).  2-D and 3-D.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from ..fields import chebyshev_coefficients, chebyshev_eval, chebyshev_grid
+from ..params import param
+from .base import STREAM_BOUNDARY, STREAM_FORCING, FamilySpec, PDEFamily, Sample, stack_features
+from .forcing import ForcingSpec
+from .fv import cell_centres, diffusion, dirichlet_rhs
+
+
+@dataclass(frozen=True)
+class PoissonSpec(FamilySpec):
+    forcing: ForcingSpec = param(ForcingSpec(kind="chebyshev"), doc="source f(x): grf or chebyshev")
+    boundary: str = param("zero", choices=("zero", "chebyshev"), doc="Dirichlet data g")
+    boundary_degree: int = param(5, ge=0, le=12, doc="chebyshev boundary data: degree per axis")
+    boundary_scale: float = param(1.0, gt=0.0, le=1e6, doc="chebyshev boundary data: coefficient scale")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.forcing.require("forcing", ("grf", "chebyshev"))
+
+
+@lru_cache(maxsize=8)
+def laplacian(shape: tuple[int, ...]):
+    """The (fixed) Dirichlet Laplacian on ``shape``; cached so every sample shares one matrix object."""
+    A = diffusion(np.ones(shape), 1.0 / shape[0]).tocsr()
+    A.data.setflags(write=False)
+    return A
+
+
+class Poisson(PDEFamily):
+    name = "poisson"
+    Spec = PoissonSpec
+    summary = "-Laplace(u) = f, u = g on the boundary; random f (GRF/Chebyshev) and optional random g; fixed operator"
+    symmetry = "real symmetric positive definite"
+
+    def operator_varies(self, spec: PoissonSpec) -> bool:
+        return False
+
+    def input_names(self, spec: PoissonSpec) -> list[str]:
+        return ["f", "g"] if spec.boundary == "chebyshev" else ["f"]
+
+    def _boundary_coefficients(self, spec: PoissonSpec, seed: int, index: int) -> np.ndarray:
+        return chebyshev_coefficients(spec.boundary_degree, spec.dim, spec.boundary_scale,
+                                      seed, index, STREAM_BOUNDARY)
+
+    def sample(self, spec: PoissonSpec, seed: int, index: int) -> Sample:
+        sample = Sample(index, {"f": spec.forcing.sample(spec.shape, seed, index, STREAM_FORCING)})
+        if spec.boundary == "chebyshev":
+            coeffs = self._boundary_coefficients(spec, seed, index)
+            sample.params["g"] = coeffs
+            sample.fields["g"] = chebyshev_grid(coeffs, cell_centres(spec.n))
+        return sample
+
+    def features(self, spec: PoissonSpec, seed: int, indices) -> np.ndarray:
+        blocks = [spec.forcing.features(spec.shape, seed, indices, STREAM_FORCING)]
+        if spec.boundary == "chebyshev":
+            rows = np.array([self._boundary_coefficients(spec, seed, i).ravel() / spec.boundary_scale
+                             for i in indices]).reshape(len(indices), -1)
+            blocks.append((rows, float(np.sqrt(rows.shape[1] / 3.0))))
+        return stack_features(blocks, len(indices))
+
+    def assemble(self, spec: PoissonSpec, sample: Sample):
+        b = sample.fields["f"].astype(np.float64).copy()
+        if spec.boundary == "chebyshev":
+            coeffs = sample.params["g"]
+            b += dirichlet_rhs(np.ones(spec.shape), spec.h, lambda axis, side, pts: chebyshev_eval(coeffs, pts))
+        return laplacian(spec.shape), b.ravel()
