@@ -1,0 +1,27 @@
+# PDEForge developer entry points. Each target creates its own virtual environment.
+PYTHON ?= python3
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+export OMP_NUM_THREADS ?= 1
+export OPENBLAS_NUM_THREADS ?= 1
+
+.PHONY: install test bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+## test: install into .venv and run the whole test-suite
+test: $(VENV)/.installed
+	$(PY) -m pytest -q
+
+## bench: the SKR benchmark at its default sizes (minutes on 2 cores)
+bench: $(VENV)/.installed
+	$(PY) -m bench.skr
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

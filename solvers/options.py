@@ -1,0 +1,29 @@
+"""Options for solving a sequence of systems (shared by :mod:`solvers.generate` and job specs)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .params import fail, param, validate
+
+ENGINE_NAMES = ("skr", "gmres", "direct")
+
+
+@dataclass(frozen=True)
+class SolverOptions:
+    """How a sequence of systems is solved."""
+
+    engine: str = param("skr", choices=ENGINE_NAMES, doc="solver engine")
+    rtol: float = param(1e-8, ge=1e-14, le=1e-1, doc="relative tolerance on ||b - A x|| / ||b||")
+    atol: float = param(0.0, ge=0.0, le=1e300, doc="absolute tolerance on ||b - A x||")
+    preconditioner: str = param("jacobi", choices=("none", "jacobi", "ilu", "amg"), doc="right preconditioner")
+    restart: int = param(40, ge=2, le=500, doc="Krylov subspace size m per cycle")
+    recycle: int = param(20, ge=0, le=499, doc="recycled dimension k (GCRO-DR)")
+    maxiter: int = param(10_000, ge=1, le=10_000_000, doc="iteration limit per system")
+    ordering: str = param("greedy", choices=("none", "greedy", "hilbert"), doc="order of the samples")
+    fallback: bool = param(True, doc="re-solve unconverged Krylov solves with the direct engine")
+
+    def __post_init__(self) -> None:
+        validate(self)
+        if self.recycle >= self.restart:
+            fail("recycle", self.recycle, f"0 <= recycle < restart = {self.restart}")
