@@ -1,0 +1,83 @@
+"""Exceptions raised by the workers package.
+
+The tree::
+
+    WorkerError(Exception)                      base of everything raised by workers/
+    └── StorageError                            object storage failed (auth, bucket, I/O)
+        ├── TransientStorageError               retryable: connection errors, timeouts,
+        │                                       5xx, throttling (SlowDown, 429)
+        ├── ObjectNotFound(…, KeyError)         no object under that key
+        └── InvalidKey(…, ValueError)           key or prefix is not a safe relative
+                                                POSIX path (``..``, absolute, ``\\``, NUL)
+
+Errors carry context as attributes (``key``, ``backend`` -- the storage URL -- and
+``code``, the server's error code when there is one) so that ``app/`` can map them
+to HTTP status codes in one handler and Celery can decide whether to retry
+(``autoretry_for=(TransientStorageError,)``). The underlying library exception is
+kept as ``__cause__``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "WorkerError",
+    "StorageError",
+    "TransientStorageError",
+    "ObjectNotFound",
+    "InvalidKey",
+]
+
+
+class WorkerError(Exception):
+    """Base class of every error raised by the workers package."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:  # KeyError subclasses would otherwise repr() the message
+        return self.message
+
+    def __reduce__(self):
+        # Keep keyword context across pickling (Celery ships exceptions between processes).
+        return (self.__class__, (self.message,), self.__dict__)
+
+
+class StorageError(WorkerError):
+    """An object-storage operation failed.
+
+    Attributes: ``key`` (the key or prefix involved, if any), ``backend`` (URL of the
+    storage, e.g. ``s3://bucket/prefix``; never contains credentials) and ``code``
+    (server error code such as ``AccessDenied``, if any).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        key: str | None = None,
+        backend: str | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.key = key
+        self.backend = backend
+        self.code = code
+
+    def __str__(self) -> str:
+        parts = [f"{name}={value!r}" for name, value in
+                 (("key", self.key), ("backend", self.backend), ("code", self.code))
+                 if value is not None]
+        return f"{self.message} ({', '.join(parts)})" if parts else self.message
+
+
+class TransientStorageError(StorageError):
+    """A storage failure that is worth retrying (network, timeout, 5xx, throttling)."""
+
+
+class ObjectNotFound(StorageError, KeyError):
+    """No object exists under the key."""
+
+
+class InvalidKey(StorageError, ValueError):
+    """The key or prefix is not a valid, safe object key."""

@@ -1,0 +1,88 @@
+"""Object storage for dataset files: one protocol, two backends, chosen by URL.
+
+``open_storage("file:///srv/pdeforge-data")`` gives a :class:`LocalStorage` (the API
+streams its files with Range support via :meth:`~LocalStorage.local_path`);
+``open_storage("s3://bucket/prefix", endpoint_url=...)`` gives an :class:`S3Storage`
+for AWS S3, MinIO or SeaweedFS (the API hands out :meth:`~S3Storage.presigned_url`).
+
+Both implement :class:`Storage`:
+
+=============================================  ==========================================
+``put_bytes / put_file / put_fileobj``         atomic writes; multipart on S3 when large
+``put_json / get_json``                        canonical JSON (sorted keys, compact)
+``get_bytes / get_range / download_file``      reads; ``get_range`` is inclusive, clipped
+``exists / stat -> ObjectInfo``                ``ObjectInfo(key, size, modified, etag)``
+``list(prefix) -> Iterator[ObjectInfo]``       recursive, sorted by key, folder prefixes
+``delete / delete_prefix -> count``            idempotent delete; prefix must be non-empty
+``presigned_url / local_path``                 str | None / Path | None by backend
+``url / check()``                              identity and readiness probe
+=============================================  ==========================================
+
+Keys are relative POSIX paths checked by :func:`validate_key`; errors come from
+:mod:`workers.errors` (``ObjectNotFound``, ``InvalidKey``, ``TransientStorageError``...).
+"""
+
+from __future__ import annotations
+
+from urllib.parse import unquote, urlsplit
+
+from workers.storage.base import (
+    ObjectInfo, Storage, canonical_json, guess_content_type, normalize_prefix, validate_key,
+)
+from workers.storage.local import LocalStorage
+from workers.storage.s3 import MiB, S3Storage
+
+__all__ = [
+    "BACKENDS",
+    "LocalStorage",
+    "ObjectInfo",
+    "S3Storage",
+    "Storage",
+    "canonical_json",
+    "guess_content_type",
+    "normalize_prefix",
+    "open_storage",
+    "validate_key",
+]
+
+BACKENDS = {"file": LocalStorage, "s3": S3Storage}
+
+
+def open_storage(
+    url: str,
+    *,
+    endpoint_url: str | None = None,
+    access_key: str | None = None,
+    secret_key: str | None = None,
+    region: str = "us-east-1",
+    presign_expiry: int = 3600,
+    multipart_threshold: int = 8 * MiB,
+    max_attempts: int = 5,
+    connect_timeout: float = 10.0,
+    read_timeout: float = 60.0,
+) -> Storage:
+    """The storage named by ``url``: ``file:///abs/path`` or ``s3://bucket[/prefix]``.
+
+    The keyword options apply to S3 only. Raises ValueError for a malformed URL.
+    """
+    parts = urlsplit(url)
+    if parts.query or parts.fragment:
+        raise ValueError(f"storage URL must not have a query or fragment: {url!r}")
+    if parts.scheme == "file":
+        if parts.netloc not in ("", "localhost"):
+            raise ValueError(f"file URL must be file:///absolute/path, got {url!r}")
+        path = unquote(parts.path)
+        if not path.startswith("/"):
+            raise ValueError(f"file URL must hold an absolute path, got {url!r}")
+        return LocalStorage(path)
+    if parts.scheme == "s3":
+        if not parts.netloc or "@" in parts.netloc or ":" in parts.netloc:
+            raise ValueError(f"S3 URL must be s3://bucket[/prefix], got {url!r}")
+        return S3Storage(
+            parts.netloc, unquote(parts.path).strip("/"), endpoint_url=endpoint_url,
+            access_key=access_key, secret_key=secret_key, region=region,
+            presign_expiry=presign_expiry, multipart_threshold=multipart_threshold,
+            max_attempts=max_attempts, connect_timeout=connect_timeout, read_timeout=read_timeout,
+        )
+    raise ValueError(f"unknown storage URL scheme {parts.scheme!r} in {url!r}; "
+                     f"valid schemes: {', '.join(sorted(BACKENDS))}")
