@@ -9,6 +9,10 @@ The tree::
         ├── ObjectNotFound(…, KeyError)         no object under that key
         └── InvalidKey(…, ValueError)           key or prefix is not a safe relative
                                                 POSIX path (``..``, absolute, ``\\``, NUL)
+    └── JobError                                a dataset job cannot proceed
+        ├── JobCancelled                        the job's cancel flag was seen between samples
+        ├── JobNotFound(…, KeyError)            no such job in Redis nor dataset in storage
+        └── PoisonShard                         a shard was delivered more than max_attempts times
 
 Errors carry context as attributes (``key``, ``backend`` -- the storage URL -- and
 ``code``, the server's error code when there is one) so that ``app/`` can map them
@@ -25,6 +29,10 @@ __all__ = [
     "TransientStorageError",
     "ObjectNotFound",
     "InvalidKey",
+    "JobError",
+    "JobCancelled",
+    "JobNotFound",
+    "PoisonShard",
 ]
 
 
@@ -81,3 +89,23 @@ class ObjectNotFound(StorageError, KeyError):
 
 class InvalidKey(StorageError, ValueError):
     """The key or prefix is not a valid, safe object key."""
+
+
+class JobError(WorkerError):
+    """A dataset job cannot proceed (``job_id`` names it)."""
+
+    def __init__(self, message: str, *, job_id: str | None = None) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+
+
+class JobCancelled(JobError):
+    """The job was cancelled; raised between samples to stop a shard cooperatively."""
+
+
+class JobNotFound(JobError, KeyError):
+    """Neither Redis nor object storage knows the job / dataset."""
+
+
+class PoisonShard(JobError):
+    """A shard crashed its worker (or timed out) more often than allowed."""

@@ -1,0 +1,54 @@
+"""FastAPI dependencies (``Annotated`` aliases) and bearer-token auth."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from workers.config import Settings
+from workers.jobs import JobService
+from workers.state import JobStore
+from workers.storage import Storage
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_service(request: Request) -> JobService:
+    return request.app.state.service
+
+
+def get_store(request: Request) -> JobStore:
+    return request.app.state.service.store
+
+
+def get_storage(request: Request) -> Storage:
+    return request.app.state.service.storage
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+ServiceDep = Annotated[JobService, Depends(get_service)]
+StoreDep = Annotated[JobStore, Depends(get_store)]
+StorageDep = Annotated[Storage, Depends(get_storage)]
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+def require_token(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    """401 without a bearer token, 403 with a wrong one (only when tokens are configured)."""
+    tokens: list[str] = request.app.state.tokens
+    if not tokens:
+        return
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing bearer token",
+                            headers={"WWW-Authenticate": "Bearer"})
+    given = credentials.credentials.encode()
+    if not any(hmac.compare_digest(given, t.encode()) for t in tokens):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "invalid token")

@@ -1,0 +1,53 @@
+"""Health, readiness and Prometheus metrics (open even when API tokens are configured)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse, PlainTextResponse
+
+from ..deps import StorageDep, StoreDep
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+def healthz() -> dict:
+    """The API process is up."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+def readyz(store: StoreDep, storage: StorageDep):
+    """Redis and object storage are reachable (503 naming what is not)."""
+    checks = {}
+    try:
+        store.r.ping()
+        checks["redis"] = "ok"
+    except Exception as exc:  # noqa: BLE001 - report, never raise
+        checks["redis"] = f"unreachable: {type(exc).__name__}"
+    try:
+        storage.check()
+        checks["storage"] = "ok"
+    except Exception as exc:  # noqa: BLE001
+        checks["storage"] = f"unreachable: {type(exc).__name__}"
+    ok = all(v == "ok" for v in checks.values())
+    return JSONResponse({"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503)
+
+
+@router.get("/metrics", response_class=PlainTextResponse)
+def metrics(store: StoreDep) -> str:
+    """Prometheus text format: jobs by status, samples solved, solve seconds."""
+    lines = ["# HELP pdeforge_jobs Jobs by status.", "# TYPE pdeforge_jobs gauge"]
+    for status, count in store.status_counts().items():
+        lines.append(f'pdeforge_jobs{{status="{status}"}} {count}')
+    m = store.metrics()
+    lines += ["# HELP pdeforge_samples_solved_total Samples solved and stored.",
+              "# TYPE pdeforge_samples_solved_total counter",
+              f"pdeforge_samples_solved_total {int(m.get('samples_solved', 0))}",
+              "# HELP pdeforge_shards_solved_total Shards solved and stored.",
+              "# TYPE pdeforge_shards_solved_total counter",
+              f"pdeforge_shards_solved_total {int(m.get('shards_solved', 0))}",
+              "# HELP pdeforge_solve_seconds_total Wall time spent solving samples (all workers).",
+              "# TYPE pdeforge_solve_seconds_total counter",
+              f"pdeforge_solve_seconds_total {m.get('solve_seconds', 0.0):.6f}"]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,97 @@
+"""Dataset jobs: submit, list, inspect, cancel."""
+
+from __future__ import annotations
+
+import base64
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Body, HTTPException, Query, Response
+
+from workers.catalog import example_spec
+from workers.jobs import check_limits
+from workers.spec import JobSpec
+from workers.state import STATUSES
+
+from ..deps import ServiceDep, SettingsDep, StoreDep
+from ..schemas import JobPublic, JobsPublic, job_public
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+EXAMPLES = {
+    "fno_darcy": {"summary": "FNO-style Darcy 64², threshold 12/3", "value": example_spec("darcy")},
+    "helmholtz": {"summary": "Helmholtz, random medium, impedance boundary", "value": example_spec("helmholtz")},
+}
+
+
+def submit_response(service, spec, response: Response) -> JobPublic:
+    rec, created = service.submit(spec)
+    response.status_code = 202 if created else 200
+    response.headers["Location"] = f"/v1/jobs/{rec['id']}"
+    if rec["status"] not in ("succeeded", "failed", "cancelled"):
+        response.headers["Retry-After"] = "2"
+    return job_public(rec)
+
+
+@router.post("", status_code=202, response_model=JobPublic,
+             responses={200: {"description": "the same spec was submitted before: that job",
+                              "model": JobPublic},
+                        413: {"description": "over a configured limit (stated in the message)"},
+                        422: {"description": "invalid spec: each bad field, its value and allowed range"}})
+def submit_job(
+    spec: Annotated[JobSpec, Body(openapi_examples=EXAMPLES)],  # type: ignore[valid-type]
+    service: ServiceDep, settings: SettingsDep, response: Response,
+) -> JobPublic:
+    """Submit one dataset spec (202 for a new job; 200 with the existing job for a known spec)."""
+    check_limits(spec, settings)
+    return submit_response(service, spec, response)
+
+
+def _decode_token(token: str | None) -> int:
+    if not token:
+        return 0
+    try:
+        return int(base64.urlsafe_b64decode(token.encode() + b"==").decode())
+    except ValueError:
+        raise HTTPException(422, f"invalid page_token {token!r}") from None
+
+
+def _encode_token(offset: int) -> str:
+    return base64.urlsafe_b64encode(str(offset).encode()).decode().rstrip("=")
+
+
+@router.get("", response_model=JobsPublic)
+def list_jobs(
+    store: StoreDep,
+    status: Annotated[Literal[STATUSES] | None, Query(description="only jobs with this status")] = None,  # type: ignore[valid-type]
+    page_size: Annotated[int, Query(ge=1, le=200)] = 50,
+    page_token: Annotated[str | None, Query(description="next_page_token of the previous page")] = None,
+) -> JobsPublic:
+    """Jobs, newest first, optionally filtered by status (cursor pagination)."""
+    offset, data = _decode_token(page_token), []
+    batch = max(page_size, 100)
+    while len(data) < page_size:
+        ids = store.ids(start=offset, count=batch)
+        if not ids:
+            return JobsPublic(data=data, next_page_token=None)
+        for i, job_id in enumerate(ids):
+            rec = store.get(job_id)
+            if rec is not None and (status is None or rec["status"] == status):
+                data.append(job_public(rec))
+                if len(data) == page_size:
+                    offset += i + 1
+                    more = bool(store.ids(start=offset, count=1))
+                    return JobsPublic(data=data, next_page_token=_encode_token(offset) if more else None)
+        offset += len(ids)
+    return JobsPublic(data=data, next_page_token=None)
+
+
+@router.get("/{job_id}", response_model=JobPublic)
+def get_job(job_id: str, service: ServiceDep) -> JobPublic:
+    """Status, progress, shards, timings, throughput and solver summary of one job."""
+    return job_public(service.get(job_id))
+
+
+@router.post("/{job_id}/cancel", response_model=JobPublic)
+def cancel_job(job_id: str, service: ServiceDep) -> JobPublic:
+    """Cancel a job; running shards stop within a sample, finished shards are kept."""
+    return job_public(service.cancel(job_id))

@@ -1,0 +1,92 @@
+"""Response models (request specs are :data:`workers.spec.JobSpec`)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from pydantic import BaseModel, Field
+
+from workers.spec import JobSpec
+
+
+class Progress(BaseModel):
+    samples_done: int
+    samples_total: int
+    fraction: float = Field(description="samples_done / samples_total")
+    shards_done: int
+    shards_total: int
+
+
+class SolverSummary(BaseModel):
+    mean_iterations: float | None = None
+    max_iterations: int | None = None
+    mean_matvecs: float | None = None
+    residual_max: float | None = Field(None, description="largest true relative residual ||b - A y|| / ||b||")
+    seconds_per_sample: float | None = Field(None, description="solver wall time per sample and core")
+    engines: dict[str, int] = Field(default_factory=dict, description="samples solved by each engine")
+    fallbacks: int | None = None
+    unconverged: int | None = None
+
+
+class JobPublic(BaseModel):
+    id: str = Field(description="job id = dataset id (16 hex digits, a hash of the canonical spec)")
+    dataset_id: str
+    status: str = Field(description="queued | planning | running | finalizing | succeeded | failed | cancelled")
+    family: str
+    progress: Progress
+    created: str
+    started: str | None = None
+    finished: str | None = None
+    elapsed_seconds: float | None = None
+    throughput: float | None = Field(None, description="samples per second since the job started")
+    solver: SolverSummary | None = None
+    ordering: dict | None = None
+    error: str | None = None
+    links: dict[str, str]
+
+
+class JobsPublic(BaseModel):
+    data: list[JobPublic]
+    next_page_token: str | None = None
+
+
+class BatchCreate(BaseModel):
+    specs: list[JobSpec] = Field(min_length=1, max_length=1000, description="dataset specs, validated all together")  # type: ignore[valid-type]
+
+
+class BatchPublic(BaseModel):
+    id: str
+    status: str = Field(description="succeeded when every job did; failed/cancelled if any did; else running")
+    jobs: list[JobPublic]
+    counts: dict[str, int]
+    progress: Progress
+
+
+def _ts(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def job_public(rec: dict) -> JobPublic:
+    total, done = rec["samples_total"], rec["samples_done"]
+    started, finished = _ts(rec.get("started")), _ts(rec.get("finished"))
+    elapsed = None
+    if started:
+        elapsed = ((finished or datetime.now(timezone.utc)) - started).total_seconds()
+    summary = rec.get("summary") or {}
+    ordering = rec.get("ordering")
+    if isinstance(ordering, str):
+        import json
+
+        ordering = json.loads(ordering or "null")
+    job_id = rec["id"]
+    return JobPublic(
+        id=job_id, dataset_id=job_id, status=rec["status"], family=rec.get("family", ""),
+        progress=Progress(samples_done=done, samples_total=total, fraction=done / total if total else 0.0,
+                          shards_done=rec["shards_done"], shards_total=rec["shards_total"]),
+        created=rec["created"], started=rec.get("started") or None, finished=rec.get("finished") or None,
+        elapsed_seconds=elapsed, throughput=done / elapsed if elapsed else None,
+        solver=SolverSummary(**{k: v for k, v in summary.items() if k in SolverSummary.model_fields}) if summary else None,
+        ordering=ordering or None, error=rec.get("error") or None,
+        links={"self": f"/v1/jobs/{job_id}", "cancel": f"/v1/jobs/{job_id}/cancel",
+               "dataset": f"/v1/datasets/{job_id}"},
+    )

@@ -1,0 +1,42 @@
+"""The Celery application, configured for long CPU-bound shard tasks.
+
+* ``acks_late`` + ``task_reject_on_worker_lost``: a shard whose worker dies is
+  redelivered (the task caps deliveries per shard, see ``Settings.max_attempts``);
+* ``worker_prefetch_multiplier=1``: a worker holds one shard at a time;
+* broker ``visibility_timeout`` far above the longest shard;
+* soft/hard time limits per task, JSON only, no result backend (state lives in Redis
+  through :mod:`workers.state`; fan-in is an atomic Redis set, never ``.get()``).
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from .config import get_settings
+
+
+def make_celery() -> Celery:
+    s = get_settings()
+    app = Celery("pdeforge", broker=s.broker_url or "redis://127.0.0.1:6379/0", include=["workers.tasks"])
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_ignore_result=True,
+        result_backend=None,
+        task_serializer="json",
+        accept_content=["json"],
+        task_default_queue=s.queue,
+        task_soft_time_limit=s.shard_soft_time_limit,
+        task_time_limit=s.shard_time_limit,
+        broker_transport_options={"visibility_timeout": s.visibility_timeout},
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+        worker_send_task_events=False,
+        task_track_started=False,
+        worker_cancel_long_running_tasks_on_connection_loss=False,
+    )
+    return app
+
+
+app = make_celery()

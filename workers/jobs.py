@@ -1,0 +1,110 @@
+"""Submitting, inspecting, cancelling and resuming dataset jobs (used by the API, CLI and tests).
+
+A job's id is its dataset id, so submitting the same spec twice returns the same
+job: a finished dataset (its manifest exists) is reported as succeeded, a job in
+progress is returned as it is, and only a new, failed or cancelled one is
+(re)started -- finished shards are never recomputed.  If the Redis record is lost,
+the job is found again from the spec in object storage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from . import keys, pipeline
+from .config import Settings
+from .errors import JobNotFound, ObjectNotFound
+from .spec import JobBase
+from .state import ACTIVE, JobStore
+from .storage import Storage
+
+
+class LimitExceeded(ValueError):
+    """A job is over a configured size limit; ``field`` names the offending spec field."""
+
+    def __init__(self, message: str, *, field: str, limit) -> None:
+        super().__init__(message)
+        self.field, self.limit = field, limit
+
+
+def check_limits(job: JobBase, settings: Settings) -> None:
+    """Reject oversized jobs before anything is queued (the message states the limit)."""
+    unknowns = job.grid.n ** job.grid.dim
+    if job.samples > settings.max_samples:
+        raise LimitExceeded(f"samples={job.samples} exceeds the limit of {settings.max_samples} samples per job",
+                            field="samples", limit=settings.max_samples)
+    if unknowns > settings.max_unknowns:
+        raise LimitExceeded(f"grid n={job.grid.n}, dim={job.grid.dim} gives {unknowns} unknowns per sample; "
+                            f"the limit is {settings.max_unknowns}", field="grid", limit=settings.max_unknowns)
+    work = float(job.samples) * unknowns
+    if work > settings.max_work:
+        raise LimitExceeded(f"samples x unknowns = {work:.3g} exceeds the limit of {settings.max_work:.3g} "
+                            "per job", field="samples", limit=settings.max_work)
+
+
+class JobService:
+    """Job operations over a :class:`JobStore`, a :class:`Storage` and an ``enqueue(task, *args)``."""
+
+    def __init__(self, store: JobStore, storage: Storage, enqueue: Callable[..., None]) -> None:
+        self.store, self.storage, self.enqueue = store, storage, enqueue
+
+    def submit(self, job: JobBase) -> tuple[dict, bool]:
+        """Returns ``(record, created)``; ``created`` is False for an existing dataset/job."""
+        job_id = job.dataset_id
+        manifest = pipeline.storage_manifest(self.storage, job_id)
+        rec = self.store.get(job_id)
+        if manifest is not None:
+            if rec is None or rec["status"] != "succeeded":
+                self.store.create(job_id, samples_total=job.samples, family=job.family)
+                self._mark_complete(job_id, manifest)
+            return self.store.get(job_id), False
+        if rec is not None and rec["status"] in ACTIVE:
+            return rec, False
+        pipeline.write_spec(self.storage, job)
+        self.store.create(job_id, samples_total=job.samples, family=job.family)
+        self.enqueue("pdeforge.plan", job_id)
+        return self.store.get(job_id), True
+
+    def _mark_complete(self, job_id: str, manifest: dict) -> None:
+        plan_shards = sum(s["shards"] for s in manifest["splits"].values())
+        self.store.update(job_id, shards_total=plan_shards)
+        for f in manifest["files"]:
+            if "shard" in f:
+                self.store.shard_done(job_id, keys.shard_name(f["split"], f["shard"]), f["samples"], plan_shards)
+        self.store.set_status(job_id, "succeeded", force=True, summary=manifest["solver"],
+                              finished=manifest.get("created", ""))
+
+    def get(self, job_id: str) -> dict:
+        """The job record; a job unknown to Redis is recovered from storage (and resumed)."""
+        if not _looks_like_id(job_id):
+            raise JobNotFound(f"no job {job_id!r} (job ids are 16 hex digits)", job_id=job_id)
+        rec = self.store.get(job_id)
+        if rec is not None:
+            return rec
+        return self.resume(job_id)
+
+    def resume(self, job_id: str) -> dict:
+        """Recreate a job whose Redis record was lost, from the spec in storage."""
+        if not _looks_like_id(job_id):
+            raise JobNotFound(f"no job {job_id!r}", job_id=job_id)
+        try:
+            job = pipeline.read_spec(self.storage, job_id)
+        except ObjectNotFound:
+            raise JobNotFound(f"no job or dataset {job_id!r}", job_id=job_id) from None
+        rec, _ = self.submit(job)
+        return rec
+
+    def cancel(self, job_id: str) -> dict:
+        rec = self.get(job_id)
+        if rec["status"] in ACTIVE:
+            self.store.request_cancel(job_id)
+            self.store.set_status(job_id, "cancelled")
+        return self.store.get(job_id)
+
+
+def _looks_like_id(job_id: str) -> bool:
+    try:
+        keys.check_id(job_id)
+        return True
+    except ValueError:
+        return False

@@ -1,0 +1,57 @@
+"""The one place that builds storage keys of a dataset.
+
+::
+
+    datasets/{id}/spec.json
+    datasets/{id}/plan.json
+    datasets/{id}/data/{split}/shard_{k:05d}.h5
+    datasets/{id}/shards/{split}/shard_{k:05d}.json   # per-shard record: sha256, bytes, solver summary
+    datasets/{id}/stats.json
+    datasets/{id}/manifest.json                       # written last: the dataset is complete iff it exists
+"""
+
+from __future__ import annotations
+
+import re
+
+SPLITS = ("train", "valid", "test")
+_ID = re.compile(r"^[0-9a-f]{16}$")
+
+
+def check_id(dataset_id: str) -> str:
+    if not _ID.match(dataset_id or ""):
+        raise ValueError(f"dataset id {dataset_id!r} is not 16 lowercase hex digits")
+    return dataset_id
+
+
+def prefix(dataset_id: str) -> str:
+    return f"datasets/{check_id(dataset_id)}/"
+
+
+def spec(dataset_id: str) -> str:
+    return prefix(dataset_id) + "spec.json"
+
+
+def plan(dataset_id: str) -> str:
+    return prefix(dataset_id) + "plan.json"
+
+
+def stats(dataset_id: str) -> str:
+    return prefix(dataset_id) + "stats.json"
+
+
+def manifest(dataset_id: str) -> str:
+    return prefix(dataset_id) + "manifest.json"
+
+
+def shard(dataset_id: str, split: str, k: int) -> str:
+    return prefix(dataset_id) + f"data/{split}/shard_{k:05d}.h5"
+
+
+def shard_record(dataset_id: str, split: str, k: int) -> str:
+    return prefix(dataset_id) + f"shards/{split}/shard_{k:05d}.json"
+
+
+def shard_name(split: str, k: int) -> str:
+    """Short name of a shard used in job state, e.g. ``train/00003``."""
+    return f"{split}/{k:05d}"

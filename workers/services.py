@@ -1,0 +1,36 @@
+"""Process-wide handles built from :class:`~workers.config.Settings`: storage and job store."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from .config import Settings, get_settings
+from .state import JobStore
+from .storage import Storage, open_storage
+
+
+def make_storage(settings: Settings) -> Storage:
+    return open_storage(
+        settings.resolved_storage_url(),
+        endpoint_url=settings.s3_endpoint_url,
+        access_key=settings.s3_access_key,
+        secret_key=settings.s3_secret_key,
+        region=settings.s3_region,
+        presign_expiry=settings.presign_expiry,
+    )
+
+
+def make_store(settings: Settings) -> JobStore:
+    if not settings.state_url:
+        raise RuntimeError("no Redis configured: set PDEFORGE_BROKER_URL (or run `pdeforge serve`)")
+    return JobStore.from_url(settings.state_url, settings.key_prefix)
+
+
+@lru_cache(maxsize=1)
+def storage() -> Storage:
+    return make_storage(get_settings())
+
+
+@lru_cache(maxsize=1)
+def store() -> JobStore:
+    return make_store(get_settings())
