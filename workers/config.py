@@ -22,6 +22,8 @@ class Settings(BaseSettings):
     queue: str = Field("pdeforge", description="Celery queue name")
     storage_url: str = Field("", description="file:///abs/path or s3://bucket/prefix; empty: ./pdeforge-data")
     s3_endpoint_url: str | None = Field(None, description="S3 endpoint (MinIO, SeaweedFS); None: AWS")
+    s3_public_endpoint_url: str | None = Field(
+        None, description="endpoint used in presigned download URLs (default: s3_endpoint_url)")
     s3_access_key: str | None = None
     s3_secret_key: str | None = None
     s3_region: str = "us-east-1"

@@ -17,6 +17,7 @@ def make_storage(settings: Settings) -> Storage:
         secret_key=settings.s3_secret_key,
         region=settings.s3_region,
         presign_expiry=settings.presign_expiry,
+        public_endpoint_url=settings.s3_public_endpoint_url,
     )
 
 

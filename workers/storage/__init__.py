@@ -60,6 +60,7 @@ def open_storage(
     max_attempts: int = 5,
     connect_timeout: float = 10.0,
     read_timeout: float = 60.0,
+    public_endpoint_url: str | None = None,
 ) -> Storage:
     """The storage named by ``url``: ``file:///abs/path`` or ``s3://bucket[/prefix]``.
 
@@ -83,6 +84,7 @@ def open_storage(
             access_key=access_key, secret_key=secret_key, region=region,
             presign_expiry=presign_expiry, multipart_threshold=multipart_threshold,
             max_attempts=max_attempts, connect_timeout=connect_timeout, read_timeout=read_timeout,
+            public_endpoint_url=public_endpoint_url,
         )
     raise ValueError(f"unknown storage URL scheme {parts.scheme!r} in {url!r}; "
                      f"valid schemes: {', '.join(sorted(BACKENDS))}")

