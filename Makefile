@@ -5,7 +5,7 @@ PY      = $(VENV)/bin/python
 export OMP_NUM_THREADS ?= 1
 export OPENBLAS_NUM_THREADS ?= 1
 
-.PHONY: install test bench clean
+.PHONY: install serve test bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,11 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 install: $(VENV)/.installed
+
+## serve: install into .venv, run the whole service on this machine (bundled Redis, workers,
+## API on http://127.0.0.1:8000) and submit a first example job; Ctrl-C stops everything
+serve: $(VENV)/.installed
+	$(VENV)/bin/pdeforge serve --submit examples/quickstart.json
 
 ## test: install into .venv and run the whole test-suite
 test: $(VENV)/.installed

@@ -101,6 +101,8 @@ def serve(
     workers: Annotated[Optional[int], typer.Option("--workers", "-w", min=1,
                                                    help="worker processes (default: cores)")] = None,
     data_dir: Annotated[Optional[Path], typer.Option(help="storage folder (default ./pdeforge-data)")] = None,
+    submit: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False,
+                                                   help="submit this spec once the service is ready")] = None,
 ) -> None:
     """Run the whole service on this machine: API, workers and (if no broker is set) a bundled Redis."""
     from app.serve import serve as run_stack
@@ -109,7 +111,7 @@ def serve(
     s = get_settings()
     code = run_stack(s, host=host or s.api_host, port=port or s.api_port,
                      workers=workers or os.cpu_count() or 1, data_dir=data_dir or s.data_dir,
-                     log=lambda msg: typer.echo(f"pdeforge serve: {msg}", err=True))
+                     log=lambda msg: typer.echo(f"pdeforge serve: {msg}", err=True), submit=submit)
     raise typer.Exit(code)
 
 

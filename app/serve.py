@@ -118,7 +118,34 @@ def _wait_gone(pid: int, timeout: float = 10.0) -> None:
         pass
 
 
-def serve(settings: Settings, *, host: str, port: int, workers: int, data_dir: Path, log=print) -> int:
+def submit_when_ready(url: str, spec_path: Path, log, timeout: float = 120.0) -> None:
+    """Wait for ``/readyz``, then submit the spec at ``spec_path`` (used for the first example job)."""
+    import json
+
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    else:
+        log(f"not ready after {timeout:g} s; {spec_path} not submitted")
+        return
+    r = httpx.post(f"{url}/v1/jobs", json=json.loads(spec_path.read_text()), timeout=30)
+    if r.status_code >= 400:
+        log(f"submitting {spec_path} failed: HTTP {r.status_code} {r.text}")
+        return
+    job = r.json()
+    log(f"submitted {spec_path}: job {job['id']} ({job['status']}); follow it at {url}/v1/jobs/{job['id']} "
+        f"or with `pdeforge status {job['id']}`")
+
+
+def serve(settings: Settings, *, host: str, port: int, workers: int, data_dir: Path, log=print,
+          submit: Path | None = None) -> int:
     stack = Stack(settings, host=host, port=port, workers=workers, data_dir=data_dir, log=log)
 
     def on_signal(signum, _frame):
@@ -129,6 +156,11 @@ def serve(settings: Settings, *, host: str, port: int, workers: int, data_dir: P
     try:
         stack.start()
         log(f"PDEForge API on http://{host}:{port} (docs: /docs); Ctrl-C stops everything")
+        if submit is not None:
+            import threading
+
+            threading.Thread(target=submit_when_ready, args=(f"http://{host}:{port}", submit, log),
+                             daemon=True).start()
         code = stack.wait()
     except KeyboardInterrupt:
         log("stopping...")

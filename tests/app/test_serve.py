@@ -55,7 +55,8 @@ def served(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("PDEFORGE_")}
     env.update(PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
     log = open(tmp_path / "serve.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--workers", "2"],
+    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--workers", "2",
+                             "--submit", str(ROOT / "examples" / "quickstart.json")],
                             cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
     yield proc, f"http://127.0.0.1:{port}", tmp_path
     if proc.poll() is None:
@@ -88,10 +89,12 @@ def test_serve_runs_a_job_on_the_embedded_default_and_stops_cleanly(served):
     wait_for(ready, 90, "/readyz", log)
     assert "bundled redis-server" in log.read_text()
 
+    # `--submit` (what `make serve` uses) submitted the first example job
     spec = json.loads((ROOT / "examples" / "quickstart.json").read_text())
+    jobs = wait_for(lambda: httpx.get(f"{url}/v1/jobs", timeout=5).json()["data"], 60, "the submitted job", log)
+    job_id = jobs[0]["id"]
     r = httpx.post(f"{url}/v1/jobs", json=spec, timeout=10)
-    assert r.status_code == 202, r.text
-    job_id = r.json()["id"]
+    assert r.status_code == 200 and r.json()["id"] == job_id, "resubmission must return the same job"
 
     def finished():
         job = httpx.get(f"{url}/v1/jobs/{job_id}", timeout=5).json()
