@@ -3,7 +3,8 @@
 * ``acks_late`` + ``task_reject_on_worker_lost``: a shard whose worker dies is
   redelivered (the task caps deliveries per shard, see ``Settings.max_attempts``);
 * ``worker_prefetch_multiplier=1``: a worker holds one shard at a time;
-* broker ``visibility_timeout`` far above the longest shard;
+* broker ``visibility_timeout`` far above the longest shard; kombu's keys carry the
+  deployment's ``key_prefix`` (isolation on a shared Redis);
 * soft/hard time limits per task, JSON only, no result backend (state lives in Redis
   through :mod:`workers.state`; fan-in is an atomic Redis set, never ``.get()``).
 """
@@ -29,7 +30,7 @@ def make_celery() -> Celery:
         task_default_queue=s.queue,
         task_soft_time_limit=s.shard_soft_time_limit,
         task_time_limit=s.shard_time_limit,
-        broker_transport_options={"visibility_timeout": s.visibility_timeout},
+        broker_transport_options=s.broker_transport_options(),
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
         worker_send_task_events=False,

@@ -63,6 +63,11 @@ class Settings(BaseSettings):
             tokens += [t.strip() for t in self.api_token_file.read_text().splitlines() if t.strip()]
         return tokens
 
+    def broker_transport_options(self) -> dict:
+        """Redis transport options; every kombu key (queues, ``unacked``) is namespaced by the key
+        prefix, so deployments sharing a Redis DB never restore or touch each other's messages."""
+        return {"visibility_timeout": self.visibility_timeout, "global_keyprefix": f"{self.key_prefix}:kombu:"}
+
     @property
     def state_url(self) -> str:
         return self.redis_url or self.broker_url

@@ -95,7 +95,20 @@ class JobService:
         return rec
 
     def cancel(self, job_id: str) -> dict:
-        rec = self.get(job_id)
+        rec = self.store.get(job_id) if _looks_like_id(job_id) else None
+        if rec is None:
+            # lost record: a finished dataset is reported as such; anything else is recorded as
+            # cancelled without being resumed first
+            if pipeline.storage_manifest(self.storage, job_id) is not None:
+                return self.get(job_id)
+            try:
+                job = pipeline.read_spec(self.storage, job_id) if _looks_like_id(job_id) else None
+            except ObjectNotFound:
+                job = None
+            if job is None:
+                raise JobNotFound(f"no job {job_id!r}", job_id=job_id)
+            self.store.create(job_id, samples_total=job.samples, family=job.family)
+            rec = self.store.get(job_id)
         if rec["status"] in ACTIVE:
             self.store.request_cancel(job_id)
             self.store.set_status(job_id, "cancelled")

@@ -22,8 +22,18 @@ from .errors import JobCancelled, PoisonShard, TransientStorageError
 from .state import TERMINAL, now_iso
 
 log = logging.getLogger("pdeforge.tasks")
-RETRY = dict(bind=True, autoretry_for=(TransientStorageError,), retry_backoff=2, retry_backoff_max=120,
-             retry_jitter=True, max_retries=8)
+class JobTask(app.Task):
+    """Base of the job tasks: a task that finally fails (e.g. transient storage errors beyond
+    ``max_retries``) fails its job instead of leaving it running forever."""
+
+    def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
+        if args:
+            _fail(args[0], f"{self.name} failed after {self.request.retries} retries: "
+                           f"{type(exc).__name__}: {exc}")
+
+
+RETRY = dict(base=JobTask, bind=True, autoretry_for=(TransientStorageError,), retry_backoff=2,
+             retry_backoff_max=120, retry_jitter=True, max_retries=8)
 
 
 def enqueue(name: str, *args) -> None:
@@ -95,8 +105,13 @@ def solve_shard(self, job_id: str, split: str, k: int) -> None:
         return
     token = uuid.uuid4().hex
     if not store.acquire_lease(job_id, name, token, settings.lease_seconds):
-        log.info("shard %s of %s is being solved elsewhere; skipping this delivery", name, job_id)
-        return
+        # Held by a live duplicate delivery, or by a worker that died mid-shard and whose
+        # lease has not expired yet (the redelivery after a lost pool child comes at once).
+        # Dropping this delivery would lose the shard in the second case: look again after
+        # one lease period (a live holder finishes the shard; a dead one's lease expires).
+        log.info("shard %s of %s is leased by another delivery; retrying in %s s",
+                 name, job_id, settings.lease_seconds)
+        raise self.retry(countdown=settings.lease_seconds)
 
     def progress(count: int) -> None:
         if count % settings.progress_every == 0 or count == len(shard["indices"]):
