@@ -10,7 +10,9 @@ export OPENBLAS_NUM_THREADS ?= 1
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	# CHOLMOD (optional extra) needs SuiteSparse headers (Debian: libsuitesparse-dev); without
+	# them the direct engine falls back to SuperLU and the rest installs as usual
+	$(PY) -m pip install -q -e '.[test,cholmod]' || $(PY) -m pip install -q -e '.[test]'
 	touch $@
 
 install: $(VENV)/.installed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 
 from pydantic import BaseModel, Field
@@ -41,6 +42,7 @@ class JobPublic(BaseModel):
     throughput: float | None = Field(None, description="samples per second since the job started")
     solver: SolverSummary | None = None
     ordering: dict | None = None
+    engine: dict | None = Field(None, description="engine that runs the job and why (auto: pilot timings)")
     error: str | None = None
     links: dict[str, str]
 
@@ -73,11 +75,8 @@ def job_public(rec: dict) -> JobPublic:
     if started:
         elapsed = ((finished or datetime.now(timezone.utc)) - started).total_seconds()
     summary = rec.get("summary") or {}
-    ordering = rec.get("ordering")
-    if isinstance(ordering, str):
-        import json
-
-        ordering = json.loads(ordering or "null")
+    ordering, engine = (json.loads(v) if isinstance(v, str) and v else v or None
+                        for v in (rec.get("ordering"), rec.get("engine")))
     job_id = rec["id"]
     return JobPublic(
         id=job_id, dataset_id=job_id, status=rec["status"], family=rec.get("family", ""),
@@ -86,7 +85,7 @@ def job_public(rec: dict) -> JobPublic:
         created=rec["created"], started=rec.get("started") or None, finished=rec.get("finished") or None,
         elapsed_seconds=elapsed, throughput=done / elapsed if elapsed else None,
         solver=SolverSummary(**{k: v for k, v in summary.items() if k in SolverSummary.model_fields}) if summary else None,
-        ordering=ordering or None, error=rec.get("error") or None,
+        ordering=ordering or None, engine=engine or None, error=rec.get("error") or None,
         links={"self": f"/v1/jobs/{job_id}", "cancel": f"/v1/jobs/{job_id}/cancel",
                "dataset": f"/v1/datasets/{job_id}"},
     )

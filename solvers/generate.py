@@ -8,13 +8,13 @@ recomputed here, :math:`\|b - Ay\|/\|b\|`, independently of what the solver
 reports; a Krylov solve that misses the tolerance is re-solved with the direct
 engine and the record says so.
 
-Engines (a fresh engine instance lives for one sequence, so state such as a
-recycled subspace flows from one system to the next):
-
-* ``skr`` -- GCRO-DR with the recycle space carried across the sequence (SKR);
-* ``gmres`` -- restarted GMRES(m), every system independent (SKR's baseline);
-* ``direct`` -- sparse LU (SuperLU, tuned ordering); a factorisation is reused
-  while the operator object is unchanged (fixed-operator families).
+Engines (:mod:`solvers.engines`; a fresh engine instance lives for one sequence, so
+state such as a recycled subspace, a symbolic factorization or an AMG hierarchy
+flows from one system to the next): ``skr``, ``gmres``, ``direct``,
+``direct_mixed``, ``factorize_once``, ``amg`` and ``auto`` (a time-boxed pilot on
+the first samples picks the fastest; the decision is in ``meta["engine"]``).
+Fixed-operator families with a block engine (``factorize_once``) assemble all
+right-hand sides first and solve them as one block.
 
 References: Wang et al., "Accelerating Data Generation for Neural Operators via
 Krylov Subspace Recycling", ICLR 2024.
@@ -30,10 +30,10 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from .families import FamilySpec, PDEFamily, get_family
-from .krylov import RecycleSpace, SolveResult, factorize, gcrodr, gmres, make_preconditioner
+from .engines import ENGINES, DirectEngine, pilot
+from .krylov import SolveResult
 from .options import SolverOptions
 from .ordering import order_systems
-from .registry import Registry
 
 @dataclass(frozen=True)
 class SampleRecord:
@@ -67,89 +67,6 @@ class GenerationResult:
     input_names: list[str]
     ordering_seconds: float = 0.0
     meta: dict = field(default_factory=dict)
-
-
-# ---------------------------------------------------------------------------
-# Engines
-# ---------------------------------------------------------------------------
-
-
-class Engine:
-    """Solves a sequence of systems; one instance per sequence."""
-
-    name: str
-
-    def __init__(self, options: SolverOptions) -> None:
-        self.options = options
-
-    def solve(self, A, b) -> tuple[np.ndarray, SolveResult]:
-        raise NotImplementedError
-
-
-class _PreconditionedEngine(Engine):
-    """Builds the preconditioner per operator; reuses it while ``A`` is the same object."""
-
-    def __init__(self, options: SolverOptions) -> None:
-        super().__init__(options)
-        self._A = None
-        self._M = None
-
-    def preconditioner(self, A):
-        if A is not self._A:
-            self._A, self._M = A, make_preconditioner(self.options.preconditioner, A)
-        return self._M
-
-
-class SkrEngine(_PreconditionedEngine):
-    name = "skr"
-
-    def __init__(self, options: SolverOptions) -> None:
-        super().__init__(options)
-        self.recycle = RecycleSpace()
-
-    def solve(self, A, b):
-        o = self.options
-        x, _, res = gcrodr(A, b, rtol=o.rtol, atol=o.atol, maxiter=o.maxiter, M=self.preconditioner(A),
-                           m=o.restart, k=o.recycle, recycle=self.recycle, full_output=True)
-        return x, res
-
-
-class GmresEngine(_PreconditionedEngine):
-    name = "gmres"
-
-    def solve(self, A, b):
-        o = self.options
-        x, _, res = gmres(A, b, rtol=o.rtol, atol=o.atol, maxiter=o.maxiter, M=self.preconditioner(A),
-                          m=o.restart, full_output=True)
-        return x, res
-
-
-class DirectEngine(Engine):
-    name = "direct"
-
-    def __init__(self, options: SolverOptions) -> None:
-        super().__init__(options)
-        self._A = None
-        self._lu = None
-
-    def solve(self, A, b):
-        t0 = time.perf_counter()
-        reused = A is self._A
-        if not reused:
-            self._A, self._lu = A, factorize(A)
-        x = self._lu.solve(b)
-        rel = float(np.linalg.norm(b - A @ x) / max(np.linalg.norm(b), 1e-300))
-        msg = "reused factorization" if reused else "factorized"
-        res = SolveResult(method="direct", info=0, converged=True, iterations=0, cycles=0, matvecs=1,
-                          precond_applies=0, residual=rel, residual_norm=rel * float(np.linalg.norm(b)),
-                          seconds=time.perf_counter() - t0, setup_seconds=0.0 if reused else self._lu.factor_seconds,
-                          message=msg)
-        return x, res
-
-
-ENGINES: Registry[type[Engine]] = Registry("engine")
-for _engine in (SkrEngine, GmresEngine, DirectEngine):
-    ENGINES.register(_engine.name, _engine)
 
 
 # ---------------------------------------------------------------------------
@@ -192,10 +109,14 @@ def generate(
     """
     fam = get_family(family) if isinstance(family, str) else family
     options = options or SolverOptions()
-    engine = ENGINES[options.engine](options)
     t0 = time.perf_counter()
     order = order_indices(fam, spec, seed, indices, options.ordering)
     ordering_seconds = time.perf_counter() - t0
+    decision = None
+    if options.engine == "auto":
+        decision = pilot(fam, spec, seed, order, options)
+        options = dataclasses.replace(options, engine=decision["chosen"])
+    engine = ENGINES[options.engine](options, fam, spec)
 
     S = len(order)
     names = fam.input_names(spec)
@@ -203,18 +124,15 @@ def generate(
     y = np.empty((S, *spec.shape), dtype=fam.dtype(spec))
     scalars = {name: np.empty(S) for name in fam.scalar_names(spec)}
     records = []
-    for pos, index in enumerate(order):
-        t1 = time.perf_counter()
-        sample = fam.sample(spec, seed, int(index))
-        A, b = fam.assemble(spec, sample)
-        t2 = time.perf_counter()
-        sol, res = engine.solve(A, b)
+
+    def finish(pos, index, sample, A, b, sol, res, prep_seconds, solve_seconds):
+        t = time.perf_counter()
         record = _verified_record(int(index), options, engine.name, A, b, sol, res)
-        if not record.converged and options.fallback and engine.name != "direct":
-            sol, dres = DirectEngine(options).solve(A, b)
+        if not record.converged and options.fallback and engine.name not in ("direct", "factorize_once"):
+            sol, dres = DirectEngine(options, fam, spec).solve(A, b)
             record = _fallback_record(record, A, b, sol, dres, options)
-        t3 = time.perf_counter()
-        record = _with_seconds(record, t3 - t1, t3 - t2)
+        solve_seconds += time.perf_counter() - t
+        record = _with_seconds(record, prep_seconds + solve_seconds, solve_seconds)
         x[pos] = fam.inputs(spec, sample)
         y[pos] = sol.reshape(spec.shape)
         for name in scalars:
@@ -222,8 +140,29 @@ def generate(
         records.append(record)
         if on_sample is not None:
             on_sample(record)
-    return GenerationResult(order, x, y, records, scalars, names, ordering_seconds,
-                            {"family": fam.name, "engine": options.engine})
+
+    if engine.block and not fam.operator_varies(spec) and S:
+        # fixed operator: assemble every right-hand side, one block solve
+        t_start = time.perf_counter()
+        samples = [fam.sample(spec, seed, int(i)) for i in order]
+        systems = [fam.assemble(spec, smp) for smp in samples]
+        A = systems[0][0]
+        t_block = time.perf_counter()
+        X, results = engine.solve_block(A, np.column_stack([b for _, b in systems]))
+        share, prep = (time.perf_counter() - t_block) / S, (t_block - t_start) / S
+        for pos, (index, smp, (_, b), res) in enumerate(zip(order, samples, systems, results)):
+            finish(pos, index, smp, A, b, X[:, pos], res, prep, share)
+    else:
+        for pos, index in enumerate(order):
+            t1 = time.perf_counter()
+            sample = fam.sample(spec, seed, int(index))
+            A, b = fam.assemble(spec, sample)
+            t2 = time.perf_counter()
+            sol, res = engine.solve(A, b)
+            finish(pos, index, sample, A, b, sol, res, t2 - t1, time.perf_counter() - t2)
+    meta = {"family": fam.name, "engine": decision or {"requested": options.engine, "chosen": options.engine},
+            "counters": dict(engine.counters)}
+    return GenerationResult(order, x, y, records, scalars, names, ordering_seconds, meta)
 
 
 def _verified_record(index, options, engine, A, b, sol, res: SolveResult) -> SampleRecord:

@@ -6,14 +6,14 @@ from dataclasses import dataclass
 
 from .params import fail, param, validate
 
-ENGINE_NAMES = ("skr", "gmres", "direct")
+ENGINE_NAMES = ("auto", "skr", "gmres", "direct", "direct_mixed", "factorize_once", "amg", "spectral")
 
 
 @dataclass(frozen=True)
 class SolverOptions:
     """How a sequence of systems is solved."""
 
-    engine: str = param("skr", choices=ENGINE_NAMES, doc="solver engine")
+    engine: str = param("auto", choices=ENGINE_NAMES, doc="solver engine (auto: a pilot picks the fastest)")
     rtol: float = param(1e-8, ge=1e-14, le=1e-1, doc="relative tolerance on ||b - A x|| / ||b||")
     atol: float = param(0.0, ge=0.0, le=1e300, doc="absolute tolerance on ||b - A x||")
     preconditioner: str = param("jacobi", choices=("none", "jacobi", "ilu", "amg"), doc="right preconditioner")

@@ -28,6 +28,7 @@ import numpy as np
 
 from solvers import __version__
 from solvers.families import get_family
+from solvers.engines import pilot
 from solvers.generate import generate
 from solvers.ordering import order_systems
 
@@ -93,10 +94,23 @@ def make_plan(job: JobBase) -> dict:
             {"split": name, "shard": k, "key": keys.shard(job.dataset_id, name, k), "indices": part.tolist()}
             for k, part in enumerate(np.array_split(idx, count) if count else [])
         ]
+    engine = choose_job_engine(job, splits)
+    for shard in (s for parts in splits.values() for s in parts):
+        shard["engine"] = engine["chosen"]
     shards = sum(len(s) for s in splits.values())
     return {"dataset_id": job.dataset_id, "samples": job.samples, "shards_total": shards,
-            "splits": splits, "ordering": orderings, "seconds": round(time.perf_counter() - t0, 4),
-            "pdeforge_version": __version__}
+            "splits": splits, "ordering": orderings, "engine": engine,
+            "seconds": round(time.perf_counter() - t0, 4), "pdeforge_version": __version__}
+
+
+def choose_job_engine(job: JobBase, splits: dict) -> dict:
+    """The engine for every shard: as requested, or (``auto``) decided by a pilot on the first
+    samples of the first shard in solve order; the record says which and why."""
+    requested = job.solver.engine
+    if requested != "auto":
+        return {"requested": requested, "chosen": requested, "reason": "requested in the spec"}
+    first = next((s["indices"] for name in keys.SPLITS for s in splits.get(name, [])), [])
+    return pilot(get_family(job.family), job.family_spec(), job.seed, first, job.solver_options())
 
 
 def load_or_make_plan(storage: Storage, job: JobBase) -> dict:
@@ -173,7 +187,8 @@ def solve_shard(
     if done is not None:
         return done
     family, spec = get_family(job.family), job.family_spec()
-    options = dataclasses.replace(job.solver_options(), ordering="none")  # the plan ordered them
+    engine = shard.get("engine") or job.solver.engine
+    options = dataclasses.replace(job.solver_options(), ordering="none", engine=engine)  # the plan ordered them
     count = 0
 
     def on_sample(_record) -> None:
@@ -199,7 +214,8 @@ def solve_shard(
         record = {
             "split": split, "shard": k, "key": shard["key"], "bytes": os.path.getsize(tmp),
             "sha256": sha256_file(tmp), **info, "first_index": int(result.indices[0]) if len(result.indices) else None,
-            "solver": solver_summary(result.records), "stats": shard_statistics(result),
+            "solver": {**solver_summary(result.records), "counters": result.meta.get("counters", {})},
+            "stats": shard_statistics(result),
             "seconds": seconds, "input_names": result.input_names,
         }
         storage.put_file(shard["key"], tmp, content_type="application/x-hdf5")
@@ -232,8 +248,12 @@ def _combine_solver(records: list[dict]) -> dict:
         engines.update(rec["solver"]["engines"])
     samples = sum(rec["solver"]["samples"] for rec in records)
     seconds = sum(rec["solver"]["seconds_sum"] for rec in records)
+    counters: Counter = Counter()
+    for rec in records:
+        counters.update(rec["solver"].get("counters", {}))
     return {
         "samples": samples,
+        "counters": dict(counters),
         "mean_iterations": sum(r["solver"]["iterations_sum"] for r in records) / max(samples, 1),
         "max_iterations": max((r["solver"]["iterations_max"] for r in records), default=0),
         "mean_matvecs": sum(r["solver"]["matvecs_sum"] for r in records) / max(samples, 1),
@@ -287,6 +307,7 @@ def finalize(storage: Storage, job: JobBase, plan: dict) -> dict:
                           "shards": sum(1 for r in records if r["split"] == name)}
                    for name in keys.SPLITS},
         "files": files, "solver": stats["solver"], "ordering": plan.get("ordering", {}),
+        "engine": plan.get("engine", {}),
         "spec": job.model_dump(mode="json"), "pdeforge_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

@@ -68,7 +68,7 @@ def plan(self, job_id: str) -> None:
         _fail(job_id, f"planning failed: {exc}")
         return
     total = the_plan["shards_total"]
-    store.update(job_id, shards_total=total, ordering=the_plan["ordering"])
+    store.update(job_id, shards_total=total, ordering=the_plan["ordering"], engine=the_plan.get("engine", {}))
     if not store.set_status(job_id, "running"):
         return  # cancelled meanwhile
     pending = []

@@ -104,11 +104,13 @@ def _structurally_symmetric(A: sp.csc_matrix) -> bool:
     return (P != P.T).nnz == 0
 
 
-def factorize(A, *, ordering: str = "auto") -> Factorization:
+def factorize(A, *, ordering: str = "auto", single: bool = False) -> Factorization:
     """LU-factorise ``A`` (sparse or dense) once for repeated solves.
 
     ``ordering``: ``"auto"`` (see module docstring) or a SuperLU ``permc_spec``
-    name; unknown names raise ``ValueError`` listing the valid ones.
+    name; unknown names raise ``ValueError`` listing the valid ones.  ``single``
+    factorises in float32 / complex64 (for mixed-precision refinement; ``solve``
+    then expects right-hand sides of that dtype).
     """
     if ordering not in ORDERINGS:
         raise ValueError(f"unknown ordering {ordering!r}; valid names: {', '.join(ORDERINGS)}")
@@ -129,7 +131,10 @@ def factorize(A, *, ordering: str = "auto") -> Factorization:
         return Factorization(lambda B: sla.lu_solve(lu_piv, B, check_finite=False), n, dense.dtype,
                              "dense", time.perf_counter() - t0, n * n)
     A = sp.csc_matrix(A)
-    A = A.astype(np.result_type(A.dtype, np.float64), copy=False)
+    if single:
+        A = A.astype(np.complex64 if np.iscomplexobj(A) else np.float32)
+    else:
+        A = A.astype(np.result_type(A.dtype, np.float64), copy=False)
     options = {}
     if ordering == "auto":
         if _structurally_symmetric(A):

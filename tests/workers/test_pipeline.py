@@ -28,7 +28,7 @@ from workers.errors import JobCancelled, StorageError
 from workers.jobs import LimitExceeded, check_limits
 from workers.storage import LocalStorage, open_storage
 
-from .conftest import make_job
+from tests.cluster import make_job
 
 
 @pytest.fixture
@@ -126,8 +126,11 @@ def test_plan_cuts_the_ordered_split_into_contiguous_shards(ordering):
 def test_same_spec_gives_the_same_plan():
     job = make_job(samples=60, seed=11, shard_samples=9)
 
-    def essence(plan: dict) -> dict:  # everything but the timings
-        return {**plan, "seconds": None, "ordering": {k: v["method"] for k, v in plan["ordering"].items()}}
+    def essence(plan: dict) -> dict:  # everything but the timings (and the auto pilot's, measured)
+        splits = {name: [{k: v for k, v in s.items() if k != "engine"} for s in shards]
+                  for name, shards in plan["splits"].items()}
+        return {**plan, "seconds": None, "ordering": {k: v["method"] for k, v in plan["ordering"].items()},
+                "engine": plan["engine"]["requested"], "splits": splits}
 
     first = pipeline.make_plan(job)
     assert essence(pipeline.make_plan(make_job(samples=60, seed=11, shard_samples=9))) == essence(first)
@@ -168,7 +171,7 @@ def test_solve_shard_writes_the_documented_hdf5(storage):
         assert h5["solver/residual"].dtype == np.float64
         assert h5["solver/iterations"].dtype == np.int64 and h5["solver/converged"].dtype == bool
         assert all(len(h5["solver"][k]) == S for k in h5["solver"])
-        assert [e.decode() for e in h5["solver/engine"][:]] == ["skr"] * S
+        assert [e.decode() for e in h5["solver/engine"][:]] == [shard["engine"]] * S  # auto: the pilot's choice
         assert len(h5["params"]) == 0  # darcy has no scalar parameters
         attrs = dict(h5.attrs)
     assert attrs["spec"] == job.canonical_json() and attrs["dataset_id"] == job.dataset_id

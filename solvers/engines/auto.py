@@ -1,0 +1,117 @@
+"""``auto``: choose the fastest engine for a job from a short, time-boxed pilot.
+
+The pilot solves the first ``PILOT_SAMPLES`` samples of the job (in solve order) with
+each applicable candidate, in an order that puts the likely winner first.  A
+candidate is aborted (Krylov and AMG solves are interrupted; a factorization is
+judged when it returns) as soon as its first sample takes longer than
+``FIRST_BUDGET`` times the best first sample so far (one-off set-ups such as an AMG
+hierarchy or a symbolic analysis belong there), or a later sample longer than
+``BUDGET`` times the best steady-state sample, so losers cost a few winner-samples
+each (about 1-2 % of a 1000-sample job in ``bench.engines``).  Below ``FLOOR_SECONDS`` per sample the
+pilot stops at the first candidate that gets there (fixed costs would dominate).  The decision (:func:`choose_engine`) is
+a pure function of the measurements: the converged candidate with the smallest
+steady-state time (the last pilot sample, after one-off set-ups), ties broken by
+candidate order.
+
+Candidates: ``spectral`` (constant-coefficient Laplacian), ``factorize_once`` (fixed operator), ``direct``, ``direct_mixed``,
+``amg`` (not for Helmholtz), ``skr``.  Sparse direct solvers are not tried where
+their fill makes them hopeless and a factorization cannot be interrupted: 3-D grids
+above ``DIRECT_MAX_3D`` cells per axis and 2-D grids above ``DIRECT_MAX_2D``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+
+from .base import PilotAborted
+
+PILOT_SAMPLES = 2
+BUDGET = 1.5
+FIRST_BUDGET = 3.0
+#: stop the pilot once a candidate solves a sample in under this many seconds: the other
+#: candidates' fixed set-up costs alone would then exceed 2 % of a 1000-sample job
+FLOOR_SECONDS = 5e-3
+DIRECT_MAX_3D = 24
+DIRECT_MAX_2D = 512
+
+
+def candidates(family, spec) -> list[str]:
+    """Applicable engines, likely winner first."""
+    large = (spec.dim == 3 and spec.n >= 32) or (spec.dim == 2 and spec.n >= 256)
+    direct_ok = (spec.dim == 3 and spec.n <= DIRECT_MAX_3D) or (spec.dim == 2 and spec.n <= DIRECT_MAX_2D)
+    amg_ok = family.name != "helmholtz"
+    from .spectral import laplacian_coefficient
+
+    out = ["spectral"] if laplacian_coefficient(family, spec) is not None else []
+    out += ["factorize_once"] if not family.operator_varies(spec) else []
+    directs = ["direct", "direct_mixed"] if direct_ok else []
+    iterative = ["amg"] if amg_ok else []
+    out += (iterative + directs) if large else (directs[:1] + iterative + directs[1:])
+    out.append("skr")
+    return out
+
+
+def choose_engine(results: dict[str, dict], order: list[str]) -> tuple[str, str]:
+    """The fastest converged, non-aborted candidate by steady-state seconds per sample."""
+    ok = [(r["steady_seconds"], order.index(name), name) for name, r in results.items()
+          if r["converged"] and not r["aborted"]]
+    if not ok:
+        return "direct", "no pilot candidate converged in time; falling back to direct"
+    ok.sort()
+    best, _, name = ok[0]
+    others = ", ".join(f"{n} {results[n]['steady_seconds'] * 1e3:.1f} ms" for _, _, n in ok[1:])
+    return name, f"fastest in pilot: {name} {best * 1e3:.1f} ms/sample" + (f" (vs {others})" if others else "")
+
+
+def run_pilot(family, spec, seed: int, indices, options, engines) -> dict:
+    """Solve ``indices`` with every candidate (time-boxed); returns the decision record."""
+    from ..generate import true_residual
+
+    order = candidates(family, spec)
+    systems = []
+    for i in list(indices)[:PILOT_SAMPLES]:
+        sample = family.sample(spec, seed, int(i))
+        systems.append(family.assemble(spec, sample))
+    results: dict[str, dict] = {}
+    best_first = best_steady = np.inf
+    t_pilot = time.perf_counter()
+    for name in order:
+        if name == "direct_mixed" and results.get("direct", {}).get("aborted"):
+            continue  # same factorization cost class as direct, which was already too slow
+        opts = dataclasses.replace(options, engine=name, ordering="none", fallback=False)
+        engine = engines[name](opts, family, spec)
+        start = time.perf_counter()
+        times, converged, aborted = [], True, False
+        for j, (A, b) in enumerate(systems):
+            # first sample: one-off set-ups allowed (FIRST_BUDGET x the best first sample);
+            # later samples must stay within BUDGET x the best steady-state time
+            limit = FIRST_BUDGET * best_first if j == 0 else BUDGET * best_steady
+            t0 = time.perf_counter()
+            engine.deadline = t0 + limit if np.isfinite(limit) else None
+            try:
+                x, _ = engine.solve(A, b)
+            except PilotAborted:
+                aborted = True
+                break
+            times.append(time.perf_counter() - t0)
+            tol = max(options.rtol, options.atol / max(float(np.linalg.norm(b)), 1e-300))
+            converged &= bool(true_residual(A, b, x) <= tol)
+            if times[-1] > limit:
+                aborted = True  # a direct factorization cannot be interrupted; it still loses
+                break
+        total = time.perf_counter() - start
+        results[name] = {"seconds": [round(t, 6) for t in times], "steady_seconds": times[-1] if times else np.inf,
+                         "converged": converged and bool(times), "aborted": aborted, "total_seconds": round(total, 6)}
+        if results[name]["converged"] and not aborted:
+            best_first, best_steady = min(best_first, times[0]), min(best_steady, times[-1])
+            if best_steady < FLOOR_SECONDS:
+                break
+    chosen, reason = choose_engine(results, order)
+    for r in results.values():
+        if not np.isfinite(r["steady_seconds"]):
+            r["steady_seconds"] = None
+    return {"requested": "auto", "chosen": chosen, "reason": reason, "candidates": order, "pilot": results,
+            "pilot_samples": len(systems), "pilot_seconds": round(time.perf_counter() - t_pilot, 6)}

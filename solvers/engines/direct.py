@@ -1,0 +1,163 @@
+"""Direct engines: ``direct`` (best available sparse factorization, symbolic analysis reused),
+``direct_mixed`` (float32 factorization + float64 iterative refinement) and
+``factorize_once`` (fixed operator: one factorization per worker process, block solves).
+
+* SPD families use CHOLMOD (scikit-sparse, optional extra ``pdeforge[cholmod]``) with one
+  symbolic analysis for the whole sequence -- every sample of a family has the same
+  sparsity pattern -- and a numeric ``cholesky_inplace`` per sample; without CHOLMOD, or
+  for non-SPD matrices, SuperLU with the tuned ordering (:func:`solvers.krylov.factorize`).
+* Mixed precision: ``x_0 = LU_32^{-1} b``, ``x_{j+1} = x_j + LU_32^{-1}(b - A x_j)`` with the
+  residual in float64, until ``||b - A x|| <= rtol ||b||``; it converges like
+  ``(kappa eps_32)^j`` and falls back to a float64 factorization if it stalls.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..krylov import factorize
+from .base import Engine, residual_result
+
+try:  # optional: CHOLMOD from SuiteSparse
+    from sksparse.cholmod import analyze as _cholmod_analyze
+
+    HAVE_CHOLMOD = True
+except ImportError:  # pragma: no cover - depends on the system library
+    HAVE_CHOLMOD = False
+
+#: process-wide factorizations of fixed operators (factorize_once), keyed by the matrix object
+_ONCE: dict[int, tuple[object, object]] = {}
+_ONCE_MAX = 4
+
+
+class _Cholmod:
+    """CHOLMOD factor with the symbolic analysis reused while the sparsity pattern is unchanged."""
+
+    def __init__(self, counters) -> None:
+        self.counters = counters
+        self._factor = None
+        self._pattern = None
+
+    def factor(self, A):
+        # A is symmetric: its CSR arrays are those of a CSC matrix equal to A (no copy)
+        csc = sp.csc_matrix((A.data, A.indices, A.indptr), shape=A.shape)
+        same = self._pattern is not None and (
+            (A.indices is self._pattern[0] and A.indptr is self._pattern[1])
+            or (np.array_equal(A.indptr, self._pattern[1]) and np.array_equal(A.indices, self._pattern[0])))
+        if not same:
+            self._factor = _cholmod_analyze(csc)
+            self._pattern = (A.indices, A.indptr)
+            self.counters["symbolic_analyses"] += 1
+        self._factor.cholesky_inplace(csc)
+        self.counters["factorizations"] += 1
+        return self._factor
+
+
+def _solve_with(factor, b):
+    return factor(b) if callable(factor) else factor.solve(b)
+
+
+class DirectEngine(Engine):
+    name = "direct"
+
+    def __init__(self, options, family=None, spec=None) -> None:
+        super().__init__(options, family, spec)
+        self._A = self._factor = None
+        self._cholmod = _Cholmod(self.counters) if HAVE_CHOLMOD else None
+
+    def _factorize(self, A):
+        if self._cholmod is not None and self.spd and A.dtype == np.float64:
+            self.backend = "cholmod"
+            return self._cholmod.factor(A)
+        self.backend = "superlu"
+        self.counters["factorizations"] += 1
+        return factorize(A)
+
+    def solve(self, A, b):
+        t0 = time.perf_counter()
+        reused = A is self._A
+        if not reused:
+            self._A, self._factor = A, self._factorize(A)
+        x = _solve_with(self._factor, b)
+        msg = f"{self.backend}: " + ("reused factorization" if reused else "factorized")
+        return x, residual_result(self.name, A, b, x, t0, message=msg)
+
+
+class DirectMixedEngine(Engine):
+    name = "direct_mixed"
+    max_refinements = 10
+
+    def __init__(self, options, family=None, spec=None) -> None:
+        super().__init__(options, family, spec)
+        self._A = self._lu = None
+
+    def solve(self, A, b):
+        t0 = time.perf_counter()
+        if A is not self._A:
+            self._A, self._lu = A, factorize(A, single=True)
+            self.counters["factorizations"] += 1
+        low = self._lu.dtype
+        b_norm = float(np.linalg.norm(b))
+        tol = max(self.options.rtol * b_norm, self.options.atol)
+        x = self._lu.solve(b.astype(low)).astype(np.result_type(A.dtype, b.dtype, np.float64))
+        steps, matvecs, last = 0, 0, np.inf
+        while True:
+            r = b - A @ x
+            matvecs += 1
+            r_norm = float(np.linalg.norm(r))
+            if r_norm <= tol or steps >= self.max_refinements or r_norm > 0.5 * last:
+                break
+            x = x + self._lu.solve(r.astype(low))
+            steps += 1
+            last = r_norm
+        if r_norm > tol:  # refinement stalled (kappa * eps_32 too large): exact float64 factorization
+            self.counters["fallbacks_to_double"] += 1
+            x = factorize(A).solve(b)
+            return x, residual_result(self.name, A, b, x, t0, iterations=steps, matvecs=matvecs + 1,
+                                      message="float32 refinement stalled; float64 factorization")
+        return x, residual_result(self.name, A, b, x, t0, iterations=steps, matvecs=matvecs,
+                                  message=f"float32 factorization + {steps} refinement steps")
+
+
+class FactorizeOnceEngine(DirectEngine):
+    """For fixed-operator families: one factorization per worker process, block solves."""
+
+    name = "factorize_once"
+    block = True
+
+    def __init__(self, options, family=None, spec=None) -> None:
+        super().__init__(options, family, spec)
+        if family is not None and spec is not None and family.operator_varies(spec):
+            raise ValueError(f"engine 'factorize_once' needs a fixed operator, but {family.name}'s "
+                             "operator varies between samples; allowed: auto, direct, direct_mixed, amg, skr, gmres")
+
+    def _cached(self, A):
+        entry = _ONCE.get(id(A))
+        if entry is not None and entry[0] is A:
+            self.counters["factorization_reuses"] += 1
+            return entry[1]
+        factor = self._factorize(A)
+        if len(_ONCE) >= _ONCE_MAX:
+            _ONCE.pop(next(iter(_ONCE)))
+        _ONCE[id(A)] = (A, factor)
+        return factor
+
+    def solve(self, A, b):
+        X, results = self.solve_block(A, b[:, None])
+        return X[:, 0], results[0]
+
+    def solve_block(self, A, B):
+        t0 = time.perf_counter()
+        factor = self._cached(A)
+        X = _solve_with(factor, B)
+        X = X.reshape(B.shape)
+        share = (time.perf_counter() - t0) / B.shape[1]
+        results = []
+        for j in range(B.shape[1]):
+            res = residual_result(self.name, A, B[:, j], X[:, j], time.perf_counter())
+            results.append(type(res)(**{**res.as_dict(), "seconds": share + res.seconds,
+                                        "message": "block solve with the worker's factorization"}))
+        return X, results

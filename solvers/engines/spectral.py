@@ -1,0 +1,69 @@
+r"""``spectral``: exact fast solver for the constant-coefficient Dirichlet Laplacian.
+
+The cell-centred finite-volume Laplacian with Dirichlet ghost faces (:mod:`solvers.families.fv`)
+is diagonalised by the type-II discrete sine transform along every axis: the 1-D
+eigenvectors are :math:`\sin(\pi k (i + 1/2)/n)`, :math:`k = 1..n` (odd about both
+boundary faces, as the ghost values :math:`u_{-1} = -u_0` require) with eigenvalues
+:math:`\lambda_k = (2 - 2\cos(\pi k / n))/h^2`, and the d-dimensional operator is their
+Kronecker sum.  Hence :math:`u = S^{-1}\,(S b / \Lambda)` with :math:`S` the orthonormal
+DST-II -- O(N log N) per sample, no factorization, block-friendly.
+
+Applies to ``poisson`` and to ``darcy`` with a constant coefficient (A = a L).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import scipy.fft as sfft
+
+from .base import Engine, residual_result
+
+
+def laplacian_coefficient(family, spec) -> float | None:
+    """c with A = c L (L the Dirichlet Laplacian) for this family and spec, else None."""
+    if family is None or spec is None:
+        return None
+    if family.name == "poisson":
+        return 1.0
+    if family.name == "darcy" and spec.coefficient.kind == "constant":
+        return float(spec.coefficient.value)
+    return None
+
+
+class SpectralEngine(Engine):
+    name = "spectral"
+    block = True
+
+    def __init__(self, options, family=None, spec=None) -> None:
+        super().__init__(options, family, spec)
+        scale = laplacian_coefficient(family, spec)
+        if scale is None:
+            raise ValueError("engine 'spectral' needs a constant-coefficient Laplacian (poisson, or darcy with a "
+                             "constant coefficient); allowed: auto, direct, direct_mixed, amg, skr, gmres")
+        n, d = spec.n, spec.dim
+        k = np.arange(1, n + 1)
+        lam1 = scale * (2.0 - 2.0 * np.cos(np.pi * k / n)) * n * n
+        self.eigenvalues = sum(np.meshgrid(*([lam1] * d), indexing="ij", sparse=True))
+        self.shape = spec.shape
+
+    def solve(self, A, b):
+        X, results = self.solve_block(A, b[:, None])
+        return X[:, 0], results[0]
+
+    def solve_block(self, A, B):
+        t0 = time.perf_counter()
+        S = B.shape[1]
+        axes = tuple(range(1, len(self.shape) + 1))
+        cube = B.T.reshape(S, *self.shape)
+        hat = sfft.dstn(cube, type=2, axes=axes, norm="ortho") / self.eigenvalues
+        X = sfft.idstn(hat, type=2, axes=axes, norm="ortho").reshape(S, -1).T
+        self.counters["transforms"] += S
+        share = (time.perf_counter() - t0) / S
+        results = []
+        for j in range(S):
+            res = residual_result(self.name, A, B[:, j], X[:, j], time.perf_counter(),
+                                  message="DST-II diagonalisation of the Dirichlet Laplacian")
+            results.append(type(res)(**{**res.as_dict(), "seconds": share + res.seconds}))
+        return np.ascontiguousarray(X), results
