@@ -17,6 +17,7 @@ error                             status  when
 from __future__ import annotations
 
 import logging
+import math
 import re
 
 import redis
@@ -48,9 +49,22 @@ def _field(loc) -> str:
     if parts and parts[0] in ("body", "query", "path"):
         parts = parts[1:]
     tags = _family_tags()
-    if parts and parts[0] in tags:  # the discriminator tag of the spec union
-        parts = parts[1:]
+    # the discriminator tag of the spec union: at the top (one spec) or after a list index (a batch)
+    parts = [p for i, p in enumerate(parts) if not (p in tags and (i == 0 or parts[i - 1].isdigit()))]
     return ".".join(p for p in parts if not p.startswith("function-"))
+
+
+def _json_safe(value):
+    """The echoed input as JSON: non-finite floats (``1e999``, ``NaN``) and other types as text."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
 
 
 def validation_details(errors) -> list[dict]:
@@ -59,13 +73,23 @@ def validation_details(errors) -> list[dict]:
     for err in errors:
         ctx = err.get("ctx") or {}
         msg = err["msg"].removeprefix("Value error, ")
-        field, value = _field(err.get("loc", ())), err.get("input")
+        loc = err.get("loc", ())
+        field, value = _field(loc), err.get("input")
+        allowed = " and ".join(f"{op} {ctx[k]}" for k, op in _BOUNDS.items() if k in ctx)
         named = _NAMED.match(msg)
         if named:  # a cross-field rule names its parameter: "k_max=500.0 is out of range; allowed: ..."
-            field = named.group(1)
+            name = named.group(1)
+            field = name if not field or name.startswith(field + ".") else f"{field}.{name}"
             value = named.group(2).rstrip(";,")
-        item = {"field": field or "body", "value": value, "message": msg}
-        allowed = " and ".join(f"{op} {ctx[k]}" for k, op in _BOUNDS.items() if k in ctx)
+        if err.get("type") in ("union_tag_invalid", "union_tag_not_found"):  # unknown or missing family
+            tag = str(ctx.get("discriminator", "family")).strip("'")
+            field = f"{field}.{tag}" if field else tag
+            value = ctx.get("tag")
+            allowed = f"one of {ctx.get('expected_tags') or ', '.join(map(repr, _family_tags()))}"
+        elif err.get("type") == "json_invalid":  # loc is ("body", character offset)
+            field, value = "body", None
+            msg = f"{msg}: {ctx.get('error', 'invalid JSON')} (at character {loc[-1] if loc else 0})"
+        item = {"field": field or "body", "value": _json_safe(value), "message": msg}
         if "expected" in ctx:
             allowed = f"one of {ctx['expected']}"
         elif "allowed:" in msg:

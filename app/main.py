@@ -25,7 +25,12 @@ same spec always names the same dataset. Every stored sample carries its true re
 
 
 class BodySizeLimit:
-    """ASGI middleware: 413 for request bodies over ``limit`` bytes (declared or streamed)."""
+    """ASGI middleware: 413 for request bodies over ``limit`` bytes (declared or streamed).
+
+    The body is read here, before the app runs (at most ``limit`` bytes are kept), and then
+    replayed: a limit raised from inside the app's ``receive()`` would reach FastAPI's body
+    parser, which answers any error while reading with 400.
+    """
 
     def __init__(self, app, limit: int) -> None:
         self.app, self.limit = app, limit
@@ -36,30 +41,32 @@ class BodySizeLimit:
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             return await self._reject(send)
-        seen = 0
-
-        async def limited_receive():
-            nonlocal seen
+        chunks, seen = [], 0
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise _TooLarge
-            return message
+            if message["type"] != "http.request":
+                return  # the client went away: nobody to answer
+            chunks.append(message.get("body", b""))
+            seen += len(chunks[-1])
+            if seen > self.limit:
+                return await self._reject(send)
+            if not message.get("more_body", False):
+                break
+        body = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
 
-        try:
-            await self.app(scope, limited_receive, send)
-        except _TooLarge:
-            await self._reject(send)
+        async def replay():
+            nonlocal body
+            if body is not None:
+                message, body = body, None
+                return message
+            return await receive()
+
+        await self.app(scope, replay, send)
 
     async def _reject(self, send):
         response = JSONResponse({"detail": f"request body too large; the limit is {self.limit} bytes"},
                                 status_code=413)
         await response({"type": "http"}, None, send)
-
-
-class _TooLarge(Exception):
-    pass
 
 
 def create_app(settings: Settings | None = None, *, enqueue: Callable[..., None] | None = None) -> FastAPI:

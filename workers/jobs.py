@@ -95,7 +95,9 @@ class JobService:
         return rec
 
     def cancel(self, job_id: str) -> dict:
-        rec = self.store.get(job_id) if _looks_like_id(job_id) else None
+        if not _looks_like_id(job_id):
+            raise JobNotFound(f"no job {job_id!r} (job ids are 16 hex digits)", job_id=job_id)
+        rec = self.store.get(job_id)
         if rec is None:
             # lost record: a finished dataset is reported as such; anything else is recorded as
             # cancelled without being resumed first

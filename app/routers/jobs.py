@@ -7,7 +7,9 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, HTTPException, Query, Response
 
+from workers import keys
 from workers.catalog import example_spec
+from workers.errors import JobNotFound
 from workers.jobs import check_limits
 from workers.spec import JobSpec
 from workers.state import STATUSES
@@ -94,4 +96,8 @@ def get_job(job_id: str, service: ServiceDep) -> JobPublic:
 @router.post("/{job_id}/cancel", response_model=JobPublic)
 def cancel_job(job_id: str, service: ServiceDep) -> JobPublic:
     """Cancel a job; running shards stop within a sample, finished shards are kept."""
+    try:
+        keys.check_id(job_id)  # JobService.cancel would reach the storage key builder with it
+    except ValueError:
+        raise JobNotFound(f"no job {job_id!r} (job ids are 16 hex digits)", job_id=job_id) from None
     return job_public(service.cancel(job_id))

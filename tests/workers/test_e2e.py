@@ -29,7 +29,7 @@ from solvers.families import get_family
 from workers import keys
 from workers.spec import JobBase
 
-from .conftest import SLOW_SOLVER, Cluster, make_job
+from tests.cluster import SLOW_SOLVER, Cluster, make_job
 
 pytestmark = pytest.mark.timeout(400)
 
