@@ -97,12 +97,13 @@ def main(argv=None) -> dict:
     ap.add_argument("--preconditioners", nargs="*", default=["none", "jacobi", "ilu"])
     ap.add_argument("--rtols", nargs="*", type=float, default=[1e-5, 1e-8])
     ap.add_argument("--maxiter", type=int, default=3000)
+    ap.add_argument("--sizes", nargs="*", type=int, help="grid sizes n (default 64 128; --large adds 256)")
     ap.add_argument("--out", default="bench/results/skr.json")
     args = ap.parse_args(argv)
 
-    sizes = [32] if args.quick else [64, 128] + ([256] if args.large else [])
-    seq_n = {32: 6, 64: 16, 128: 10, 256: 5}
-    indep_n = {32: 2, 64: 4, 128: 3, 256: 2}
+    sizes = args.sizes or ([32] if args.quick else [64, 128] + ([256] if args.large else []))
+    seq_n = {n: 6 if n <= 32 else 16 if n <= 64 else 10 if n <= 128 else 5 for n in sizes}
+    indep_n = {n: 2 if n <= 32 else 4 if n <= 64 else 3 if n <= 128 else 2 for n in sizes}
     rows = []
     t_start = time.perf_counter()
     for case in args.families:
