@@ -76,7 +76,7 @@ class JobService:
 
     def get(self, job_id: str) -> dict:
         """The job record; a job unknown to Redis is recovered from storage (and resumed)."""
-        if not _looks_like_id(job_id):
+        if not keys.is_id(job_id):
             raise JobNotFound(f"no job {job_id!r} (job ids are 16 hex digits)", job_id=job_id)
         rec = self.store.get(job_id)
         if rec is not None:
@@ -85,7 +85,7 @@ class JobService:
 
     def resume(self, job_id: str) -> dict:
         """Recreate a job whose Redis record was lost, from the spec in storage."""
-        if not _looks_like_id(job_id):
+        if not keys.is_id(job_id):
             raise JobNotFound(f"no job {job_id!r}", job_id=job_id)
         try:
             job = pipeline.read_spec(self.storage, job_id)
@@ -95,7 +95,7 @@ class JobService:
         return rec
 
     def cancel(self, job_id: str) -> dict:
-        if not _looks_like_id(job_id):
+        if not keys.is_id(job_id):
             raise JobNotFound(f"no job {job_id!r} (job ids are 16 hex digits)", job_id=job_id)
         rec = self.store.get(job_id)
         if rec is None:
@@ -104,22 +104,12 @@ class JobService:
             if pipeline.storage_manifest(self.storage, job_id) is not None:
                 return self.get(job_id)
             try:
-                job = pipeline.read_spec(self.storage, job_id) if _looks_like_id(job_id) else None
+                job = pipeline.read_spec(self.storage, job_id)
             except ObjectNotFound:
-                job = None
-            if job is None:
-                raise JobNotFound(f"no job {job_id!r}", job_id=job_id)
+                raise JobNotFound(f"no job {job_id!r}", job_id=job_id) from None
             self.store.create(job_id, samples_total=job.samples, family=job.family)
             rec = self.store.get(job_id)
         if rec["status"] in ACTIVE:
             self.store.request_cancel(job_id)
             self.store.set_status(job_id, "cancelled")
         return self.store.get(job_id)
-
-
-def _looks_like_id(job_id: str) -> bool:
-    try:
-        keys.check_id(job_id)
-        return True
-    except ValueError:
-        return False

@@ -24,6 +24,11 @@ def check_id(dataset_id: str) -> str:
     return dataset_id
 
 
+def is_id(dataset_id: str) -> bool:
+    """Whether ``dataset_id`` is a well-formed dataset (= job) id."""
+    return isinstance(dataset_id, str) and bool(_ID.match(dataset_id))
+
+
 def prefix(dataset_id: str) -> str:
     return f"datasets/{check_id(dataset_id)}/"
 

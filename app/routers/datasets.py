@@ -22,21 +22,13 @@ router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
 
 def _manifest(dataset_id: str, service) -> dict:
-    if not _valid_id(dataset_id):
+    if not keys.is_id(dataset_id):
         raise JobNotFound(f"no dataset {dataset_id!r} (dataset ids are 16 hex digits)")
     manifest = pipeline.storage_manifest(service.storage, dataset_id)
     if manifest is None:
         rec = service.get(dataset_id)  # 404 when unknown
         raise DatasetNotReady(f"dataset {dataset_id} is not complete yet (job status: {rec['status']})")
     return manifest
-
-
-def _valid_id(dataset_id: str) -> bool:
-    try:
-        keys.check_id(dataset_id)
-        return True
-    except ValueError:
-        return False
 
 
 @router.get("/{dataset_id}")
@@ -109,7 +101,7 @@ def _structured(sample: dict) -> np.ndarray:
 @router.delete("/{dataset_id}", status_code=204)
 def delete_dataset(dataset_id: str, service: ServiceDep, storage: StorageDep) -> Response:
     """Delete a dataset's files and its job record (cancel a running job first)."""
-    if not _valid_id(dataset_id):
+    if not keys.is_id(dataset_id):
         raise JobNotFound(f"no dataset {dataset_id!r}")
     rec = service.store.get(dataset_id)
     if rec is not None and rec["status"] in ACTIVE:

@@ -36,5 +36,6 @@ def pilot(family, spec, seed, indices, options) -> dict:
 
 
 __all__ = ["ENGINES", "Engine", "PilotAborted", "HAVE_CHOLMOD", "candidates", "choose_engine", "pilot",
+           "laplacian_coefficient",
            "SkrEngine", "GmresEngine", "DirectEngine", "DirectMixedEngine", "FactorizeOnceEngine", "AmgEngine",
            "SpectralEngine"]

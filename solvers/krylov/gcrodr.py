@@ -365,9 +365,11 @@ def _krylov_solve(method, A, b, x0, *, rtol, atol, maxiter, M, m, k, recycle, ca
     psolve = None if system.psolve is None else Counted(system.psolve)
     wmap = None
     if psolve is not None and getattr(M, "diagonal", None) is not None:
-        def wmap(U_rows, _d=M.diagonal):  # W = M^{-1} U for all k rows at once
+        def diagonal_block_inverse(U_rows, _d=M.diagonal):  # W = M^{-1} U for all k rows at once
             psolve.count += U_rows.shape[0]
             return U_rows * _d
+
+        wmap = diagonal_block_inverse
     space = RecycleSpace() if recycle is None else recycle
     if space.dim:
         if space.n != n:
