@@ -146,6 +146,8 @@ def test_auto_candidates_depend_on_the_family_and_size():
     assert candidates(darcy, darcy.spec(n=64)) == ["direct", "amg", "direct_mixed", "skr"]
     assert candidates(darcy, darcy.spec(n=48, dim=3))[0] == "amg"
     assert "direct" not in candidates(darcy, darcy.spec(n=32, dim=3))
+    assert candidates(darcy, darcy.spec(n=256)) == ["amg", "skr"]  # AMG beats sparse direct there
+    assert "direct" in candidates(helm, helm.spec(n=256, k_min=20.0, k_max=20.0))  # no AMG for Helmholtz
 
 
 def test_auto_records_its_decision_and_pilot():
