@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from abc import ABC, abstractmethod
 from collections import Counter
 
 import numpy as np
@@ -22,7 +23,7 @@ class PilotAborted(Exception):
     """Raised inside a solve when a pilot run exceeds its time budget."""
 
 
-class Engine:
+class Engine(ABC):
     """Solves the systems of one ordered sequence (a shard); one instance per sequence.
 
     ``counters`` counts the expensive set-ups an engine performs or avoids
@@ -42,8 +43,9 @@ class Engine:
         self.counters: Counter = Counter()
         self.deadline: float | None = None
 
+    @abstractmethod
     def solve(self, A, b) -> tuple[np.ndarray, SolveResult]:
-        raise NotImplementedError
+        """Solve one system of the sequence; returns the solution and its record."""
 
     def solve_block(self, A, B) -> tuple[np.ndarray, list[SolveResult]]:
         """Solve ``A X = B`` for the columns of ``B`` (default: one by one)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -53,7 +54,7 @@ class Sample:
     params: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
 
-class PDEFamily:
+class PDEFamily(ABC):
     """Base class: a family of linear systems A(p_i) u_i = b(p_i), one per random parameter p_i.
 
     Subclasses set ``name``, ``Spec`` and ``summary`` and implement :meth:`sample`,
@@ -77,23 +78,25 @@ class PDEFamily:
     def dtype(self, spec: FamilySpec) -> np.dtype:
         return np.dtype(np.float64)
 
+    @abstractmethod
     def input_names(self, spec: FamilySpec) -> list[str]:
         """Names of the input channels stored in a dataset's ``x``."""
-        raise NotImplementedError
 
     def scalar_names(self, spec: FamilySpec) -> list[str]:
         """Names of the per-sample scalar parameters (may be empty)."""
         return []
 
+    @abstractmethod
     def sample(self, spec: FamilySpec, seed: int, index: int) -> Sample:
-        raise NotImplementedError
+        """Sample ``index`` of the dataset with ``seed``: a pure function of (seed, index)."""
 
+    @abstractmethod
     def features(self, spec: FamilySpec, seed: int, indices) -> np.ndarray:
         """Short ordering features (N, p) computed without materialising the fields."""
-        raise NotImplementedError
 
+    @abstractmethod
     def assemble(self, spec: FamilySpec, sample: Sample) -> tuple[sp.csr_matrix, np.ndarray]:
-        raise NotImplementedError
+        """The system (A in the grid's fixed CSR pattern, b) of ``sample``."""
 
     def inputs(self, spec: FamilySpec, sample: Sample) -> np.ndarray:
         """The input channels (C, *grid) for a dataset, in :meth:`input_names` order."""

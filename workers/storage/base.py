@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import json
 import mimetypes
 from collections.abc import Iterator
@@ -158,7 +160,7 @@ def check_range(start: int, end_inclusive: int) -> None:
         raise ValueError(f"invalid byte range {start}-{end_inclusive}: need 0 <= start <= end")
 
 
-class StorageBase:
+class StorageBase(ABC):
     """Helpers shared by the backends, written against the protocol's primitives."""
 
     url: str
@@ -183,11 +185,11 @@ class StorageBase:
         return f"{type(self).__name__}({self.url!r})"
 
     # Implemented by the backends.
-    def stat(self, key: str) -> ObjectInfo:
-        raise NotImplementedError
+    @abstractmethod
+    def stat(self, key: str) -> ObjectInfo: ...
 
-    def put_bytes(self, key: str, data: bytes, *, content_type: str | None = None) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def put_bytes(self, key: str, data: bytes, *, content_type: str | None = None) -> None: ...
 
-    def get_bytes(self, key: str) -> bytes:
-        raise NotImplementedError
+    @abstractmethod
+    def get_bytes(self, key: str) -> bytes: ...
