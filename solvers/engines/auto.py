@@ -32,6 +32,8 @@ from .base import PilotAborted
 PILOT_SAMPLES = 2
 BUDGET = 1.5
 FIRST_BUDGET = 3.0
+#: the most a float32 factorization gained over float64 in bench.engines (1.2-1.4x)
+MIXED_GAIN = 1.5
 #: candidates whose first sample carries a one-off set-up (symbolic analysis, AMG hierarchy)
 SETUP_HEAVY = ("direct", "direct_mixed", "factorize_once", "amg")
 #: stop the pilot once a candidate solves a sample in under this many seconds: the other
@@ -85,8 +87,10 @@ def run_pilot(family, spec, seed: int, indices, options, engines) -> dict:
     best_first = best_steady = np.inf
     t_pilot = time.perf_counter()
     for name in order:
-        if name == "direct_mixed" and results.get("direct", {}).get("aborted"):
-            continue  # same factorization cost class as direct, which was already too slow
+        direct = results.get("direct")
+        if name == "direct_mixed" and direct and (
+                direct["aborted"] or direct["steady_seconds"] > MIXED_GAIN * best_steady):
+            continue  # a float32 factorization saves at most ~MIXED_GAIN over direct: it cannot win
         opts = dataclasses.replace(options, engine=name, ordering="none", fallback=False)
         engine = engines[name](opts, family, spec)
         start = time.perf_counter()
