@@ -22,9 +22,10 @@ install: $(VENV)/.installed
 serve: $(VENV)/.installed
 	$(VENV)/bin/pdeforge serve --submit examples/quickstart.json
 
-## test: install into .venv and run the whole test-suite
+## test: install into .venv and run the whole test-suite (starts a bundled Redis on
+## 127.0.0.1:6379 for the run if none answers there)
 test: $(VENV)/.installed
-	$(PY) -m pytest -q
+	$(PY) tests/run.py
 
 ## bench: the SKR benchmark at its default sizes (minutes on 2 cores)
 bench: $(VENV)/.installed
