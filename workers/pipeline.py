@@ -17,6 +17,7 @@ The Celery tasks (:mod:`workers.tasks`) and the in-process generator
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import os
 import tempfile
@@ -36,7 +37,7 @@ from . import keys
 from .dataset import sha256_file, write_shard
 from .errors import JobCancelled, ObjectNotFound, StorageError
 from .spec import JobBase, parse_spec
-from .storage import Storage
+from .storage import Storage, canonical_json
 
 #: above this many samples per split a requested greedy ordering (O(N^2)) becomes hilbert
 GREEDY_LIMIT = 20_000
@@ -266,8 +267,6 @@ def _combine_solver(records: list[dict]) -> dict:
 
 
 def _file_entry(storage: Storage, dataset_id: str, key: str, data: bytes | None = None) -> dict:
-    import hashlib
-
     data = storage.get_bytes(key) if data is None else data
     return {"path": key.removeprefix(keys.prefix(dataset_id)), "bytes": len(data),
             "sha256": hashlib.sha256(data).hexdigest()}
@@ -291,11 +290,12 @@ def finalize(storage: Storage, job: JobBase, plan: dict) -> dict:
              "fields": _combine_stats(train), "solver": _combine_solver(records),
              "solver_by_split": {name: _combine_solver([r for r in records if r["split"] == name])
                                  for name in keys.SPLITS if any(r["split"] == name for r in records)}}
-    storage.put_json(keys.stats(dataset_id), stats)
+    stats_bytes = canonical_json(stats)
+    storage.put_bytes(keys.stats(dataset_id), stats_bytes, content_type="application/json")
     family, spec = get_family(job.family), job.family_spec()
-    files = [{**_file_entry(storage, dataset_id, keys.spec(dataset_id))},
-             {**_file_entry(storage, dataset_id, keys.plan(dataset_id))},
-             {**_file_entry(storage, dataset_id, keys.stats(dataset_id))}]
+    files = [_file_entry(storage, dataset_id, keys.spec(dataset_id)),
+             _file_entry(storage, dataset_id, keys.plan(dataset_id)),
+             _file_entry(storage, dataset_id, keys.stats(dataset_id), stats_bytes)]
     for r in records:
         files.append({"path": r["key"].removeprefix(keys.prefix(dataset_id)), "bytes": r["bytes"],
                       "sha256": r["sha256"], "split": r["split"], "shard": r["shard"], "samples": r["samples"],

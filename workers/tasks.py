@@ -52,11 +52,17 @@ def mark_shard_done(job_id: str, record: dict, shards_total: int) -> None:
         enqueue("pdeforge.finalize", job_id)
 
 
+def active_record(job_id: str) -> dict | None:
+    """The job's record, or None when it is unknown or already over (the task then does nothing)."""
+    rec = services.store().get(job_id)
+    return None if rec is None or rec["status"] in TERMINAL else rec
+
+
 @app.task(name="pdeforge.plan", **RETRY)
 def plan(self, job_id: str) -> None:
     store, storage = services.store(), services.storage()
-    rec = store.get(job_id)
-    if rec is None or rec["status"] in TERMINAL:
+    rec = active_record(job_id)
+    if rec is None:
         return
     try:
         store.set_status(job_id, "planning", started=rec.get("started") or now_iso())
@@ -86,8 +92,7 @@ def plan(self, job_id: str) -> None:
 def solve_shard(self, job_id: str, split: str, k: int) -> None:
     settings, store, storage = get_settings(), services.store(), services.storage()
     name = keys.shard_name(split, k)
-    rec = store.get(job_id)
-    if rec is None or rec["status"] in TERMINAL:
+    if active_record(job_id) is None:
         return  # cancelled or failed: drop the shard
     if self.request.retries == 0:
         attempts = store.attempt(job_id, name)
@@ -140,8 +145,7 @@ def solve_shard(self, job_id: str, split: str, k: int) -> None:
 @app.task(name="pdeforge.finalize", **RETRY)
 def finalize(self, job_id: str) -> None:
     store, storage = services.store(), services.storage()
-    rec = store.get(job_id)
-    if rec is None or rec["status"] in TERMINAL:
+    if active_record(job_id) is None:
         return
     store.set_status(job_id, "finalizing")
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from abc import ABC, abstractmethod
 from collections import Counter
@@ -81,3 +82,23 @@ def residual_result(method: str, A, b, x, t0: float, *, iterations: int = 0, mat
     return SolveResult(method=method, info=info, converged=ok and converged, iterations=iterations, cycles=0,
                        matvecs=matvecs, precond_applies=precond_applies, residual=rel, residual_norm=r_norm,
                        seconds=time.perf_counter() - t0, setup_seconds=setup, message=message)
+
+
+class BlockSolves:
+    """Mixin for engines whose natural unit is a block of right-hand sides (one A, many b)."""
+
+    block = True
+
+    def solve(self, A, b):
+        X, results = self.solve_block(A, b[:, None])
+        return X[:, 0], results[0]
+
+
+def block_results(method: str, A, B, X, seconds: float, message: str) -> list[SolveResult]:
+    """Per-column records of a block solve; each carries an equal share of its ``seconds``."""
+    share = seconds / B.shape[1]
+    out = []
+    for j in range(B.shape[1]):
+        res = residual_result(method, A, B[:, j], X[:, j], time.perf_counter(), message=message)
+        out.append(dataclasses.replace(res, seconds=share + res.seconds))
+    return out

@@ -19,7 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..krylov import factorize
-from .base import Engine, residual_result
+from .base import BlockSolves, Engine, block_results, residual_result
 
 try:  # optional: CHOLMOD from SuiteSparse
     from sksparse.cholmod import analyze as _cholmod_analyze
@@ -122,11 +122,10 @@ class DirectMixedEngine(Engine):
                                   message=f"float32 factorization + {steps} refinement steps")
 
 
-class FactorizeOnceEngine(DirectEngine):
+class FactorizeOnceEngine(BlockSolves, DirectEngine):
     """For fixed-operator families: one factorization per worker process, block solves."""
 
     name = "factorize_once"
-    block = True
 
     def __init__(self, options, family=None, spec=None) -> None:
         super().__init__(options, family, spec)
@@ -145,19 +144,8 @@ class FactorizeOnceEngine(DirectEngine):
         _ONCE[id(A)] = (A, factor)
         return factor
 
-    def solve(self, A, b):
-        X, results = self.solve_block(A, b[:, None])
-        return X[:, 0], results[0]
-
     def solve_block(self, A, B):
         t0 = time.perf_counter()
-        factor = self._cached(A)
-        X = _solve_with(factor, B)
-        X = X.reshape(B.shape)
-        share = (time.perf_counter() - t0) / B.shape[1]
-        results = []
-        for j in range(B.shape[1]):
-            res = residual_result(self.name, A, B[:, j], X[:, j], time.perf_counter())
-            results.append(type(res)(**{**res.as_dict(), "seconds": share + res.seconds,
-                                        "message": "block solve with the worker's factorization"}))
-        return X, results
+        X = _solve_with(self._cached(A), B).reshape(B.shape)
+        return X, block_results(self.name, A, B, X, time.perf_counter() - t0,
+                                "block solve with the worker's factorization")

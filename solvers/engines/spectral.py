@@ -18,7 +18,7 @@ import time
 import numpy as np
 import scipy.fft as sfft
 
-from .base import Engine, residual_result
+from .base import BlockSolves, Engine, block_results
 
 
 def laplacian_coefficient(family, spec) -> float | None:
@@ -32,9 +32,8 @@ def laplacian_coefficient(family, spec) -> float | None:
     return None
 
 
-class SpectralEngine(Engine):
+class SpectralEngine(BlockSolves, Engine):
     name = "spectral"
-    block = True
 
     def __init__(self, options, family=None, spec=None) -> None:
         super().__init__(options, family, spec)
@@ -48,10 +47,6 @@ class SpectralEngine(Engine):
         self.eigenvalues = sum(np.meshgrid(*([lam1] * d), indexing="ij", sparse=True))
         self.shape = spec.shape
 
-    def solve(self, A, b):
-        X, results = self.solve_block(A, b[:, None])
-        return X[:, 0], results[0]
-
     def solve_block(self, A, B):
         t0 = time.perf_counter()
         S = B.shape[1]
@@ -60,10 +55,6 @@ class SpectralEngine(Engine):
         hat = sfft.dstn(cube, type=2, axes=axes, norm="ortho") / self.eigenvalues
         X = sfft.idstn(hat, type=2, axes=axes, norm="ortho").reshape(S, -1).T
         self.counters["transforms"] += S
-        share = (time.perf_counter() - t0) / S
-        results = []
-        for j in range(S):
-            res = residual_result(self.name, A, B[:, j], X[:, j], time.perf_counter(),
-                                  message="DST-II diagonalisation of the Dirichlet Laplacian")
-            results.append(type(res)(**{**res.as_dict(), "seconds": share + res.seconds}))
-        return np.ascontiguousarray(X), results
+        X = np.ascontiguousarray(X)
+        return X, block_results(self.name, A, B, X, time.perf_counter() - t0,
+                                "DST-II diagonalisation of the Dirichlet Laplacian")
