@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Optional
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-
-import json  # noqa: E402
-import sys  # noqa: E402
-from contextlib import contextmanager  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Annotated, Optional  # noqa: E402
-
-import typer  # noqa: E402
+import typer
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="PDEForge: fast, verified PDE datasets for neural operators.")
@@ -42,7 +38,7 @@ def generate(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
 ) -> None:
     """Generate a dataset locally (no server): the same layout as the service, in OUT."""
-    from workers.local import generate_local, progress_printer
+    from workers.standalone import generate_local, progress_printer
 
     job = _load_spec(spec)
     bar = None if quiet else progress_printer(f"dataset {job.dataset_id}")
@@ -400,6 +396,9 @@ def cancel(
 
 
 def main() -> None:
+    from solvers.threads import single_threaded_blas
+
+    single_threaded_blas()  # one BLAS thread per process, for this one and every child it starts
     cli(prog_name="pdeforge")
 
 

@@ -43,13 +43,14 @@ from urllib.parse import quote
 
 import httpx
 
+from workers.status import TERMINAL
+
 __all__ = [
     "PDEForgeClient", "PDEForgeError", "PDEForgeHTTPError", "PDEForgeConnectionError",
     "DownloadError", "ChecksumMismatch", "TERMINAL", "DEFAULT_URL",
 ]
 
 DEFAULT_URL = "http://127.0.0.1:8000"
-TERMINAL = ("succeeded", "failed", "cancelled")
 MAX_REDIRECTS = 5
 _CHUNK = 1 << 20
 
@@ -201,6 +202,22 @@ class PDEForgeClient:
 
     def _json(self, method: str, path: str, **kwargs) -> Any:
         return self._call(method, path, **kwargs).json()
+
+    # ----- service --------------------------------------------------------------------------
+    def ready(self) -> bool:
+        """Whether the service answers ``/readyz`` with 200 (Redis and storage reachable)."""
+        try:
+            return self._send("GET", "/readyz").status_code == 200
+        except PDEForgeConnectionError:
+            return False
+
+    def wait_ready(self, timeout: float = 120.0, poll: float = 0.5) -> None:
+        """Block until :meth:`ready`; :class:`TimeoutError` after ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        while not self.ready():
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"{self.base_url} is not ready after {timeout:g} s")
+            time.sleep(poll)
 
     # ----- families -------------------------------------------------------------------------
     def families(self) -> list[dict]:

@@ -10,11 +10,11 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from workers.config import Settings
 from workers.jobs import JobService
-from workers.state import JobStore
 from workers.storage import Storage
 
 
-def get_settings(request: Request) -> Settings:
+def app_settings(request: Request) -> Settings:
+    """The settings the app was built with (not re-read from the environment)."""
     return request.app.state.settings
 
 
@@ -22,17 +22,12 @@ def get_service(request: Request) -> JobService:
     return request.app.state.service
 
 
-def get_store(request: Request) -> JobStore:
-    return request.app.state.service.store
-
-
 def get_storage(request: Request) -> Storage:
     return request.app.state.service.storage
 
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+SettingsDep = Annotated[Settings, Depends(app_settings)]
 ServiceDep = Annotated[JobService, Depends(get_service)]
-StoreDep = Annotated[JobStore, Depends(get_store)]
 StorageDep = Annotated[Storage, Depends(get_storage)]
 
 _bearer = HTTPBearer(auto_error=False)

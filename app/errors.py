@@ -5,9 +5,9 @@ error                             status  when
 ================================  ======  =====================================================
 ``RequestValidationError``        422     spec or query invalid: each bad field, value, range
 ``LimitExceeded``                 413     job over a configured limit (the limit is stated)
-``JobNotFound``                   404     unknown job / dataset
+``JobNotFound``, ``BatchNotFound`` 404     unknown job / dataset / batch
 ``DatasetNotReady``               409     dataset requested before its manifest exists
-``Conflict``                      409     e.g. deleting a dataset whose job is running
+``JobConflict``                   409     e.g. deleting a dataset whose job is running
 ``InvalidKey``                    404     download path outside the dataset (traversal)
 ``ObjectNotFound``                404     file not in storage
 ``StorageError``, Redis errors    503     a backing service is unreachable or refused
@@ -25,7 +25,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from workers.errors import InvalidKey, JobNotFound, ObjectNotFound, StorageError
+from workers.errors import BatchNotFound, InvalidKey, JobConflict, JobNotFound, ObjectNotFound, StorageError
 from workers.jobs import LimitExceeded
 
 log = logging.getLogger("pdeforge.api")
@@ -35,10 +35,6 @@ _BOUNDS = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
 
 class DatasetNotReady(Exception):
     """The dataset exists as a job but has no manifest yet."""
-
-
-class Conflict(Exception):
-    """The request conflicts with the job's current state."""
 
 
 _NAMED = re.compile(r"^([A-Za-z_][\w.]*)=(\S+) ")
@@ -121,7 +117,8 @@ def install(app: FastAPI) -> None:
         return problem(413, str(exc), field=exc.field, limit=exc.limit)
 
     @app.exception_handler(JobNotFound)
-    async def _missing(request: Request, exc: JobNotFound):
+    @app.exception_handler(BatchNotFound)
+    async def _missing(request: Request, exc: JobNotFound | BatchNotFound):
         return problem(404, str(exc))
 
     @app.exception_handler(ObjectNotFound)
@@ -136,8 +133,8 @@ def install(app: FastAPI) -> None:
     async def _not_ready(request: Request, exc: DatasetNotReady):
         return problem(409, str(exc))
 
-    @app.exception_handler(Conflict)
-    async def _conflict(request: Request, exc: Conflict):
+    @app.exception_handler(JobConflict)
+    async def _conflict(request: Request, exc: JobConflict):
         return problem(409, str(exc))
 
     @app.exception_handler(StorageError)

@@ -32,7 +32,7 @@ class Stack:
         self.log = log
         self.redis = None
         self.procs: list[tuple[str, subprocess.Popen]] = []
-        self.env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+        self.env = dict(os.environ)  # the CLI applied the thread policy (solvers.threads) to it
 
     # ----- start ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -122,24 +122,18 @@ def submit_when_ready(url: str, spec_path: Path, log, timeout: float = 120.0) ->
     """Wait for ``/readyz``, then submit the spec at ``spec_path`` (used for the first example job)."""
     import json
 
-    import httpx
+    from .client import PDEForgeClient, PDEForgeError
 
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    with PDEForgeClient(url) as api:
         try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    else:
-        log(f"not ready after {timeout:g} s; {spec_path} not submitted")
-        return
-    r = httpx.post(f"{url}/v1/jobs", json=json.loads(spec_path.read_text()), timeout=30)
-    if r.status_code >= 400:
-        log(f"submitting {spec_path} failed: HTTP {r.status_code} {r.text}")
-        return
-    job = r.json()
+            api.wait_ready(timeout)
+            job = api.submit(json.loads(spec_path.read_text()))
+        except TimeoutError:
+            log(f"not ready after {timeout:g} s; {spec_path} not submitted")
+            return
+        except PDEForgeError as exc:
+            log(f"submitting {spec_path} failed: {exc}")
+            return
     log(f"submitted {spec_path}: job {job['id']} ({job['status']}); follow it at {url}/v1/jobs/{job['id']} "
         f"or with `pdeforge status {job['id']}`")
 

@@ -23,19 +23,20 @@ Prints markdown and writes JSON to ``bench/results/engines.json``.
 
 from __future__ import annotations
 
+import argparse
+import json
+import multiprocessing as mp
 import os
+import resource
+import time
+from pathlib import Path
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+import numpy as np
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import multiprocessing as mp  # noqa: E402
-import resource  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+from solvers.engines import refusal
+from solvers.threads import single_threaded_blas
 
-import numpy as np  # noqa: E402
+single_threaded_blas()
 
 ALL_ROWS = [  # (family, params, n, dim)
     ("darcy", {}, 64, 2), ("darcy", {}, 128, 2), ("darcy", {}, 256, 2),
@@ -65,7 +66,7 @@ def fresh_direct(family, spec, count):
     from solvers.engines.direct import HAVE_CHOLMOD
     from solvers.krylov import factorize
 
-    spd = family.symmetry.startswith("real symmetric positive definite")
+    spd = family.capabilities(spec).spd
     best = None
     for backend in (["cholmod", "superlu"] if spd and HAVE_CHOLMOD else ["superlu"]):
         times = []
@@ -91,7 +92,7 @@ def fresh_amg(family, spec, count):
 
     from solvers.krylov import gmres
 
-    spd = family.symmetry.startswith("real symmetric positive definite")
+    spd = family.capabilities(spec).spd
     times, its = [], []
     for A, b in _systems(family, spec, count):
         t0 = time.perf_counter()
@@ -130,14 +131,16 @@ def _check(A, b, x):
         raise RuntimeError(f"residual {rel:.2e} > 1e-8")
 
 
+#: the alternatives a user would run, by the engine whose requirements they share
+ALTERNATIVE_OF = {"fresh_direct": "direct", "fresh_amg": "amg"}
+
+
 def applicable(method: str, family, spec) -> str | None:
-    """None if the method applies, else why not."""
-    if method == "factorize_once" and family.operator_varies(spec):
-        return "operator varies"
-    if method == "spectral" and family.name != "poisson":
-        return "variable coefficients"
-    if method in ("amg", "fresh_amg") and family.name == "helmholtz":
-        return "indefinite"
+    """None if the method applies (the engines' own rule, solvers.engines.refusal), else why not;
+    plus this benchmark's size cut-offs where a method would only burn minutes."""
+    why = refusal(ALTERNATIVE_OF.get(method, method), family.capabilities(spec))
+    if why is not None:
+        return why
     if method in ("direct", "direct_mixed", "fresh_direct") and spec.dim == 3 and spec.n > 40:  # 32^3 is measured
         return "fill: >10x AMG at 32^3"
     if method in ("gmres", "skr") and spec.n**spec.dim > 70_000:
@@ -167,10 +170,6 @@ def _child(conn, method, family_name, params, n, dim, count):
     family = get_family(family_name)
     spec = family.spec(n=n, dim=dim, **params)
     try:
-        if method in ("factorize_once", "spectral", "auto"):
-            from solvers.engines import direct
-
-            direct._ONCE.clear()
         times, its, extra = METHODS[method](family, spec, count)
         steady = times[1:] if method in ("skr", "direct", "direct_mixed", "amg", "factorize_once", "spectral", "auto") \
             and len(times) > 2 else times

@@ -12,25 +12,24 @@ prefix are written and deleted afterwards).  Prints markdown and writes JSON.
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+from solvers.generate import generate
+from solvers.threads import single_threaded_blas
+from workers.config import Settings
+from workers.spec import parse_spec
+from workers.standalone import generate_local
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import signal  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-import uuid  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-from solvers.generate import generate  # noqa: E402
-from workers.config import Settings  # noqa: E402
-from workers.local import generate_local  # noqa: E402
-from workers.spec import parse_spec  # noqa: E402
+single_threaded_blas()
 
 
 def run_service(job, workers: int, redis_url: str, root: Path) -> float:

@@ -20,23 +20,22 @@ single-threaded (dataset generation parallelises over samples, not within one).
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
+import platform
+import time
+from pathlib import Path
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+import numpy as np
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+from solvers.families import get_family
+from solvers.fields import CoefficientSpec, GRFSpec
+from solvers.generate import generate
+from solvers.options import SolverOptions
+from solvers.threads import single_threaded_blas
 
-import numpy as np  # noqa: E402
-
-from solvers.families import get_family  # noqa: E402
-from solvers.fields import CoefficientSpec, GRFSpec  # noqa: E402
-from solvers.generate import generate  # noqa: E402
-from solvers.options import SolverOptions  # noqa: E402
+single_threaded_blas()
 
 CASES = {
     # SKR's Darcy set: lognormal a = exp(GRF(alpha=2.5, tau=7)), f = 1

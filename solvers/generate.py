@@ -29,11 +29,13 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .families import FamilySpec, PDEFamily, get_family
-from .engines import ENGINES, DirectEngine, pilot
+from .engines import ENGINES, DirectEngine, Engine, EngineDecision, FactorCache, pilot
+from .families import FamilySpec, PDEFamily, Sample, get_family
 from .krylov import SolveResult
 from .options import SolverOptions
-from .ordering import order_systems
+from .ordering import order_samples
+from .residual import meets_tolerance
+
 
 @dataclass(frozen=True)
 class SampleRecord:
@@ -69,28 +71,23 @@ class GenerationResult:
     meta: dict = field(default_factory=dict)
 
 
+@dataclass
+class _Solved:
+    """One solved system before verification: sample, system, solution and timings."""
+
+    index: int
+    sample: Sample
+    A: object
+    b: np.ndarray
+    x: np.ndarray
+    result: SolveResult
+    prep_seconds: float
+    solve_seconds: float
+
+
 # ---------------------------------------------------------------------------
 # Generation
 # ---------------------------------------------------------------------------
-
-
-def true_residual(A, b, y) -> float:
-    """||b - A y|| / ||b|| (0 for b = 0 and y = 0)."""
-    nb = float(np.linalg.norm(b))
-    r = float(np.linalg.norm(b - A @ y))
-    return r / nb if nb > 0 else r
-
-
-def order_indices(family: PDEFamily, spec: FamilySpec, seed: int, indices: Sequence[int],
-                  method: str) -> np.ndarray:
-    """``indices`` reordered so that consecutive samples are similar (features only, no fields)."""
-    indices = np.asarray(indices, dtype=np.int64)
-    if method == "none" or len(indices) < 3:
-        return indices
-    feats = family.features(spec, seed, indices)
-    if feats.shape[1] == 0:
-        return indices
-    return indices[order_systems(feats, method=method)]
 
 
 def generate(
@@ -101,75 +98,91 @@ def generate(
     seed: int,
     options: SolverOptions | None = None,
     on_sample: Callable[[SampleRecord], None] | None = None,
+    cache: FactorCache | None = None,
 ) -> GenerationResult:
     """Solve samples ``indices`` of ``family`` with ``options.engine`` (see module docstring).
 
     ``on_sample(record)`` is called after every sample (progress, cooperative
-    cancellation: an exception raised there aborts the sequence).
+    cancellation: an exception raised there aborts the sequence).  ``cache`` holds
+    factorizations of fixed operators across calls (a worker process owns one).
     """
     fam = get_family(family) if isinstance(family, str) else family
     options = options or SolverOptions()
     t0 = time.perf_counter()
-    order = order_indices(fam, spec, seed, indices, options.ordering)
+    order, _ = order_samples(fam, spec, seed, indices, options.ordering)
     ordering_seconds = time.perf_counter() - t0
-    decision = None
+    decision = EngineDecision.fixed(options.engine)
     if options.engine == "auto":
         decision = pilot(fam, spec, seed, order, options)
-        options = dataclasses.replace(options, engine=decision["chosen"])
-    engine = ENGINES[options.engine](options, fam, spec)
-
-    S = len(order)
-    names = fam.input_names(spec)
-    x = np.empty((S, len(names), *spec.shape))
-    y = np.empty((S, *spec.shape), dtype=fam.dtype(spec))
-    scalars = {name: np.empty(S) for name in fam.scalar_names(spec)}
-    records = []
-
-    def finish(pos, index, sample, A, b, sol, res, prep_seconds, solve_seconds):
-        t = time.perf_counter()
-        record = _verified_record(int(index), options, engine.name, A, b, sol, res)
-        if not record.converged and options.fallback and engine.name not in ("direct", "factorize_once"):
-            sol, dres = DirectEngine(options, fam, spec).solve(A, b)
-            record = _fallback_record(record, A, b, sol, dres, options)
-        solve_seconds += time.perf_counter() - t
-        record = _with_seconds(record, prep_seconds + solve_seconds, solve_seconds)
-        x[pos] = fam.inputs(spec, sample)
-        y[pos] = sol.reshape(spec.shape)
-        for name in scalars:
-            scalars[name][pos] = sample.scalars[name]
-        records.append(record)
-        if on_sample is not None:
-            on_sample(record)
-
-    if engine.block and not fam.operator_varies(spec) and S:
-        # fixed operator: assemble every right-hand side, one block solve
-        t_start = time.perf_counter()
-        samples = [fam.sample(spec, seed, int(i)) for i in order]
-        systems = [fam.assemble(spec, smp) for smp in samples]
-        A = systems[0][0]
-        t_block = time.perf_counter()
-        X, results = engine.solve_block(A, np.column_stack([b for _, b in systems]))
-        share, prep = (time.perf_counter() - t_block) / S, (t_block - t_start) / S
-        for pos, (index, smp, (_, b), res) in enumerate(zip(order, samples, systems, results)):
-            finish(pos, index, smp, A, b, X[:, pos], res, prep, share)
+        options = dataclasses.replace(options, engine=decision.chosen)
+    engine = ENGINES[options.engine](options, fam, spec, cache=cache)
+    out = _Collector(fam, spec, len(order), options, engine, on_sample)
+    if engine.block and not fam.capabilities(spec).operator_varies and len(order):
+        _solve_block(fam, spec, seed, order, engine, out)
     else:
         for pos, index in enumerate(order):
             t1 = time.perf_counter()
             sample = fam.sample(spec, seed, int(index))
             A, b = fam.assemble(spec, sample)
             t2 = time.perf_counter()
-            sol, res = engine.solve(A, b)
-            finish(pos, index, sample, A, b, sol, res, t2 - t1, time.perf_counter() - t2)
-    meta = {"family": fam.name, "engine": decision or {"requested": options.engine, "chosen": options.engine},
-            "counters": dict(engine.counters)}
-    return GenerationResult(order, x, y, records, scalars, names, ordering_seconds, meta)
+            x, res = engine.solve(A, b)
+            out.add(pos, _Solved(int(index), sample, A, b, x, res, t2 - t1, time.perf_counter() - t2))
+    meta = {"family": fam.name, "engine": decision.as_dict(), "counters": dict(engine.counters)}
+    return GenerationResult(order, out.x, out.y, out.records, out.scalars, out.names, ordering_seconds, meta)
+
+
+def _solve_block(fam, spec, seed, order, engine: Engine, out: _Collector) -> None:
+    """Fixed operator and a block engine: assemble every right-hand side, one block solve."""
+    t_start = time.perf_counter()
+    samples = [fam.sample(spec, seed, int(i)) for i in order]
+    systems = [fam.assemble(spec, smp) for smp in samples]
+    A = systems[0][0]
+    t_block = time.perf_counter()
+    X, results = engine.solve_block(A, np.column_stack([b for _, b in systems]))
+    S = len(order)
+    share, prep = (time.perf_counter() - t_block) / S, (t_block - t_start) / S
+    for pos, (index, smp, (_, b), res) in enumerate(zip(order, samples, systems, results)):
+        out.add(pos, _Solved(int(index), smp, A, b, X[:, pos], res, prep, share))
+
+
+class _Collector:
+    """Verifies each solved sample (true residual, direct fallback) and stores it in solve order."""
+
+    def __init__(self, fam: PDEFamily, spec: FamilySpec, count: int, options: SolverOptions, engine: Engine,
+                 on_sample: Callable[[SampleRecord], None] | None) -> None:
+        self.fam, self.spec, self.options, self.engine, self.on_sample = fam, spec, options, engine, on_sample
+        self.names = fam.input_names(spec)
+        self.x = np.empty((count, len(self.names), *spec.shape))
+        self.y = np.empty((count, *spec.shape), dtype=fam.dtype(spec))
+        self.scalars = {name: np.empty(count) for name in fam.scalar_names(spec)}
+        self.records: list[SampleRecord] = []
+
+    def add(self, pos: int, solved: _Solved) -> None:
+        t = time.perf_counter()
+        x, record = self._verify(solved)
+        solve_seconds = solved.solve_seconds + time.perf_counter() - t
+        record = dataclasses.replace(record, seconds=solved.prep_seconds + solve_seconds,
+                                     solve_seconds=solve_seconds)
+        self.x[pos] = self.fam.inputs(self.spec, solved.sample)
+        self.y[pos] = x.reshape(self.spec.shape)
+        for name in self.scalars:
+            self.scalars[name][pos] = solved.sample.scalars[name]
+        self.records.append(record)
+        if self.on_sample is not None:
+            self.on_sample(record)
+
+    def _verify(self, s: _Solved) -> tuple[np.ndarray, SampleRecord]:
+        """The true residual decides; an unconverged iterative solve is re-solved directly."""
+        record = _verified_record(s.index, self.options, self.engine.name, s.A, s.b, s.x, s.result)
+        if record.converged or not self.options.fallback or self.engine.exact:
+            return s.x, record
+        x, dres = DirectEngine(self.options, self.fam, self.spec).solve(s.A, s.b)
+        return x, _fallback_record(record, s.A, s.b, x, dres, self.options)
 
 
 def _verified_record(index, options, engine, A, b, sol, res: SolveResult) -> SampleRecord:
-    rel = true_residual(A, b, sol)
-    tol = max(options.rtol, options.atol / max(float(np.linalg.norm(b)), 1e-300))
-    ok = bool(np.isfinite(rel) and rel <= tol)
-    msg = res.message if ok else f"{res.message}; true residual {rel:.3e} > tolerance {tol:.1e}"
+    ok, rel = meets_tolerance(A, b, sol, options.rtol, options.atol)
+    msg = res.message if ok else f"{res.message}; true residual {rel:.3e} misses rtol {options.rtol:.1e}"
     return SampleRecord(index, engine, ok, rel, res.iterations, res.matvecs, res.precond_applies, 0.0,
                         message=msg)
 
@@ -179,7 +192,3 @@ def _fallback_record(first: SampleRecord, A, b, sol, dres: SolveResult, options)
     return SampleRecord(first.index, "direct", second.converged, second.residual, first.iterations,
                         first.matvecs + dres.matvecs, first.precond_applies, 0.0, fallback=True,
                         message=f"{first.engine} did not converge ({first.message}); re-solved with direct")
-
-
-def _with_seconds(record: SampleRecord, seconds: float, solve_seconds: float) -> SampleRecord:
-    return dataclasses.replace(record, seconds=seconds, solve_seconds=solve_seconds)

@@ -38,13 +38,17 @@ from collections.abc import Callable
 
 import numpy as np
 
-from solvers.registry import Registry
+from .registry import Registry
 
-__all__ = ["ORDERINGS", "hilbert_index", "order_systems", "tour_length"]
+__all__ = ["ORDERINGS", "GREEDY_LIMIT", "hilbert_index", "order_samples", "order_systems", "tour_length"]
 
 OrderingFn = Callable[..., np.ndarray]
 ORDERINGS: Registry[OrderingFn] = Registry("ordering")
 
+#: above this many samples a requested ``greedy`` ordering (O(N^2)) runs as ``hilbert``
+GREEDY_LIMIT = 20_000
+#: samples per call of a family's ``features`` (bounds the temporary feature blocks)
+FEATURE_CHUNK = 10_000
 _MAX_INDEX_BITS = 62  # Hilbert index fits an int64 as well as a uint64
 _MAX_BUCKET = 4096  # a bucket's bucket x bucket score matrix stays <= 128 MiB
 _CHUNK_ENTRIES = 1 << 22  # score-matrix entries per batch of buckets (32 MiB in float64)
@@ -90,6 +94,28 @@ def order_systems(features, *, method: str = "greedy", start: int = 0, **options
         raise ValueError(f"start must be in [0, {max(N - 1, 0)}] for N = {N} systems, got {start}")
     perm = order(X, int(start), **options)
     return np.asarray(perm, dtype=np.int64)
+
+
+def order_samples(family, spec, seed: int, indices, method: str) -> tuple[np.ndarray, str]:
+    r"""Sample ``indices`` of a family reordered so that consecutive samples are similar.
+
+    The one place where samples are ordered (:func:`solvers.generate.generate` and the
+    job planner call it): features are the family's ordering features
+    (``family.features(spec, seed, chunk)``, float32, computed in chunks of
+    ``FEATURE_CHUNK`` without materialising fields); ``greedy`` becomes ``hilbert``
+    above ``GREEDY_LIMIT`` samples.  Returns ``(ordered indices, method used)``.
+    """
+    indices = np.asarray(indices, dtype=np.int64)
+    used = "hilbert" if method == "greedy" and len(indices) > GREEDY_LIMIT else method
+    ORDERINGS[used]  # unknown names raise here, whatever N is
+    if used == "none" or len(indices) < 3:
+        return indices, used
+    blocks = [np.asarray(family.features(spec, seed, indices[i : i + FEATURE_CHUNK]), dtype=np.float32)
+              for i in range(0, len(indices), FEATURE_CHUNK)]
+    features = np.vstack(blocks)
+    if features.shape[1] == 0:
+        return indices, used
+    return indices[order_systems(features, method=used)], used
 
 
 def tour_length(features, perm) -> float:

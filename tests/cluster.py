@@ -37,7 +37,8 @@ from workers.config import Settings
 from workers.jobs import JobService
 from workers.services import make_storage
 from workers.spec import JobBase, parse_spec
-from workers.state import TERMINAL, JobStore
+from workers.state import JobStore
+from workers.status import TERMINAL
 from workers.storage import Storage, open_storage
 
 REDIS_URL = "redis://127.0.0.1:6379/13"

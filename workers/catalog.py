@@ -26,7 +26,7 @@ def describe_family(name: str) -> dict:
     return {
         "name": name,
         "summary": family.summary,
-        "matrix": family.symmetry,
+        "matrix": family.capabilities(family.spec()).describe(),  # of the default spec
         "description": inspect.getdoc(inspect.getmodule(type(family))) or "",
         "parameters": model.model_fields["params"].annotation.model_json_schema(),
         "job_schema": model.model_json_schema(),

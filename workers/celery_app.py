@@ -7,18 +7,22 @@
   deployment's ``key_prefix`` (isolation on a shared Redis);
 * soft/hard time limits per task, JSON only, no result backend (state lives in Redis
   through :mod:`workers.state`; fan-in is an atomic Redis set, never ``.get()``).
+
+The broker is ``PDEFORGE_BROKER_URL`` and nothing else: a worker process refuses to start
+without it, and :func:`workers.tasks.enqueue` refuses to send (Celery's own default,
+an AMQP server on localhost, would silently take the messages).
 """
 
 from __future__ import annotations
 
-from celery import Celery
+from celery import Celery, signals
 
 from .config import get_settings
 
 
 def make_celery() -> Celery:
     s = get_settings()
-    app = Celery("pdeforge", broker=s.broker_url or "redis://127.0.0.1:6379/0", include=["workers.tasks"])
+    app = Celery("pdeforge", broker=s.broker_url or None, include=["workers.tasks"])
     app.conf.update(
         task_acks_late=True,
         task_reject_on_worker_lost=True,
@@ -41,3 +45,15 @@ def make_celery() -> Celery:
 
 
 app = make_celery()
+
+
+@signals.worker_init.connect
+def _check_broker(**_) -> None:
+    get_settings().require_broker()
+
+
+@signals.worker_process_init.connect
+def _one_blas_thread(**_) -> None:
+    from solvers.threads import single_threaded_blas
+
+    single_threaded_blas()

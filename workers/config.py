@@ -11,6 +11,12 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .storage.base import MAX_PRESIGN_EXPIRY, PRESIGN_EXPIRY, S3_REGION
+
+
+class ConfigError(RuntimeError):
+    """A setting the requested operation needs is missing; the message says which and how to set it."""
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PDEFORGE_", env_file=None, extra="ignore")
@@ -26,8 +32,8 @@ class Settings(BaseSettings):
         None, description="endpoint used in presigned download URLs (default: s3_endpoint_url)")
     s3_access_key: str | None = None
     s3_secret_key: str | None = None
-    s3_region: str = "us-east-1"
-    presign_expiry: int = Field(3600, ge=1, le=7 * 24 * 3600, description="presigned URL lifetime (s)")
+    s3_region: str = S3_REGION
+    presign_expiry: int = Field(PRESIGN_EXPIRY, ge=1, le=MAX_PRESIGN_EXPIRY, description="presigned URL lifetime (s)")
     data_dir: Path = Field(Path("pdeforge-data"), description="embedded default storage folder")
 
     # --- API ------------------------------------------------------------------------------
@@ -71,6 +77,20 @@ class Settings(BaseSettings):
     @property
     def state_url(self) -> str:
         return self.redis_url or self.broker_url
+
+    def require_broker(self) -> str:
+        """The broker URL; :class:`ConfigError` when it is not set (only ``pdeforge serve`` runs without
+        one: it starts a bundled Redis and hands its address to its children)."""
+        if not self.broker_url:
+            raise ConfigError("PDEFORGE_BROKER_URL is not set: point it at your Redis (redis://host:6379/0) "
+                              "or run `pdeforge serve`, which starts a bundled one")
+        return self.broker_url
+
+    def require_state_url(self) -> str:
+        """The Redis URL for job state (``PDEFORGE_REDIS_URL``, else the broker's)."""
+        if not self.state_url:
+            self.require_broker()
+        return self.state_url
 
     def resolved_storage_url(self) -> str:
         return self.storage_url or self.data_dir.resolve().as_uri()

@@ -12,6 +12,8 @@ The tree::
     └── JobError                                a dataset job cannot proceed
         ├── JobCancelled                        the job's cancel flag was seen between samples
         ├── JobNotFound(…, KeyError)            no such job in Redis nor dataset in storage
+        ├── BatchNotFound(…, KeyError)          no such batch
+        ├── JobConflict                         the request conflicts with the job's state
         └── PoisonShard                         a shard was delivered more than max_attempts times
 
 Errors carry context as attributes (``key``, ``backend`` -- the storage URL -- and
@@ -32,6 +34,8 @@ __all__ = [
     "JobError",
     "JobCancelled",
     "JobNotFound",
+    "BatchNotFound",
+    "JobConflict",
     "PoisonShard",
 ]
 
@@ -105,6 +109,14 @@ class JobCancelled(JobError):
 
 class JobNotFound(JobError, KeyError):
     """Neither Redis nor object storage knows the job / dataset."""
+
+
+class BatchNotFound(JobError, KeyError):
+    """No batch with that id."""
+
+
+class JobConflict(JobError):
+    """The request conflicts with the job's current state (e.g. deleting a running job's dataset)."""
 
 
 class PoisonShard(JobError):

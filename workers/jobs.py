@@ -9,13 +9,16 @@ the job is found again from the spec in object storage.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable
 
 from . import keys, pipeline
 from .config import Settings
-from .errors import JobNotFound, ObjectNotFound
+from .errors import BatchNotFound, JobConflict, JobNotFound, ObjectNotFound
 from .spec import JobBase
-from .state import ACTIVE, JobStore
+from .state import JobStore
+from .status import ACTIVE, JobStatus
 from .storage import Storage
 
 
@@ -54,7 +57,7 @@ class JobService:
         manifest = pipeline.storage_manifest(self.storage, job_id)
         rec = self.store.get(job_id)
         if manifest is not None:
-            if rec is None or rec["status"] != "succeeded":
+            if rec is None or rec["status"] != JobStatus.SUCCEEDED:
                 self.store.create(job_id, samples_total=job.samples, family=job.family)
                 self._mark_complete(job_id, manifest)
             return self.store.get(job_id), False
@@ -71,7 +74,7 @@ class JobService:
         for f in manifest["files"]:
             if "shard" in f:
                 self.store.shard_done(job_id, keys.shard_name(f["split"], f["shard"]), f["samples"], plan_shards)
-        self.store.set_status(job_id, "succeeded", force=True, summary=manifest["solver"],
+        self.store.set_status(job_id, JobStatus.SUCCEEDED, force=True, summary=manifest["solver"],
                               finished=manifest.get("created", ""))
 
     def get(self, job_id: str) -> dict:
@@ -111,5 +114,63 @@ class JobService:
             rec = self.store.get(job_id)
         if rec["status"] in ACTIVE:
             self.store.request_cancel(job_id)
-            self.store.set_status(job_id, "cancelled")
+            self.store.set_status(job_id, JobStatus.CANCELLED)
         return self.store.get(job_id)
+
+    def delete(self, dataset_id: str) -> None:
+        """Delete a dataset's files and its job record (:class:`JobConflict` while the job runs)."""
+        if not keys.is_id(dataset_id):
+            raise JobNotFound(f"no dataset {dataset_id!r}", job_id=dataset_id)
+        rec = self.store.get(dataset_id)
+        if rec is not None and rec["status"] in ACTIVE:
+            raise JobConflict(f"job {dataset_id} is {rec['status']}; cancel it before deleting the dataset",
+                              job_id=dataset_id)
+        removed = self.storage.delete_prefix(keys.prefix(dataset_id))
+        if rec is None and removed == 0:
+            raise JobNotFound(f"no dataset {dataset_id!r}", job_id=dataset_id)
+        self.store.delete(dataset_id)
+
+    # ----- listings, batches, readiness ----------------------------------------------------------
+    def list_jobs(self, *, status: str | None = None, offset: int = 0, limit: int = 50) -> tuple[list[dict], int | None]:
+        """Up to ``limit`` job records, newest first, from position ``offset`` of the job list
+        (only those with ``status`` if given); returns ``(records, next offset or None)``."""
+        out: list[dict] = []
+        chunk = max(limit, 100)
+        while len(out) < limit:
+            ids = self.store.ids(start=offset, count=chunk)
+            if not ids:
+                return out, None
+            for i, rec in enumerate(self.store.get_many(ids)):
+                if rec is not None and (status is None or rec["status"] == status):
+                    out.append(rec)
+                    if len(out) == limit:
+                        following = offset + i + 1
+                        return out, following if self.store.ids(start=following, count=1) else None
+            offset += len(ids)
+        return out, None
+
+    def submit_batch(self, jobs: list[JobBase]) -> tuple[str, list[dict]]:
+        """Submit every spec (each like :meth:`submit`); the batch id is a hash of the job ids."""
+        recs = [self.submit(job)[0] for job in jobs]
+        ids = [r["id"] for r in recs]
+        batch_id = hashlib.sha256(json.dumps(ids).encode()).hexdigest()[:16]
+        self.store.put_batch(batch_id, ids)
+        return batch_id, recs
+
+    def batch(self, batch_id: str) -> list[dict]:
+        """The records of a batch's jobs (:class:`BatchNotFound` for an unknown batch)."""
+        ids = self.store.batch(batch_id) if keys.is_id(batch_id) else None
+        if ids is None:
+            raise BatchNotFound(f"no batch {batch_id!r}")
+        return [self.get(job_id) for job_id in ids]
+
+    def readiness(self) -> dict[str, str]:
+        """``{"redis": "ok" | reason, "storage": "ok" | reason}``; never raises."""
+        checks = {}
+        for name, probe in (("redis", self.store.ping), ("storage", self.storage.check)):
+            try:
+                probe()
+                checks[name] = "ok"
+            except Exception as exc:  # noqa: BLE001 - reported, never raised
+                checks[name] = f"unreachable: {type(exc).__name__}"
+        return checks

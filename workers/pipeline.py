@@ -1,7 +1,7 @@
 """Plan, solve-shard and finalize as plain functions over a :class:`~workers.storage.Storage`.
 
 The Celery tasks (:mod:`workers.tasks`) and the in-process generator
-(:mod:`workers.local`) call exactly these functions, so both write the same layout
+(:mod:`workers.standalone`) call exactly these functions, so both write the same layout
 (:mod:`workers.keys`).
 
 * :func:`make_plan` -- deterministic split assignment, ordering features (no fields
@@ -28,20 +28,17 @@ from collections.abc import Callable
 import numpy as np
 
 from solvers import __version__
+from solvers.engines import EngineDecision, FactorCache, pilot
 from solvers.families import get_family
-from solvers.engines import pilot
 from solvers.generate import generate
-from solvers.ordering import order_systems
+from solvers.ordering import order_samples
 
 from . import keys
 from .dataset import sha256_file, write_shard
 from .errors import JobCancelled, ObjectNotFound, StorageError
+from .records import Plan, ShardPlan, ShardRecord
 from .spec import JobBase, parse_spec
 from .storage import Storage, canonical_json
-
-#: above this many samples per split a requested greedy ordering (O(N^2)) becomes hilbert
-GREEDY_LIMIT = 20_000
-FEATURE_CHUNK = 10_000
 
 
 # ----------------------------------------------------------------------------- spec & plan
@@ -70,70 +67,54 @@ def split_indices(job: JobBase) -> dict[str, np.ndarray]:
     return out
 
 
-def ordering_features(job: JobBase, indices: np.ndarray) -> np.ndarray:
-    family, spec = get_family(job.family), job.family_spec()
-    blocks = [family.features(spec, job.seed, indices[i : i + FEATURE_CHUNK]).astype(np.float32)
-              for i in range(0, len(indices), FEATURE_CHUNK)]
-    return np.vstack(blocks) if blocks else np.zeros((0, 0), np.float32)
-
-
-def make_plan(job: JobBase) -> dict:
+def make_plan(job: JobBase) -> Plan:
     """The plan: for each split the ordered sample indices cut into contiguous shards."""
     t0 = time.perf_counter()
-    method = job.solver.ordering
-    splits, orderings = {}, {}
+    family, spec = get_family(job.family), job.family_spec()
+    ordered, orderings = {}, {}
     for name, idx in split_indices(job).items():
-        used = "hilbert" if method == "greedy" and len(idx) > GREEDY_LIMIT else method
         t1 = time.perf_counter()
-        if used != "none" and len(idx) > 2:
-            feats = ordering_features(job, idx)
-            if feats.shape[1]:
-                idx = idx[order_systems(feats, method=used)]
+        ordered[name], used = order_samples(family, spec, job.seed, idx, job.solver.ordering)
         orderings[name] = {"method": used, "seconds": round(time.perf_counter() - t1, 4)}
+    first = next((ordered[name] for name in keys.SPLITS if len(ordered[name])), np.zeros(0, np.int64))
+    engine = choose_job_engine(job, first[: job.output.shard_samples])
+    splits = {}
+    for name, idx in ordered.items():
         count = max(1, math.ceil(len(idx) / job.output.shard_samples)) if len(idx) else 0
-        splits[name] = [
-            {"split": name, "shard": k, "key": keys.shard(job.dataset_id, name, k), "indices": part.tolist()}
-            for k, part in enumerate(np.array_split(idx, count) if count else [])
-        ]
-    engine = choose_job_engine(job, splits)
-    for shard in (s for parts in splits.values() for s in parts):
-        shard["engine"] = engine["chosen"]
-    shards = sum(len(s) for s in splits.values())
-    return {"dataset_id": job.dataset_id, "samples": job.samples, "shards_total": shards,
-            "splits": splits, "ordering": orderings, "engine": engine,
-            "seconds": round(time.perf_counter() - t0, 4), "pdeforge_version": __version__}
+        splits[name] = [ShardPlan(name, k, keys.shard(job.dataset_id, name, k), part.tolist(), engine.chosen)
+                        for k, part in enumerate(np.array_split(idx, count) if count else [])]
+    return Plan(job.dataset_id, job.samples, splits, orderings, engine.as_dict(),
+                round(time.perf_counter() - t0, 4), __version__)
 
 
-def choose_job_engine(job: JobBase, splits: dict) -> dict:
+def choose_job_engine(job: JobBase, first_indices) -> EngineDecision:
     """The engine for every shard: as requested, or (``auto``) decided by a pilot on the first
-    samples of the first shard in solve order; the record says which and why."""
-    requested = job.solver.engine
-    if requested != "auto":
-        return {"requested": requested, "chosen": requested, "reason": "requested in the spec"}
-    first = next((s["indices"] for name in keys.SPLITS for s in splits.get(name, [])), [])
-    return pilot(get_family(job.family), job.family_spec(), job.seed, first, job.solver_options())
+    samples of the first shard in solve order; the decision says which and why."""
+    if job.solver.engine != "auto":
+        return EngineDecision.fixed(job.solver.engine)
+    return pilot(get_family(job.family), job.family_spec(), job.seed, list(first_indices), job.solver_options())
 
 
-def load_or_make_plan(storage: Storage, job: JobBase) -> dict:
+def read_plan(storage: Storage, dataset_id: str) -> Plan:
+    return Plan.from_json(storage.get_json(keys.plan(dataset_id)))
+
+
+def load_or_make_plan(storage: Storage, job: JobBase) -> Plan:
     """The stored plan if there is one (plans are deterministic), else a new one, stored."""
     try:
-        return storage.get_json(keys.plan(job.dataset_id))
+        return read_plan(storage, job.dataset_id)
     except ObjectNotFound:
         plan = make_plan(job)
-        storage.put_json(keys.plan(job.dataset_id), plan)
+        storage.put_json(keys.plan(job.dataset_id), plan.to_json())
         return plan
 
 
-def plan_shards(plan: dict) -> list[dict]:
-    return [s for name in keys.SPLITS for s in plan["splits"].get(name, [])]
-
-
 # ----------------------------------------------------------------------------- shards
-def existing_shard(storage: Storage, dataset_id: str, split: str, k: int) -> dict | None:
+def existing_shard(storage: Storage, dataset_id: str, split: str, k: int) -> ShardRecord | None:
     """The shard's record if the shard is complete (record present, object of recorded size)."""
     try:
-        record = storage.get_json(keys.shard_record(dataset_id, split, k))
-        if storage.stat(record["key"]).size == record["bytes"]:
+        record = ShardRecord.from_json(storage.get_json(keys.shard_record(dataset_id, split, k)))
+        if storage.stat(record.key).size == record.bytes:
             return record
     except ObjectNotFound:
         pass
@@ -173,65 +154,67 @@ def solver_summary(records) -> dict:
 def solve_shard(
     storage: Storage,
     job: JobBase,
-    shard: dict,
+    shard: ShardPlan,
     *,
     on_progress: Callable[[int], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
-) -> dict:
+    cache: FactorCache | None = None,
+) -> ShardRecord:
     """Solve one planned shard and store it; returns its record (idempotent, see module doc).
 
     ``on_progress(done)`` is called after every sample; ``should_cancel()`` is polled
-    between samples and stops the shard with :class:`JobCancelled`.
+    between samples and stops the shard with :class:`JobCancelled`; ``cache`` is the
+    worker process's factor cache.
     """
-    split, k = shard["split"], shard["shard"]
-    done = existing_shard(storage, job.dataset_id, split, k)
+    done = existing_shard(storage, job.dataset_id, shard.split, shard.shard)
     if done is not None:
         return done
     family, spec = get_family(job.family), job.family_spec()
-    engine = shard.get("engine") or job.solver.engine
-    options = dataclasses.replace(job.solver_options(), ordering="none", engine=engine)  # the plan ordered them
+    options = dataclasses.replace(job.solver_options(), ordering="none", engine=shard.engine)  # the plan ordered them
     count = 0
+
+    def check_cancel() -> None:
+        if should_cancel is not None and should_cancel():
+            raise JobCancelled(f"job {job.dataset_id} cancelled", job_id=job.dataset_id)
 
     def on_sample(_record) -> None:
         nonlocal count
         count += 1
         if on_progress is not None:
             on_progress(count)
-        if should_cancel is not None and should_cancel():
-            raise JobCancelled(f"job {job.dataset_id} cancelled", job_id=job.dataset_id)
+        check_cancel()
 
-    if should_cancel is not None and should_cancel():
-        raise JobCancelled(f"job {job.dataset_id} cancelled", job_id=job.dataset_id)
+    check_cancel()
     t0 = time.perf_counter()
-    result = generate(family, spec, shard["indices"], seed=job.seed, options=options, on_sample=on_sample)
+    result = generate(family, spec, shard.indices, seed=job.seed, options=options, on_sample=on_sample, cache=cache)
     seconds = time.perf_counter() - t0
     attrs = {"spec": job.canonical_json(), "dataset_id": job.dataset_id, "family": job.family,
-             "grid": list(spec.shape), "split": split, "shard": k}
+             "grid": list(spec.shape), "split": shard.split, "shard": shard.shard}
     fd, tmp = tempfile.mkstemp(suffix=".h5", prefix="pdeforge-shard-")
     os.close(fd)
     try:
         info = write_shard(tmp, result, attrs=attrs, coordinates=family.coordinates(spec),
                            precision=job.output.dtype)
-        record = {
-            "split": split, "shard": k, "key": shard["key"], "bytes": os.path.getsize(tmp),
-            "sha256": sha256_file(tmp), **info, "first_index": int(result.indices[0]) if len(result.indices) else None,
-            "solver": {**solver_summary(result.records), "counters": result.meta.get("counters", {})},
-            "stats": shard_statistics(result),
-            "seconds": seconds, "input_names": result.input_names,
-        }
-        storage.put_file(shard["key"], tmp, content_type="application/x-hdf5")
+        record = ShardRecord(
+            split=shard.split, shard=shard.shard, key=shard.key, bytes=os.path.getsize(tmp),
+            sha256=sha256_file(tmp), samples=info["samples"], x=info["x"], y=info["y"],
+            first_index=int(result.indices[0]) if len(result.indices) else None,
+            solver={**solver_summary(result.records), "counters": result.meta.get("counters", {})},
+            stats=shard_statistics(result), seconds=seconds, input_names=result.input_names,
+        )
+        storage.put_file(shard.key, tmp, content_type="application/x-hdf5")
     finally:
         os.unlink(tmp)
     # the record is written after the object: a record always describes a complete shard
-    storage.put_json(keys.shard_record(job.dataset_id, split, k), record)
+    storage.put_json(keys.shard_record(job.dataset_id, shard.split, shard.shard), record.to_json())
     return record
 
 
 # ----------------------------------------------------------------------------- finalize
-def _combine_stats(records: list[dict]) -> dict:
+def _combine_stats(records: list[ShardRecord]) -> dict:
     total: dict[str, list[float]] = {}
     for rec in records:
-        for name, (n, s, q) in rec["stats"].items():
+        for name, (n, s, q) in rec.stats.items():
             acc = total.setdefault(name, [0.0, 0.0, 0.0])
             acc[0] += n
             acc[1] += s
@@ -243,26 +226,25 @@ def _combine_stats(records: list[dict]) -> dict:
     return out
 
 
-def _combine_solver(records: list[dict]) -> dict:
+def _combine_solver(records: list[ShardRecord]) -> dict:
     engines: Counter = Counter()
-    for rec in records:
-        engines.update(rec["solver"]["engines"])
-    samples = sum(rec["solver"]["samples"] for rec in records)
-    seconds = sum(rec["solver"]["seconds_sum"] for rec in records)
     counters: Counter = Counter()
     for rec in records:
-        counters.update(rec["solver"].get("counters", {}))
+        engines.update(rec.solver["engines"])
+        counters.update(rec.solver.get("counters", {}))
+    samples = sum(rec.solver["samples"] for rec in records)
+    seconds = sum(rec.solver["seconds_sum"] for rec in records)
     return {
         "samples": samples,
         "counters": dict(counters),
-        "mean_iterations": sum(r["solver"]["iterations_sum"] for r in records) / max(samples, 1),
-        "max_iterations": max((r["solver"]["iterations_max"] for r in records), default=0),
-        "mean_matvecs": sum(r["solver"]["matvecs_sum"] for r in records) / max(samples, 1),
-        "residual_max": max((r["solver"]["residual_max"] for r in records), default=0.0),
+        "mean_iterations": sum(r.solver["iterations_sum"] for r in records) / max(samples, 1),
+        "max_iterations": max((r.solver["iterations_max"] for r in records), default=0),
+        "mean_matvecs": sum(r.solver["matvecs_sum"] for r in records) / max(samples, 1),
+        "residual_max": max((r.solver["residual_max"] for r in records), default=0.0),
         "seconds_per_sample": seconds / max(samples, 1),
         "engines": dict(engines),
-        "fallbacks": sum(r["solver"]["fallbacks"] for r in records),
-        "unconverged": sum(r["solver"]["unconverged"] for r in records),
+        "fallbacks": sum(r.solver["fallbacks"] for r in records),
+        "unconverged": sum(r.solver["unconverged"] for r in records),
     }
 
 
@@ -272,24 +254,24 @@ def _file_entry(storage: Storage, dataset_id: str, key: str, data: bytes | None 
             "sha256": hashlib.sha256(data).hexdigest()}
 
 
-def finalize(storage: Storage, job: JobBase, plan: dict) -> dict:
+def finalize(storage: Storage, job: JobBase, plan: Plan) -> dict:
     """Check all shards, write ``stats.json`` and then ``manifest.json``; returns the manifest."""
     dataset_id = job.dataset_id
     existing = storage_manifest(storage, dataset_id)
     if existing is not None:
         return existing
     records = []
-    for shard in plan_shards(plan):
-        rec = existing_shard(storage, dataset_id, shard["split"], shard["shard"])
+    for shard in plan.shards():
+        rec = existing_shard(storage, dataset_id, shard.split, shard.shard)
         if rec is None:
-            raise StorageError(f"shard {keys.shard_name(shard['split'], shard['shard'])} of {dataset_id} "
-                               "is missing or does not match its record", key=shard["key"])
+            raise StorageError(f"shard {shard.name} of {dataset_id} is missing or does not match its record",
+                               key=shard.key)
         records.append(rec)
-    train = [r for r in records if r["split"] == "train"] or records
-    stats = {"dataset_id": dataset_id, "split_used": "train" if any(r["split"] == "train" for r in records) else "all",
+    train = [r for r in records if r.split == "train"] or records
+    stats = {"dataset_id": dataset_id, "split_used": "train" if any(r.split == "train" for r in records) else "all",
              "fields": _combine_stats(train), "solver": _combine_solver(records),
-             "solver_by_split": {name: _combine_solver([r for r in records if r["split"] == name])
-                                 for name in keys.SPLITS if any(r["split"] == name for r in records)}}
+             "solver_by_split": {name: _combine_solver([r for r in records if r.split == name])
+                                 for name in keys.SPLITS if any(r.split == name for r in records)}}
     stats_bytes = canonical_json(stats)
     storage.put_bytes(keys.stats(dataset_id), stats_bytes, content_type="application/json")
     family, spec = get_family(job.family), job.family_spec()
@@ -297,17 +279,17 @@ def finalize(storage: Storage, job: JobBase, plan: dict) -> dict:
              _file_entry(storage, dataset_id, keys.plan(dataset_id)),
              _file_entry(storage, dataset_id, keys.stats(dataset_id), stats_bytes)]
     for r in records:
-        files.append({"path": r["key"].removeprefix(keys.prefix(dataset_id)), "bytes": r["bytes"],
-                      "sha256": r["sha256"], "split": r["split"], "shard": r["shard"], "samples": r["samples"],
-                      "x": r["x"], "y": r["y"]})
+        files.append({"path": r.key.removeprefix(keys.prefix(dataset_id)), "bytes": r.bytes,
+                      "sha256": r.sha256, "split": r.split, "shard": r.shard, "samples": r.samples,
+                      "x": r.x, "y": r.y})
     manifest = {
         "dataset_id": dataset_id, "family": job.family, "grid": list(spec.shape),
         "samples": job.samples, "input_names": family.input_names(spec), "scalar_names": family.scalar_names(spec),
-        "splits": {name: {"samples": sum(r["samples"] for r in records if r["split"] == name),
-                          "shards": sum(1 for r in records if r["split"] == name)}
+        "splits": {name: {"samples": sum(r.samples for r in records if r.split == name),
+                          "shards": sum(1 for r in records if r.split == name)}
                    for name in keys.SPLITS},
-        "files": files, "solver": stats["solver"], "ordering": plan.get("ordering", {}),
-        "engine": plan.get("engine", {}),
+        "files": files, "solver": stats["solver"], "ordering": plan.ordering,
+        "engine": plan.engine,
         "spec": job.model_dump(mode="json"), "pdeforge_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

@@ -8,6 +8,7 @@ from functools import lru_cache
 import numpy as np
 
 from . import keys
+from .records import Plan
 from .storage import Storage
 
 
@@ -63,13 +64,15 @@ class RangeFile(io.RawIOBase):
 
 @lru_cache(maxsize=64)
 def _index(storage: Storage, dataset_id: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, list]:
-    plan = storage.get_json(keys.plan(dataset_id))
-    shards = [s for name in keys.SPLITS for s in plan["splits"].get(name, [])]
-    indices = np.concatenate([np.asarray(s["indices"], dtype=np.int64) for s in shards]) if shards else np.zeros(0, np.int64)
-    which = np.concatenate([np.full(len(s["indices"]), j) for j, s in enumerate(shards)]) if shards else indices
-    where = np.concatenate([np.arange(len(s["indices"])) for s in shards]) if shards else indices
+    shards = Plan.from_json(storage.get_json(keys.plan(dataset_id))).shards()
+    if not shards:
+        empty = np.zeros(0, np.int64)
+        return empty, empty, empty, []
+    indices = np.concatenate([np.asarray(s.indices, dtype=np.int64) for s in shards])
+    which = np.concatenate([np.full(len(s.indices), j) for j, s in enumerate(shards)])
+    where = np.concatenate([np.arange(len(s.indices)) for s in shards])
     order = np.argsort(indices)
-    return indices[order], which[order], where[order], [(s["split"], s["shard"], s["key"]) for s in shards]
+    return indices[order], which[order], where[order], [(s.split, s.shard, s.key) for s in shards]
 
 
 def locate_sample(storage: Storage, dataset_id: str, index: int) -> tuple[str, int, str, int] | None:

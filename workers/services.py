@@ -1,8 +1,10 @@
-"""Process-wide handles built from :class:`~workers.config.Settings`: storage and job store."""
+"""Process-wide handles built from :class:`~workers.config.Settings`: storage, job store, factor cache."""
 
 from __future__ import annotations
 
 from functools import lru_cache
+
+from solvers.engines import FactorCache
 
 from .config import Settings, get_settings
 from .state import JobStore
@@ -22,9 +24,7 @@ def make_storage(settings: Settings) -> Storage:
 
 
 def make_store(settings: Settings) -> JobStore:
-    if not settings.state_url:
-        raise RuntimeError("no Redis configured: set PDEFORGE_BROKER_URL (or run `pdeforge serve`)")
-    return JobStore.from_url(settings.state_url, settings.key_prefix)
+    return JobStore.from_url(settings.require_state_url(), settings.key_prefix)
 
 
 @lru_cache(maxsize=1)
@@ -35,3 +35,9 @@ def storage() -> Storage:
 @lru_cache(maxsize=1)
 def store() -> JobStore:
     return make_store(get_settings())
+
+
+@lru_cache(maxsize=1)
+def factor_cache() -> FactorCache:
+    """This worker process's factorizations of fixed operators (``factorize_once``), kept across shards."""
+    return FactorCache()

@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, create_model, model_validator
 
-from solvers.engines import laplacian_coefficient
+from solvers.engines import check_engine
 from solvers.families import FAMILIES, FamilySpec
 from solvers.options import SolverOptions
 
@@ -137,16 +137,10 @@ class JobBase(BaseModel):
                 text = str(exc)
                 name = text.split("=", 1)[0]
                 raise ValueError(f"{where}.{text}" if name.isidentifier() or "." in name else text) from None
-        family, engine = FAMILIES[self.family], self.solver.engine  # type: ignore[attr-defined]
-        if engine == "factorize_once" and family.operator_varies(self.family_spec()):
-            raise ValueError(f"solver.engine='factorize_once' is not allowed for {self.family}: its operator "
-                             "varies between samples; allowed: auto, direct, direct_mixed, amg, skr, gmres")
-        if engine == "spectral" and laplacian_coefficient(family, self.family_spec()) is None:
-            raise ValueError(f"solver.engine='spectral' is not allowed for this {self.family} spec: it needs a "
-                             "constant-coefficient Laplacian (poisson, or darcy with a constant coefficient)")
-        if engine == "amg" and self.family == "helmholtz":  # type: ignore[attr-defined]
-            raise ValueError("solver.engine='amg' is not allowed for helmholtz (indefinite operator); "
-                             "allowed: auto, direct, direct_mixed, skr, gmres")
+        try:  # the one applicability rule (solvers.engines.refusal), as a 422 on solver.engine
+            check_engine(self.solver.engine, FAMILIES[self.family], self.family_spec())  # type: ignore[attr-defined]
+        except ValueError as exc:
+            raise ValueError(f"solver.{exc}") from None
         return self
 
 

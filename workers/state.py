@@ -9,8 +9,11 @@ Keys (all under ``{prefix}:``)::
     job:{id}:cancel       string cancellation flag
     job:{id}:lease:{shard} string token of the worker currently solving the shard (TTL, renewed)
     jobs                  zset   job id by creation time (listing, pagination)
+    batch:{id}            string JSON list of the batch's job ids
+    metrics               hash   service counters (samples and shards solved, solve seconds)
 
-Status: queued -> planning -> running -> finalizing -> succeeded | failed | cancelled.
+Status: :class:`~workers.status.JobStatus` (queued -> planning -> running -> finalizing ->
+succeeded | failed | cancelled).
 Progress is per shard (``HSET``), so a shard that is re-run after a crash overwrites
 instead of double counting.  The spec and plan live in object storage, so a job
 whose Redis record is lost can be found again and resumed from storage.
@@ -24,9 +27,7 @@ from datetime import datetime, timezone
 
 import redis
 
-ACTIVE = ("queued", "planning", "running", "finalizing")
-TERMINAL = ("succeeded", "failed", "cancelled")
-STATUSES = ACTIVE + TERMINAL
+from .status import STATUSES, TERMINAL, JobStatus
 
 # Fan-in: add the shard; report 1 only for the call that made the set complete.
 _DONE = """
@@ -41,12 +42,13 @@ return 0
 """
 # Set status unless the job already reached a terminal state (unless forced).
 _STATUS = """
+local terminal = {%s}
 local cur = redis.call('HGET', KEYS[1], 'status')
 if cur == false then return 0 end
-if ARGV[2] ~= '1' and (cur == 'succeeded' or cur == 'failed' or cur == 'cancelled') then return 0 end
+if ARGV[2] ~= '1' and terminal[cur] then return 0 end
 redis.call('HSET', KEYS[1], 'status', ARGV[1], unpack(ARGV, 3))
 return 1
-"""
+""" % ", ".join(f"['{s.value}'] = true" for s in sorted(TERMINAL))
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -84,7 +86,7 @@ class JobStore:
     def create(self, job_id: str, *, samples_total: int, family: str, extra: dict | None = None) -> dict:
         """(Re)create the record of ``job_id`` as queued, keeping nothing of an earlier run's state."""
         created = now_iso()
-        fields = {"id": job_id, "status": "queued", "family": family, "samples_total": samples_total,
+        fields = {"id": job_id, "status": JobStatus.QUEUED.value, "family": family, "samples_total": samples_total,
                   "shards_total": 0, "created": created, "updated": created, "started": "", "finished": "",
                   "error": "", "summary": "{}"}
         fields.update({k: v if isinstance(v, (str, int, float)) else json.dumps(v) for k, v in (extra or {}).items()})
@@ -97,32 +99,51 @@ class JobStore:
         return self.get(job_id)
 
     def get(self, job_id: str) -> dict | None:
-        rec = self.r.hgetall(self._k(job_id))
-        if not rec:
-            return None
-        for key in ("samples_total", "shards_total"):
-            rec[key] = int(rec.get(key) or 0)
-        rec["summary"] = json.loads(rec.get("summary") or "{}")
-        rec["samples_done"] = self.samples_done(job_id)
-        rec["shards_done"] = int(self.r.scard(self._k(job_id, "done")))
-        rec["cancel_requested"] = bool(self.r.exists(self._k(job_id, "cancel")))
-        return rec
+        return self.get_many([job_id])[0]
+
+    def get_many(self, job_ids: list[str]) -> list[dict | None]:
+        """The records of ``job_ids`` (None for unknown ones) in one round trip."""
+        pipe = self.r.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hgetall(self._k(job_id))
+            pipe.hvals(self._k(job_id, "progress"))
+            pipe.scard(self._k(job_id, "done"))
+            pipe.exists(self._k(job_id, "cancel"))
+        replies = pipe.execute()
+        out = []
+        for j in range(len(job_ids)):
+            rec, progress, done, cancel = replies[4 * j : 4 * j + 4]
+            if not rec:
+                out.append(None)
+                continue
+            for key in ("samples_total", "shards_total"):
+                rec[key] = int(rec.get(key) or 0)
+            rec["summary"] = json.loads(rec.get("summary") or "{}")
+            rec["samples_done"] = sum(int(v) for v in progress)
+            rec["shards_done"] = int(done)
+            rec["cancel_requested"] = bool(cancel)
+            out.append(rec)
+        return out
+
+    def ping(self) -> None:
+        """Raise ``redis.RedisError`` unless Redis answers."""
+        self.r.ping()
 
     def update(self, job_id: str, **fields) -> None:
         fields["updated"] = now_iso()
         self.r.hset(self._k(job_id), mapping={k: v if isinstance(v, (str, int, float)) else json.dumps(v)
                                               for k, v in fields.items()})
 
-    def set_status(self, job_id: str, status: str, *, force: bool = False, **fields) -> bool:
+    def set_status(self, job_id: str, status: JobStatus, *, force: bool = False, **fields) -> bool:
         """Move to ``status`` unless the job is already terminal (``force`` overrides)."""
-        assert status in STATUSES, status
+        status = JobStatus(status)
         fields["updated"] = now_iso()
-        if status in TERMINAL:
+        if status.terminal:
             fields.setdefault("finished", now_iso())
         flat = []
         for k, v in fields.items():
             flat += [k, v if isinstance(v, (str, int, float)) else json.dumps(v)]
-        return bool(self._status(keys=[self._k(job_id)], args=[status, "1" if force else "0", *flat]))
+        return bool(self._status(keys=[self._k(job_id)], args=[status.value, "1" if force else "0", *flat]))
 
     def ids(self, *, start: int = 0, count: int = 100) -> list[str]:
         """Job ids, newest first."""
@@ -136,9 +157,6 @@ class JobStore:
     # ----- progress and fan-in ------------------------------------------------------------------
     def progress(self, job_id: str, shard: str, samples: int) -> None:
         self.r.hset(self._k(job_id, "progress"), shard, samples)
-
-    def samples_done(self, job_id: str) -> int:
-        return sum(int(v) for v in self.r.hvals(self._k(job_id, "progress")))
 
     def shard_done(self, job_id: str, shard: str, samples: int, shards_total: int, seconds: float = 0.0) -> bool:
         """Record a finished shard; True exactly once, for the call that completed the set.
@@ -156,7 +174,7 @@ class JobStore:
     def status_counts(self, limit: int = 100_000) -> dict[str, int]:
         """Jobs per status over the ``limit`` most recent jobs."""
         ids = self.ids(count=limit)
-        pipe = self.r.pipeline()
+        pipe = self.r.pipeline(transaction=False)
         for job_id in ids:
             pipe.hget(self._k(job_id), "status")
         counts = {s: 0 for s in STATUSES}
@@ -167,6 +185,15 @@ class JobStore:
 
     def done_shards(self, job_id: str) -> set[str]:
         return set(self.r.smembers(self._k(job_id, "done")))
+
+    # ----- batches -----------------------------------------------------------------------------
+    def put_batch(self, batch_id: str, job_ids: list[str]) -> None:
+        self.r.set(f"{self.prefix}:batch:{batch_id}", json.dumps(job_ids))
+
+    def batch(self, batch_id: str) -> list[str] | None:
+        """The job ids of a batch, or None for an unknown batch."""
+        raw = self.r.get(f"{self.prefix}:batch:{batch_id}")
+        return None if raw is None else json.loads(raw)
 
     # ----- cancellation ------------------------------------------------------------------------
     def request_cancel(self, job_id: str) -> None:

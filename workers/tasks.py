@@ -19,7 +19,9 @@ from . import keys, pipeline, services
 from .celery_app import app
 from .config import get_settings
 from .errors import JobCancelled, PoisonShard, TransientStorageError
-from .state import TERMINAL, now_iso
+from .records import ShardRecord
+from .state import now_iso
+from .status import JobStatus
 
 log = logging.getLogger("pdeforge.tasks")
 class JobTask(app.Task):
@@ -37,25 +39,26 @@ RETRY = dict(base=JobTask, bind=True, autoretry_for=(TransientStorageError,), re
 
 
 def enqueue(name: str, *args) -> None:
-    app.send_task(name, args=list(args), queue=get_settings().queue)
+    settings = get_settings()
+    settings.require_broker()
+    app.send_task(name, args=list(args), queue=settings.queue)
 
 
 def _fail(job_id: str, error: str) -> None:
     log.error("job %s failed: %s", job_id, error)
-    services.store().set_status(job_id, "failed", error=error[:2000])
+    services.store().set_status(job_id, JobStatus.FAILED, error=error[:2000])
 
 
-def mark_shard_done(job_id: str, record: dict, shards_total: int) -> None:
-    name = keys.shard_name(record["split"], record["shard"])
-    if services.store().shard_done(job_id, name, record["samples"], shards_total,
-                                   record["solver"]["seconds_sum"]):
+def mark_shard_done(job_id: str, record: ShardRecord, shards_total: int) -> None:
+    if services.store().shard_done(job_id, record.name, record.samples, shards_total,
+                                   record.solver["seconds_sum"]):
         enqueue("pdeforge.finalize", job_id)
 
 
 def active_record(job_id: str) -> dict | None:
     """The job's record, or None when it is unknown or already over (the task then does nothing)."""
     rec = services.store().get(job_id)
-    return None if rec is None or rec["status"] in TERMINAL else rec
+    return None if rec is None or JobStatus(rec["status"]).terminal else rec
 
 
 @app.task(name="pdeforge.plan", **RETRY)
@@ -65,7 +68,7 @@ def plan(self, job_id: str) -> None:
     if rec is None:
         return
     try:
-        store.set_status(job_id, "planning", started=rec.get("started") or now_iso())
+        store.set_status(job_id, JobStatus.PLANNING, started=rec.get("started") or now_iso())
         job = pipeline.read_spec(storage, job_id)
         the_plan = pipeline.load_or_make_plan(storage, job)
     except TransientStorageError:
@@ -73,19 +76,19 @@ def plan(self, job_id: str) -> None:
     except Exception as exc:  # a bad stored spec or a bug: the job cannot run
         _fail(job_id, f"planning failed: {exc}")
         return
-    total = the_plan["shards_total"]
-    store.update(job_id, shards_total=total, ordering=the_plan["ordering"], engine=the_plan.get("engine", {}))
-    if not store.set_status(job_id, "running"):
+    total = the_plan.shards_total
+    store.update(job_id, shards_total=total, ordering=the_plan.ordering, engine=the_plan.engine)
+    if not store.set_status(job_id, JobStatus.RUNNING):
         return  # cancelled meanwhile
     pending = []
-    for shard in pipeline.plan_shards(the_plan):
-        done = pipeline.existing_shard(storage, job_id, shard["split"], shard["shard"])
+    for shard in the_plan.shards():
+        done = pipeline.existing_shard(storage, job_id, shard.split, shard.shard)
         if done is None:
             pending.append(shard)
         else:
             mark_shard_done(job_id, done, total)
     for shard in pending:
-        enqueue("pdeforge.solve_shard", job_id, shard["split"], shard["shard"])
+        enqueue("pdeforge.solve_shard", job_id, shard.split, shard.shard)
 
 
 @app.task(name="pdeforge.solve_shard", **RETRY)
@@ -102,11 +105,11 @@ def solve_shard(self, job_id: str, split: str, k: int) -> None:
                 f"max_attempts={settings.max_attempts}", job_id=job_id)))
             return
     job = pipeline.read_spec(storage, job_id)
-    the_plan = storage.get_json(keys.plan(job_id))
-    shard = the_plan["splits"][split][k]
+    the_plan = pipeline.read_plan(storage, job_id)
+    shard = the_plan.shard(split, k)
     done = pipeline.existing_shard(storage, job_id, split, k)
     if done is not None:
-        mark_shard_done(job_id, done, the_plan["shards_total"])
+        mark_shard_done(job_id, done, the_plan.shards_total)
         return
     token = uuid.uuid4().hex
     if not store.acquire_lease(job_id, name, token, settings.lease_seconds):
@@ -119,15 +122,15 @@ def solve_shard(self, job_id: str, split: str, k: int) -> None:
         raise self.retry(countdown=settings.lease_seconds)
 
     def progress(count: int) -> None:
-        if count % settings.progress_every == 0 or count == len(shard["indices"]):
+        if count % settings.progress_every == 0 or count == len(shard.indices):
             store.progress(job_id, name, count)
         store.renew_lease(job_id, name, token, settings.lease_seconds)
 
     try:
         record = pipeline.solve_shard(storage, job, shard, on_progress=progress,
-                                      should_cancel=lambda: store.cancelled(job_id))
+                                      should_cancel=lambda: store.cancelled(job_id), cache=services.factor_cache())
     except JobCancelled:
-        store.set_status(job_id, "cancelled")
+        store.set_status(job_id, JobStatus.CANCELLED)
         return
     except TransientStorageError:
         raise
@@ -139,7 +142,7 @@ def solve_shard(self, job_id: str, split: str, k: int) -> None:
         return
     finally:
         store.release_lease(job_id, name, token)
-    mark_shard_done(job_id, record, the_plan["shards_total"])
+    mark_shard_done(job_id, record, the_plan.shards_total)
 
 
 @app.task(name="pdeforge.finalize", **RETRY)
@@ -147,13 +150,13 @@ def finalize(self, job_id: str) -> None:
     store, storage = services.store(), services.storage()
     if active_record(job_id) is None:
         return
-    store.set_status(job_id, "finalizing")
+    store.set_status(job_id, JobStatus.FINALIZING)
     try:
         job = pipeline.read_spec(storage, job_id)
-        manifest = pipeline.finalize(storage, job, storage.get_json(keys.plan(job_id)))
+        manifest = pipeline.finalize(storage, job, pipeline.read_plan(storage, job_id))
     except TransientStorageError:
         raise
     except Exception as exc:
         _fail(job_id, f"finalize failed: {exc}")
         return
-    store.set_status(job_id, "succeeded", summary=manifest["solver"])
+    store.set_status(job_id, JobStatus.SUCCEEDED, summary=manifest["solver"])

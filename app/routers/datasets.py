@@ -13,10 +13,9 @@ from workers import keys, pipeline
 from workers.dataset import read_sample
 from workers.errors import JobNotFound, ObjectNotFound
 from workers.remote import RangeFile, locate_sample
-from workers.state import ACTIVE
 
 from ..deps import ServiceDep, StorageDep
-from ..errors import Conflict, DatasetNotReady
+from ..errors import DatasetNotReady
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
@@ -99,15 +98,7 @@ def _structured(sample: dict) -> np.ndarray:
 
 
 @router.delete("/{dataset_id}", status_code=204)
-def delete_dataset(dataset_id: str, service: ServiceDep, storage: StorageDep) -> Response:
+def delete_dataset(dataset_id: str, service: ServiceDep) -> Response:
     """Delete a dataset's files and its job record (cancel a running job first)."""
-    if not keys.is_id(dataset_id):
-        raise JobNotFound(f"no dataset {dataset_id!r}")
-    rec = service.store.get(dataset_id)
-    if rec is not None and rec["status"] in ACTIVE:
-        raise Conflict(f"job {dataset_id} is {rec['status']}; cancel it before deleting the dataset")
-    removed = storage.delete_prefix(keys.prefix(dataset_id))
-    if rec is None and removed == 0:
-        raise JobNotFound(f"no dataset {dataset_id!r}")
-    service.store.delete(dataset_id)
+    service.delete(dataset_id)
     return Response(status_code=204)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from ..deps import StorageDep, StoreDep
+from ..deps import ServiceDep
 
 router = APIRouter(tags=["health"])
 
@@ -17,26 +17,17 @@ def healthz() -> dict:
 
 
 @router.get("/readyz")
-def readyz(store: StoreDep, storage: StorageDep):
+def readyz(service: ServiceDep):
     """Redis and object storage are reachable (503 naming what is not)."""
-    checks = {}
-    try:
-        store.r.ping()
-        checks["redis"] = "ok"
-    except Exception as exc:  # noqa: BLE001 - report, never raise
-        checks["redis"] = f"unreachable: {type(exc).__name__}"
-    try:
-        storage.check()
-        checks["storage"] = "ok"
-    except Exception as exc:  # noqa: BLE001
-        checks["storage"] = f"unreachable: {type(exc).__name__}"
+    checks = service.readiness()
     ok = all(v == "ok" for v in checks.values())
     return JSONResponse({"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503)
 
 
 @router.get("/metrics", response_class=PlainTextResponse)
-def metrics(store: StoreDep) -> str:
+def metrics(service: ServiceDep) -> str:
     """Prometheus text format: jobs by status, samples solved, solve seconds."""
+    store = service.store
     lines = ["# HELP pdeforge_jobs Jobs by status.", "# TYPE pdeforge_jobs gauge"]
     for status, count in store.status_counts().items():
         lines.append(f'pdeforge_jobs{{status="{status}"}} {count}')

@@ -10,9 +10,9 @@ from fastapi import APIRouter, Body, HTTPException, Query, Response
 from workers.catalog import example_spec
 from workers.jobs import check_limits
 from workers.spec import JobSpec
-from workers.state import STATUSES
+from workers.status import STATUSES, JobStatus
 
-from ..deps import ServiceDep, SettingsDep, StoreDep
+from ..deps import ServiceDep, SettingsDep
 from ..schemas import JobPublic, JobsPublic, job_public
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -27,7 +27,7 @@ def submit_response(service, spec, response: Response) -> JobPublic:
     rec, created = service.submit(spec)
     response.status_code = 202 if created else 200
     response.headers["Location"] = f"/v1/jobs/{rec['id']}"
-    if rec["status"] not in ("succeeded", "failed", "cancelled"):
+    if not JobStatus(rec["status"]).terminal:
         response.headers["Retry-After"] = "2"
     return job_public(rec)
 
@@ -46,6 +46,10 @@ def submit_job(
     return submit_response(service, spec, response)
 
 
+#: page tokens encode an offset into the job list; Redis ranges take 64-bit signed integers
+_MAX_OFFSET = 2**62
+
+
 def _decode_token(token: str | None) -> int:
     if not token:
         return 0
@@ -53,7 +57,7 @@ def _decode_token(token: str | None) -> int:
         offset = int(base64.urlsafe_b64decode(token.encode() + b"==").decode())
     except ValueError:
         offset = -1
-    if offset < 0:
+    if not 0 <= offset < _MAX_OFFSET:
         raise HTTPException(422, f"invalid page_token {token!r}; use next_page_token of the previous page")
     return offset
 
@@ -64,28 +68,15 @@ def _encode_token(offset: int) -> str:
 
 @router.get("", response_model=JobsPublic)
 def list_jobs(
-    store: StoreDep,
+    service: ServiceDep,
     status: Annotated[Literal[STATUSES] | None, Query(description="only jobs with this status")] = None,  # type: ignore[valid-type]
     page_size: Annotated[int, Query(ge=1, le=200)] = 50,
     page_token: Annotated[str | None, Query(description="next_page_token of the previous page")] = None,
 ) -> JobsPublic:
     """Jobs, newest first, optionally filtered by status (cursor pagination)."""
-    offset, data = _decode_token(page_token), []
-    batch = max(page_size, 100)
-    while len(data) < page_size:
-        ids = store.ids(start=offset, count=batch)
-        if not ids:
-            return JobsPublic(data=data, next_page_token=None)
-        for i, job_id in enumerate(ids):
-            rec = store.get(job_id)
-            if rec is not None and (status is None or rec["status"] == status):
-                data.append(job_public(rec))
-                if len(data) == page_size:
-                    offset += i + 1
-                    more = bool(store.ids(start=offset, count=1))
-                    return JobsPublic(data=data, next_page_token=_encode_token(offset) if more else None)
-        offset += len(ids)
-    return JobsPublic(data=data, next_page_token=None)
+    recs, following = service.list_jobs(status=status, offset=_decode_token(page_token), limit=page_size)
+    return JobsPublic(data=[job_public(r) for r in recs],
+                      next_page_token=None if following is None else _encode_token(following))
 
 
 @router.get("/{job_id}", response_model=JobPublic)

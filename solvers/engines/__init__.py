@@ -12,30 +12,26 @@
 ``auto``           a time-boxed pilot picks the fastest of the applicable engines
 =================  ==================================================================
 
-Every engine returns the same per-sample :class:`~solvers.krylov.SolveResult`, and
-counts its expensive set-ups in ``engine.counters``.
+Every engine returns the same per-sample :class:`~solvers.krylov.SolveResult`, counts
+its expensive set-ups in ``engine.counters`` and states what it needs of a family's
+systems (``requires``); :func:`refusal` / :func:`check_engine` decide applicability.
 """
 
-from ..registry import Registry
-from .amg import AmgEngine
-from .auto import candidates, choose_engine, run_pilot
-from .base import Engine, PilotAborted
-from .direct import HAVE_CHOLMOD, DirectEngine, DirectMixedEngine, FactorizeOnceEngine
-from .krylov import GmresEngine, SkrEngine
-from .spectral import SpectralEngine, laplacian_coefficient
+from ..options import ENGINE_NAMES
+# engines register on import: this order is the registry's (and the listings') order
+from .krylov import GmresEngine, SkrEngine  # isort: skip
+from .direct import HAVE_CHOLMOD, DirectEngine, DirectMixedEngine, FactorizeOnceEngine  # isort: skip
+from .amg import AmgEngine  # isort: skip
+from .spectral import SpectralEngine  # isort: skip
+from .auto import EngineDecision, candidates, choose_engine, pilot
+from .base import Engine, FactorCache, PilotAborted
+from .registry import AUTO, ENGINES, applicable_engines, check_engine, refusal
 
-ENGINES: Registry[type[Engine]] = Registry("engine")
-for _engine in (SkrEngine, GmresEngine, DirectEngine, DirectMixedEngine, FactorizeOnceEngine, AmgEngine,
-                SpectralEngine):
-    ENGINES.register(_engine.name, _engine)
-
-
-def pilot(family, spec, seed, indices, options) -> dict:
-    """Run the ``auto`` pilot (see :mod:`solvers.engines.auto`) and return the decision."""
-    return run_pilot(family, spec, seed, indices, options, ENGINES)
+if set(ENGINE_NAMES) != {AUTO, *ENGINES}:  # the spec's choices and the registry must agree
+    raise ImportError(f"SolverOptions.engine choices {ENGINE_NAMES} differ from the registry {list(ENGINES)}")
 
 
-__all__ = ["ENGINES", "Engine", "PilotAborted", "HAVE_CHOLMOD", "candidates", "choose_engine", "pilot",
-           "laplacian_coefficient",
+__all__ = ["ENGINES", "AUTO", "EngineDecision", "Engine", "FactorCache", "PilotAborted", "HAVE_CHOLMOD", "candidates", "choose_engine",
+           "pilot", "refusal", "applicable_engines", "check_engine",
            "SkrEngine", "GmresEngine", "DirectEngine", "DirectMixedEngine", "FactorizeOnceEngine", "AmgEngine",
            "SpectralEngine"]

@@ -1,7 +1,8 @@
 r"""``amg``: algebraic multigrid (PyAMG) as preconditioner, its hierarchy reused along the sequence.
 
-SPD families: smoothed aggregation + CG; non-symmetric ones (advection--diffusion):
-classical Ruge--Stüben + GMRES.  Not applicable to indefinite Helmholtz.
+SPD families: smoothed aggregation + CG; non-symmetric M-matrices (advection--diffusion):
+classical Ruge--Stüben + GMRES (one builder: :func:`solvers.krylov.amg_hierarchy`).
+Needs a definite operator (SPD or M-matrix): not indefinite Helmholtz.
 
 Reuse: the first system gets a full set-up (strength, aggregation, smoothed
 prolongators :math:`P_\ell`, Galerkin products).  A neighbour in the sorted chunk
@@ -16,11 +17,12 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import scipy.sparse.linalg as spla
 
-from ..krylov import gmres
+from ..capabilities import DEFINITE, LINEAR_SYSTEM
+from ..krylov import amg_hierarchy, gmres
 from .base import Engine, grown, residual_result
+from .registry import register
 
 REBUILD_GROWTH = 1.5
 SMOOTHER = ("gauss_seidel", {"sweep": "symmetric"})
@@ -44,26 +46,23 @@ def _galerkin_rebuild(ml, A):
     return new
 
 
+@register
 class AmgEngine(Engine):
     name = "amg"
+    requires = (LINEAR_SYSTEM, DEFINITE)
 
-    def __init__(self, options, family=None, spec=None) -> None:
-        super().__init__(options, family, spec)
-        if family is not None and family.name == "helmholtz":
-            raise ValueError("engine 'amg' is not applicable to helmholtz (indefinite operator); "
-                             "allowed engines: auto, direct, direct_mixed, skr, gmres")
+    def __init__(self, options, family=None, spec=None, **kwargs) -> None:
+        super().__init__(options, family, spec, **kwargs)
         self._A = self._ml = None
         self._ref_iterations: int | None = None
         self._rebuild = True
 
     def _hierarchy(self, A):
-        import pyamg
-
         if A is self._A:
             return self._ml
         if self._rebuild or self._ml is None:
-            build = pyamg.smoothed_aggregation_solver if self.spd else pyamg.ruge_stuben_solver
-            self._ml = build(A, presmoother=SMOOTHER, postsmoother=SMOOTHER)
+            symmetric = None if self.caps is None else self.caps.symmetric
+            self._ml = amg_hierarchy(A, symmetric=symmetric, presmoother=SMOOTHER, postsmoother=SMOOTHER)
             self._ref_iterations, self._rebuild = None, False
             self.counters["hierarchy_builds"] += 1
         else:
@@ -87,9 +86,8 @@ class AmgEngine(Engine):
                 if deadline is not None:
                     deadline()
 
-            b_norm = float(np.linalg.norm(b))
-            x, info = spla.cg(A, b, rtol=o.rtol, atol=o.atol / b_norm if b_norm else 0.0,
-                              maxiter=o.maxiter, M=M, callback=step)
+            # SciPy's cg stops at ||r|| <= max(rtol ||b||, atol): atol is absolute, as ours
+            x, info = spla.cg(A, b, rtol=o.rtol, atol=o.atol, maxiter=o.maxiter, M=M, callback=step)
             its, converged = count[0], info == 0
             res = residual_result(self.name, A, b, x, t0, iterations=its, matvecs=its + 2, precond_applies=its + 1,
                                   setup=setup, converged=converged, message=f"SA-AMG + CG, {its} iterations")

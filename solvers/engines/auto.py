@@ -13,8 +13,9 @@ a pure function of the measurements: the converged candidate with the smallest
 steady-state time (the last pilot sample, after one-off set-ups), ties broken by
 candidate order.
 
-Candidates: ``spectral`` (constant-coefficient Laplacian), ``factorize_once`` (fixed operator), ``direct``, ``direct_mixed``,
-``amg`` (not for Helmholtz), ``skr``.  Sparse direct solvers are not tried where
+Candidates: the engines that apply to the spec (:func:`~solvers.engines.registry.refusal`),
+likely winner first -- ``spectral``, ``factorize_once``, then ``direct`` / ``amg`` /
+``direct_mixed`` (by size), ``skr`` last; ``gmres`` (the baseline) never.  Sparse direct solvers are not tried where
 their fill makes them lose and a factorization cannot be interrupted: 3-D grids above
 ``DIRECT_MAX_3D`` cells per axis, 2-D grids above ``DIRECT_MAX_2D_WITH_AMG`` when AMG
 applies (measured: AMG 2.5-3x faster at 256^2) and above ``DIRECT_MAX_2D`` otherwise.
@@ -24,10 +25,13 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..residual import meets_tolerance
 from .base import PilotAborted
+from .registry import ENGINES, applicable_engines
 
 PILOT_SAMPLES = 2
 BUDGET = 1.5
@@ -44,21 +48,43 @@ DIRECT_MAX_2D = 512
 DIRECT_MAX_2D_WITH_AMG = 192
 
 
+@dataclass(frozen=True)
+class EngineDecision:
+    """Which engine solves a job and why (``auto``: the pilot's candidates and timings)."""
+
+    requested: str
+    chosen: str
+    reason: str
+    candidates: list[str] = field(default_factory=list)
+    pilot: dict[str, dict] = field(default_factory=dict)
+    pilot_samples: int = 0
+    pilot_seconds: float = 0.0
+
+    @classmethod
+    def fixed(cls, engine: str) -> EngineDecision:
+        """The decision for an engine named in the spec."""
+        return cls(engine, engine, "requested in the spec")
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> EngineDecision:
+        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
+
+
 def candidates(family, spec) -> list[str]:
-    """Applicable engines, likely winner first."""
+    """Applicable engines, likely winner first (the pilot's policy; applicability is the registry's)."""
+    ok = set(applicable_engines(family.capabilities(spec)))
     large = (spec.dim == 3 and spec.n >= 32) or (spec.dim == 2 and spec.n >= 256)
-    amg_ok = family.name != "helmholtz"
     # sparse direct loses to AMG beyond these sizes (bench.engines); without AMG it is kept
     direct_ok = (spec.dim == 3 and spec.n <= DIRECT_MAX_3D) or (
-        spec.dim == 2 and spec.n <= (DIRECT_MAX_2D if not amg_ok else DIRECT_MAX_2D_WITH_AMG))
-    from .spectral import laplacian_coefficient
-
-    out = ["spectral"] if laplacian_coefficient(family, spec) is not None else []
-    out += ["factorize_once"] if not family.operator_varies(spec) else []
-    directs = ["direct", "direct_mixed"] if direct_ok else []
-    iterative = ["amg"] if amg_ok else []
+        spec.dim == 2 and spec.n <= (DIRECT_MAX_2D if "amg" not in ok else DIRECT_MAX_2D_WITH_AMG))
+    out = [name for name in ("spectral", "factorize_once") if name in ok]
+    directs = [name for name in ("direct", "direct_mixed") if name in ok and direct_ok]
+    iterative = [name for name in ("amg",) if name in ok]
     out += (iterative + directs) if large else (directs[:1] + iterative + directs[1:])
-    out.append("skr")
+    out += [name for name in ("skr",) if name in ok]
     return out
 
 
@@ -74,10 +100,8 @@ def choose_engine(results: dict[str, dict], order: list[str]) -> tuple[str, str]
     return name, f"fastest in pilot: {name} {best * 1e3:.1f} ms/sample" + (f" (vs {others})" if others else "")
 
 
-def run_pilot(family, spec, seed: int, indices, options, engines) -> dict:
-    """Solve ``indices`` with every candidate (time-boxed); returns the decision record."""
-    from ..generate import true_residual
-
+def pilot(family, spec, seed: int, indices, options) -> EngineDecision:
+    """Solve ``indices`` with every candidate (time-boxed); returns the decision."""
     order = candidates(family, spec)
     systems = []
     for i in list(indices)[:PILOT_SAMPLES]:
@@ -92,7 +116,7 @@ def run_pilot(family, spec, seed: int, indices, options, engines) -> dict:
                 direct["aborted"] or direct["steady_seconds"] > MIXED_GAIN * best_steady):
             continue  # a float32 factorization saves at most ~MIXED_GAIN over direct: it cannot win
         opts = dataclasses.replace(options, engine=name, ordering="none", fallback=False)
-        engine = engines[name](opts, family, spec)
+        engine = ENGINES[name](opts, family, spec)
         start = time.perf_counter()
         times, converged, aborted = [], True, False
         for j, (A, b) in enumerate(systems):
@@ -108,8 +132,7 @@ def run_pilot(family, spec, seed: int, indices, options, engines) -> dict:
                 aborted = True
                 break
             times.append(time.perf_counter() - t0)
-            tol = max(options.rtol, options.atol / max(float(np.linalg.norm(b)), 1e-300))
-            converged &= bool(true_residual(A, b, x) <= tol)
+            converged &= meets_tolerance(A, b, x, options.rtol, options.atol)[0]
             if times[-1] > limit:
                 aborted = True  # a direct factorization cannot be interrupted; it still loses
                 break
@@ -124,5 +147,5 @@ def run_pilot(family, spec, seed: int, indices, options, engines) -> dict:
     for r in results.values():
         if not np.isfinite(r["steady_seconds"]):
             r["steady_seconds"] = None
-    return {"requested": "auto", "chosen": chosen, "reason": reason, "candidates": order, "pilot": results,
-            "pilot_samples": len(systems), "pilot_seconds": round(time.perf_counter() - t_pilot, 6)}
+    return EngineDecision("auto", chosen, reason, order, results, len(systems),
+                          round(time.perf_counter() - t_pilot, 6))

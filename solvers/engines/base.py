@@ -6,12 +6,15 @@ import dataclasses
 import time
 from abc import ABC, abstractmethod
 from collections import Counter
+from typing import ClassVar
 
 import numpy as np
 
-from ..families import FamilySpec, PDEFamily
+from ..capabilities import LINEAR_SYSTEM, Capabilities, Requirement
 from ..krylov import SolveResult
 from ..options import SolverOptions
+from ..residual import residual_norms, relative
+from .registry import check_engine
 
 
 def grown(iterations: int, reference: int | None, growth: float) -> bool:
@@ -27,6 +30,11 @@ class PilotAborted(Exception):
 class Engine(ABC):
     """Solves the systems of one ordered sequence (a shard); one instance per sequence.
 
+    ``requires`` states what the engine needs of a family's systems (see
+    :mod:`solvers.capabilities`); constructing an engine for a family spec that lacks
+    one raises ``ValueError`` with the reason (:func:`solvers.engines.registry.refusal`).
+    ``caps`` holds the spec's capabilities (``None`` when built without a family).
+
     ``counters`` counts the expensive set-ups an engine performs or avoids
     (factorizations, symbolic analyses, AMG hierarchy builds and Galerkin rebuilds,
     preconditioner builds and reuses), so reuse is provable by counts.
@@ -34,13 +42,20 @@ class Engine(ABC):
     :class:`PilotAborted` once passed (used by the ``auto`` pilot).
     """
 
-    name: str
+    name: ClassVar[str]
+    requires: ClassVar[tuple[Requirement, ...]] = (LINEAR_SYSTEM,)
     #: engines that can solve all right-hand sides of a fixed operator as one block
-    block: bool = False
+    block: ClassVar[bool] = False
+    #: engines whose solution is exact up to rounding (no iterative fallback needed)
+    exact: ClassVar[bool] = False
 
-    def __init__(self, options: SolverOptions, family: PDEFamily | None = None,
-                 spec: FamilySpec | None = None) -> None:
+    def __init__(self, options: SolverOptions, family=None, spec=None, *, cache: FactorCache | None = None) -> None:
         self.options, self.family, self.spec = options, family, spec
+        self.caps: Capabilities | None = None
+        if family is not None and spec is not None:
+            check_engine(self.name, family, spec)
+            self.caps = family.capabilities(spec)
+        self.cache = cache if cache is not None else FactorCache()
         self.counters: Counter = Counter()
         self.deadline: float | None = None
 
@@ -67,16 +82,44 @@ class Engine(ABC):
 
     @property
     def spd(self) -> bool:
-        return self.family is not None and self.family.symmetry.startswith("real symmetric positive definite")
+        """The family declares its operator SPD (False when unknown)."""
+        return self.caps is not None and self.caps.spd
+
+
+class FactorCache:
+    """Factorizations of fixed operators, keyed by the matrix object; owned by whoever creates it.
+
+    A worker process keeps one for its lifetime (``factorize_once``: one factorization per
+    process, whatever the number of shards); a bare engine gets a private one.  At most
+    ``size`` entries, oldest evicted first.
+    """
+
+    def __init__(self, size: int = 4) -> None:
+        self.size = size
+        self._items: dict[int, tuple[object, object]] = {}
+
+    def get(self, A):
+        entry = self._items.get(id(A))
+        return entry[1] if entry is not None and entry[0] is A else None
+
+    def put(self, A, factor) -> None:
+        if len(self._items) >= self.size:
+            self._items.pop(next(iter(self._items)))
+        self._items[id(A)] = (A, factor)
+
+    def clear(self) -> None:
+        self._items.clear()
+
+    def __len__(self) -> int:
+        return len(self._items)
 
 
 def residual_result(method: str, A, b, x, t0: float, *, iterations: int = 0, matvecs: int = 1,
                     precond_applies: int = 0, setup: float = 0.0, message: str = "",
                     converged: bool = True) -> SolveResult:
     """A :class:`SolveResult` for a solve done outside :mod:`solvers.krylov` (true residual included)."""
-    b_norm = float(np.linalg.norm(b))
-    r_norm = float(np.linalg.norm(b - A @ x))
-    rel = r_norm / b_norm if b_norm else r_norm
+    r_norm, b_norm = residual_norms(A, b, x)
+    rel = relative(r_norm, b_norm)
     ok = bool(np.isfinite(rel))
     info = 0 if ok and converged else (-1 if not ok else max(iterations, 1))
     return SolveResult(method=method, info=info, converged=ok and converged, iterations=iterations, cycles=0,

@@ -1,6 +1,7 @@
 """Direct engines: ``direct`` (best available sparse factorization, symbolic analysis reused),
 ``direct_mixed`` (float32 factorization + float64 iterative refinement) and
-``factorize_once`` (fixed operator: one factorization per worker process, block solves).
+``factorize_once`` (fixed operator: one factorization per worker process -- its
+:class:`~solvers.engines.base.FactorCache` -- and block solves).
 
 * SPD families use CHOLMOD (scikit-sparse, optional extra ``pdeforge[cholmod]``) with one
   symbolic analysis for the whole sequence -- every sample of a family has the same
@@ -18,8 +19,11 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
+from ..capabilities import FIXED_OPERATOR, LINEAR_SYSTEM
 from ..krylov import factorize
+from ..residual import STAGNATION_FACTOR, tolerance
 from .base import BlockSolves, Engine, block_results, residual_result
+from .registry import register
 
 try:  # optional: CHOLMOD from SuiteSparse
     from sksparse.cholmod import analyze as _cholmod_analyze
@@ -27,10 +31,6 @@ try:  # optional: CHOLMOD from SuiteSparse
     HAVE_CHOLMOD = True
 except ImportError:  # pragma: no cover - depends on the system library
     HAVE_CHOLMOD = False
-
-#: process-wide factorizations of fixed operators (factorize_once), keyed by the matrix object
-_ONCE: dict[int, tuple[object, object]] = {}
-_ONCE_MAX = 4
 
 
 class _Cholmod:
@@ -60,11 +60,13 @@ def _solve_with(factor, b):
     return factor(b) if callable(factor) else factor.solve(b)
 
 
+@register
 class DirectEngine(Engine):
     name = "direct"
+    exact = True
 
-    def __init__(self, options, family=None, spec=None) -> None:
-        super().__init__(options, family, spec)
+    def __init__(self, options, family=None, spec=None, **kwargs) -> None:
+        super().__init__(options, family, spec, **kwargs)
         self._A = self._factor = None
         self._cholmod = _Cholmod(self.counters) if HAVE_CHOLMOD else None
 
@@ -86,12 +88,13 @@ class DirectEngine(Engine):
         return x, residual_result(self.name, A, b, x, t0, message=msg)
 
 
+@register
 class DirectMixedEngine(Engine):
     name = "direct_mixed"
     max_refinements = 10
 
-    def __init__(self, options, family=None, spec=None) -> None:
-        super().__init__(options, family, spec)
+    def __init__(self, options, family=None, spec=None, **kwargs) -> None:
+        super().__init__(options, family, spec, **kwargs)
         self._A = self._lu = None
 
     def solve(self, A, b):
@@ -101,14 +104,14 @@ class DirectMixedEngine(Engine):
             self.counters["factorizations"] += 1
         low = self._lu.dtype
         b_norm = float(np.linalg.norm(b))
-        tol = max(self.options.rtol * b_norm, self.options.atol)
+        tol = tolerance(b_norm, self.options.rtol, self.options.atol)
         x = self._lu.solve(b.astype(low)).astype(np.result_type(A.dtype, b.dtype, np.float64))
         steps, matvecs, last = 0, 0, np.inf
         while True:
             r = b - A @ x
             matvecs += 1
             r_norm = float(np.linalg.norm(r))
-            if r_norm <= tol or steps >= self.max_refinements or r_norm > 0.5 * last:
+            if r_norm <= tol or steps >= self.max_refinements or r_norm > STAGNATION_FACTOR * last:
                 break
             x = x + self._lu.solve(r.astype(low))
             steps += 1
@@ -122,26 +125,21 @@ class DirectMixedEngine(Engine):
                                   message=f"float32 factorization + {steps} refinement steps")
 
 
+@register
 class FactorizeOnceEngine(BlockSolves, DirectEngine):
-    """For fixed-operator families: one factorization per worker process, block solves."""
+    """For fixed-operator families: one factorization per :class:`FactorCache` (a worker process
+    owns one for its lifetime), block solves."""
 
     name = "factorize_once"
-
-    def __init__(self, options, family=None, spec=None) -> None:
-        super().__init__(options, family, spec)
-        if family is not None and spec is not None and family.operator_varies(spec):
-            raise ValueError(f"engine 'factorize_once' needs a fixed operator, but {family.name}'s "
-                             "operator varies between samples; allowed: auto, direct, direct_mixed, amg, skr, gmres")
+    requires = (LINEAR_SYSTEM, FIXED_OPERATOR)
 
     def _cached(self, A):
-        entry = _ONCE.get(id(A))
-        if entry is not None and entry[0] is A:
+        factor = self.cache.get(A)
+        if factor is not None:
             self.counters["factorization_reuses"] += 1
-            return entry[1]
+            return factor
         factor = self._factorize(A)
-        if len(_ONCE) >= _ONCE_MAX:
-            _ONCE.pop(next(iter(_ONCE)))
-        _ONCE[id(A)] = (A, factor)
+        self.cache.put(A, factor)
         return factor
 
     def solve_block(self, A, B):

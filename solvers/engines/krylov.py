@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from ..krylov import RecycleSpace, gcrodr, gmres, make_preconditioner
 from .base import Engine, grown
+from .registry import register
 
 REUSE_GROWTH = 1.5
 REUSABLE = ("ilu", "amg")
@@ -22,8 +23,8 @@ class PreconditionedEngine(Engine):
 
     reuse = False
 
-    def __init__(self, options, family=None, spec=None) -> None:
-        super().__init__(options, family, spec)
+    def __init__(self, options, family=None, spec=None, **kwargs) -> None:
+        super().__init__(options, family, spec, **kwargs)
         self._A = self._M = None
         self._ref_iterations: int | None = None
         self._stale = False
@@ -51,12 +52,13 @@ class PreconditionedEngine(Engine):
             self._stale = True
 
 
+@register
 class SkrEngine(PreconditionedEngine):
     name = "skr"
     reuse = True
 
-    def __init__(self, options, family=None, spec=None) -> None:
-        super().__init__(options, family, spec)
+    def __init__(self, options, family=None, spec=None, **kwargs) -> None:
+        super().__init__(options, family, spec, **kwargs)
         self.recycle = RecycleSpace()
 
     def solve(self, A, b):
@@ -68,6 +70,7 @@ class SkrEngine(PreconditionedEngine):
         return x, res
 
 
+@register
 class GmresEngine(PreconditionedEngine):
     """SKR's baseline: every system independent (fresh preconditioner, x0 = 0)."""
 

@@ -8,7 +8,8 @@ boundary faces, as the ghost values :math:`u_{-1} = -u_0` require) with eigenval
 Kronecker sum.  Hence :math:`u = S^{-1}\,(S b / \Lambda)` with :math:`S` the orthonormal
 DST-II -- O(N log N) per sample, no factorization, block-friendly.
 
-Applies to ``poisson`` and to ``darcy`` with a constant coefficient (A = a L).
+Needs a constant-coefficient Dirichlet Laplacian, A = c L (the capability
+``laplacian_scale = c``): ``poisson``, and ``darcy`` with a constant coefficient.
 """
 
 from __future__ import annotations
@@ -18,29 +19,22 @@ import time
 import numpy as np
 import scipy.fft as sfft
 
+from ..capabilities import LAPLACIAN
 from .base import BlockSolves, Engine, block_results
+from .registry import register
 
 
-def laplacian_coefficient(family, spec) -> float | None:
-    """c with A = c L (L the Dirichlet Laplacian) for this family and spec, else None."""
-    if family is None or spec is None:
-        return None
-    if family.name == "poisson":
-        return 1.0
-    if family.name == "darcy" and spec.coefficient.kind == "constant":
-        return float(spec.coefficient.value)
-    return None
-
-
+@register
 class SpectralEngine(BlockSolves, Engine):
     name = "spectral"
+    requires = (LAPLACIAN,)
+    exact = True
 
-    def __init__(self, options, family=None, spec=None) -> None:
-        super().__init__(options, family, spec)
-        scale = laplacian_coefficient(family, spec)
-        if scale is None:
-            raise ValueError("engine 'spectral' needs a constant-coefficient Laplacian (poisson, or darcy with a "
-                             "constant coefficient); allowed: auto, direct, direct_mixed, amg, skr, gmres")
+    def __init__(self, options, family=None, spec=None, **kwargs) -> None:
+        super().__init__(options, family, spec, **kwargs)
+        if self.caps is None:
+            raise ValueError("engine 'spectral' needs the family and spec (the grid and the Laplacian's scale)")
+        scale = self.caps.laplacian_scale
         n, d = spec.n, spec.dim
         k = np.arange(1, n + 1)
         lam1 = scale * (2.0 - 2.0 * np.cos(np.pi * k / n)) * n * n

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..capabilities import Capabilities, MatrixClass
 from ..fields import GRFSpec, grf_feature_scale, grf_features, sample_grf
 from ..params import fail, param
 from .base import (STREAM_FORCING, STREAM_VELOCITY, FamilySpec, PDEFamily, Sample, stack_features,
@@ -57,7 +58,9 @@ class AdvectionDiffusion(PDEFamily):
     name = "advection_diffusion"
     Spec = AdvectionDiffusionSpec
     summary = "-nu Laplace(u) + v.grad(u) = f, v = curl(psi) with psi a GRF (divergence free), upwind; non-symmetric"
-    symmetry = "real non-symmetric (M-matrix)"
+
+    def capabilities(self, spec: AdvectionDiffusionSpec) -> Capabilities:
+        return Capabilities(MatrixClass.NONSYMMETRIC, spec.dim, operator_varies=True, m_matrix=True)
 
     def input_names(self, spec: AdvectionDiffusionSpec) -> list[str]:
         return ["vx", "vy", "f"] if spec.forcing.random else ["vx", "vy"]

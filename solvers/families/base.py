@@ -10,6 +10,7 @@ from typing import ClassVar
 import numpy as np
 import scipy.sparse as sp
 
+from ..capabilities import Capabilities
 from ..fields import sample_rng
 from ..params import param, validate
 from .fv import cell_centres
@@ -57,26 +58,25 @@ class Sample:
 class PDEFamily(ABC):
     """Base class: a family of linear systems A(p_i) u_i = b(p_i), one per random parameter p_i.
 
-    Subclasses set ``name``, ``Spec`` and ``summary`` and implement :meth:`sample`,
-    :meth:`features` and :meth:`assemble`.
+    Subclasses set ``name``, ``Spec`` and ``summary`` and implement
+    :meth:`capabilities`, :meth:`sample`, :meth:`features` and :meth:`assemble`.
     """
 
     name: ClassVar[str]
     Spec: ClassVar[type[FamilySpec]]
     summary: ClassVar[str]
-    #: symmetric / hermitian / definiteness, for documentation and solver choice
-    symmetry: ClassVar[str]
 
     def spec(self, **params) -> FamilySpec:
         """Build and validate a spec of this family (``ValueError`` names a bad parameter)."""
         return self.Spec(**params)
 
-    def operator_varies(self, spec: FamilySpec) -> bool:
-        """Whether A differs between samples (False: only b varies)."""
-        return True
+    @abstractmethod
+    def capabilities(self, spec: FamilySpec) -> Capabilities:
+        """What this spec's systems are (matrix class, fixed or varying operator, ...)."""
 
     def dtype(self, spec: FamilySpec) -> np.dtype:
-        return np.dtype(np.float64)
+        """dtype of A, b and the solution (complex for complex-symmetric operators)."""
+        return self.capabilities(spec).dtype
 
     @abstractmethod
     def input_names(self, spec: FamilySpec) -> list[str]:

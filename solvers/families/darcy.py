@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..capabilities import Capabilities, MatrixClass
 from ..params import param
 from ..fields import CoefficientSpec, grf_feature_scale, grf_features
 from .base import STREAM_COEFFICIENT, STREAM_FORCING, FamilySpec, PDEFamily, Sample, stack_features
@@ -46,10 +47,10 @@ class Darcy(PDEFamily):
     name = "darcy"
     Spec = DarcySpec
     summary = "-div(a grad u) = f, u = 0 on the boundary; random permeability a (lognormal/threshold GRF)"
-    symmetry = "real symmetric positive definite"
-
-    def operator_varies(self, spec: DarcySpec) -> bool:
-        return spec.coefficient.random
+    def capabilities(self, spec: DarcySpec) -> Capabilities:
+        constant = None if spec.coefficient.random else float(spec.coefficient.value)
+        return Capabilities(MatrixClass.SPD, spec.dim, operator_varies=spec.coefficient.random, m_matrix=True,
+                            laplacian_scale=constant)
 
     def input_names(self, spec: DarcySpec) -> list[str]:
         return ["a", "f"] if spec.forcing.random else ["a"]

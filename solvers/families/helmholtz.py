@@ -15,7 +15,8 @@ Boundary conditions and matrix class:
   (non-Hermitian) and indefinite.
 
 Discretisation: cell-centred finite volumes (:mod:`.fv`).  The operator varies
-between samples (medium and, if sampled, k).  2-D and 3-D.
+between samples (medium and, if sampled, k; fixed when contrast = 0 and k_min =
+k_max).  2-D and 3-D.
 Inputs stored in a dataset: ``c`` (and ``f`` if random); scalar ``k``.
 """
 
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..capabilities import Capabilities, MatrixClass
 from ..fields import GRFSpec, grf_feature_scale, grf_features, pointwise_std, sample_grf
 from ..params import fail, param
 from .base import (STREAM_FORCING, STREAM_MEDIUM, FamilySpec, PDEFamily, Sample, stack_features,
@@ -60,10 +62,9 @@ class Helmholtz(PDEFamily):
     name = "helmholtz"
     Spec = HelmholtzSpec
     summary = "-Laplace(u) - k^2 (1 + c(x)) u = f; random medium c, optional random k; impedance or Dirichlet"
-    symmetry = "complex symmetric indefinite (impedance) / real symmetric indefinite (dirichlet)"
-
-    def dtype(self, spec: HelmholtzSpec) -> np.dtype:
-        return np.dtype(np.complex128 if spec.boundary == "impedance" else np.float64)
+    def capabilities(self, spec: HelmholtzSpec) -> Capabilities:
+        matrix = MatrixClass.COMPLEX_SYMMETRIC if spec.boundary == "impedance" else MatrixClass.SYMMETRIC_INDEFINITE
+        return Capabilities(matrix, spec.dim, operator_varies=spec.contrast > 0 or spec.k_max > spec.k_min)
 
     def input_names(self, spec: HelmholtzSpec) -> list[str]:
         return ["c", "f"] if spec.forcing.random else ["c"]

@@ -20,6 +20,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from ..capabilities import Capabilities, MatrixClass
 from ..fields import chebyshev_coefficients, chebyshev_eval, chebyshev_grid
 from ..params import param
 from .base import STREAM_BOUNDARY, STREAM_FORCING, FamilySpec, PDEFamily, Sample, stack_features
@@ -51,10 +52,8 @@ class Poisson(PDEFamily):
     name = "poisson"
     Spec = PoissonSpec
     summary = "-Laplace(u) = f, u = g on the boundary; random f (GRF/Chebyshev) and optional random g; fixed operator"
-    symmetry = "real symmetric positive definite"
-
-    def operator_varies(self, spec: PoissonSpec) -> bool:
-        return False
+    def capabilities(self, spec: PoissonSpec) -> Capabilities:
+        return Capabilities(MatrixClass.SPD, spec.dim, operator_varies=False, m_matrix=True, laplacian_scale=1.0)
 
     def input_names(self, spec: PoissonSpec) -> list[str]:
         return ["f", "g"] if spec.boundary == "chebyshev" else ["f"]

@@ -8,12 +8,13 @@ return a frozen :class:`SolveResult` (``full_output=True``).
 """
 
 from .direct import Factorization, direct_solve, factorize
-from .gcrodr import RecycleSpace, gcrodr
+from .gcrodr import DEFAULT_MAXITER, RecycleSpace, gcrodr
 from .gmres import gmres
-from .preconditioners import PRECONDITIONERS, Preconditioner, make_preconditioner
+from .preconditioners import PRECONDITIONERS, Preconditioner, amg_hierarchy, make_preconditioner
 from .result import SolveResult
 
 __all__ = [
+    "DEFAULT_MAXITER",
     "PRECONDITIONERS",
     "Factorization",
     "Preconditioner",
@@ -23,5 +24,6 @@ __all__ = [
     "factorize",
     "gcrodr",
     "gmres",
+    "amg_hierarchy",
     "make_preconditioner",
 ]

@@ -55,12 +55,14 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 from scipy.sparse.linalg import splu
 
+from ..residual import relative
 from .operators import as_matvec
 from .result import SolveResult
 
-__all__ = ["ORDERINGS", "DENSE_MAX_N", "Factorization", "factorize", "direct_solve"]
+__all__ = ["COLUMN_ORDERINGS", "DENSE_MAX_N", "Factorization", "factorize", "direct_solve"]
 
-ORDERINGS = ("auto", "COLAMD", "MMD_AT_PLUS_A", "MMD_ATA", "NATURAL")
+#: SuperLU column orderings (``permc_spec``); ``auto`` picks one (see module docstring)
+COLUMN_ORDERINGS = ("auto", "COLAMD", "MMD_AT_PLUS_A", "MMD_ATA", "NATURAL")
 DENSE_MAX_N = 128  # sparse systems up to this size use dense LU (measured crossover)
 
 
@@ -112,8 +114,8 @@ def factorize(A, *, ordering: str = "auto", single: bool = False) -> Factorizati
     factorises in float32 / complex64 (for mixed-precision refinement; ``solve``
     then expects right-hand sides of that dtype).
     """
-    if ordering not in ORDERINGS:
-        raise ValueError(f"unknown ordering {ordering!r}; valid names: {', '.join(ORDERINGS)}")
+    if ordering not in COLUMN_ORDERINGS:
+        raise ValueError(f"unknown ordering {ordering!r}; valid names: {', '.join(COLUMN_ORDERINGS)}")
     if not (sp.issparse(A) or isinstance(A, np.ndarray)):
         raise TypeError(f"factorize needs an explicit sparse or dense matrix, got {type(A).__name__}")
     n = A.shape[0]
@@ -171,7 +173,7 @@ def direct_solve(A, b, *, ordering: str = "auto", full_output: bool = False):
         info, message = -1, "breakdown: non-finite solution (singular or badly scaled A)"
     result = SolveResult(
         method="direct", info=info, converged=info == 0, iterations=0, cycles=0, matvecs=1,
-        precond_applies=0, residual=r_norm / b_norm if b_norm else 0.0, residual_norm=r_norm,
+        precond_applies=0, residual=relative(r_norm, b_norm), residual_norm=r_norm,
         seconds=time.perf_counter() - t0, setup_seconds=setup, message=message,
     )
     return (x, info, result) if full_output else (x, info)

@@ -47,17 +47,24 @@ generation for neural operators via Krylov subspace recycling" (SKR), ICLR 2024.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from numbers import Integral
 
 import numpy as np
 import scipy.linalg as sla
 
+from ..residual import STAGNATION_FACTOR, relative, tolerance
 from .operators import Counted, normalize_system
 from .result import SolveResult
 
-__all__ = ["RecycleSpace", "gcrodr"]
+__all__ = ["DEFAULT_MAXITER", "RecycleSpace", "gcrodr"]
 
 _EPS = np.finfo(np.float64).eps
+#: Arnoldi breakdown: h_{j+1,j} (or a pivot of the rotated Hessenberg matrix) below this
+#: multiple of eps times the column's scale means the Krylov space is (numerically) invariant
+_HAPPY_BREAKDOWN = 16 * _EPS
+#: iteration limit per system when the caller gives none
+DEFAULT_MAXITER = 10_000
 # Selective reorthogonalisation: a second Gram-Schmidt pass only when one pass lost more
 # than 99 % of ||w|| (the orthogonality lost in a single CGS pass is ~ eps / 0.01).  The
 # DGKS value 1/sqrt(2) triggered on ~every step of both GMRES and GCRO-DR here (darcy
@@ -222,7 +229,7 @@ def _arnoldi_cycle(basis, kc, s_max, beta, tol, matvec, psolve, Z, callback):
         B[:, j] = h[:kc]
         H[: j + 1, j] = h[kc:]
         H[j + 1, j] = h_norm
-        happy = h_norm <= 16 * _EPS * w_norm
+        happy = h_norm <= _HAPPY_BREAKDOWN * w_norm
         if happy:
             basis[p + 1] = 0.0
         else:
@@ -248,7 +255,7 @@ def _arnoldi_cycle(basis, kc, s_max, beta, tol, matvec, psolve, Z, callback):
             break
     s = j + 1
     H, B = H[: s + 1, :s], B[:, :s]
-    if happy or np.abs(np.diag(R[:s, :s])).min() <= 16 * _EPS * np.abs(H).max():
+    if happy or np.abs(np.diag(R[:s, :s])).min() <= _HAPPY_BREAKDOWN * np.abs(H).max():
         # (near-)invariant subspace: the rotated system may be singular and the Givens
         # residual meaningless, so minimise ||beta e_1 - Hbar y|| by least squares
         status = "happy"
@@ -354,143 +361,184 @@ def _check_options(rtol, atol, maxiter, m, k):
         raise ValueError(f"rtol and atol must be >= 0, got rtol={rtol!r}, atol={atol!r}")
 
 
+class _Operators:
+    """``A``, ``b`` and ``M`` normalised (:func:`normalize_system`), with counted applications.
+
+    ``wmap`` maps a block of recycle rows ``U`` to ``W = M^{-1} U`` in one product when ``M``
+    is diagonal (Jacobi); ``None`` otherwise.
+    """
+
+    def __init__(self, A, b, M) -> None:
+        system = normalize_system(A, b, M)
+        self.n, self.dtype, self.b = system.n, system.dtype, system.b
+        self.matvec = Counted(system.matvec)
+        self.psolve = None if system.psolve is None else Counted(system.psolve)
+        self.wmap = None
+        if self.psolve is not None and getattr(M, "diagonal", None) is not None:
+            psolve, d = self.psolve, M.diagonal
+
+            def diagonal_block_inverse(U_rows):  # W = M^{-1} U for all k rows at once
+                psolve.count += U_rows.shape[0]
+                return U_rows * d
+
+            self.wmap = diagonal_block_inverse
+
+    def initial_guess(self, x0) -> np.ndarray:
+        if x0 is not None and np.iscomplexobj(x0) and self.dtype.kind != "c":
+            raise ValueError("x0 is complex but A, b and M are real")
+        x = np.zeros(self.n, self.dtype) if x0 is None else np.array(x0, dtype=self.dtype).reshape(-1)
+        if x.shape != (self.n,):
+            raise ValueError(f"x0 has {x.size} entries but the system has n={self.n}")
+        return x
+
+
+def _check_space(space: RecycleSpace, ops: _Operators) -> None:
+    if space.dim:
+        if space.n != ops.n:
+            raise ValueError(f"recycle space has vectors of length {space.n} but the system has n={ops.n}; "
+                             "use a new RecycleSpace() or call recycle.clear()")
+        if np.iscomplexobj(space._U) and ops.dtype.kind != "c":
+            raise ValueError("recycle space is complex but the system is real; call recycle.clear()")
+
+
+def _load_recycled(space: RecycleSpace, k: int, A, M, ops: _Operators, basis: np.ndarray):
+    """GCRO-DR step 0: up to ``k`` recycled vectors into ``basis[:kc]`` (= C).
+
+    ``C`` is reused when ``space`` was built for these very ``A`` and ``M``; for a new
+    ``A`` it is rebuilt, ``C = A W`` (``W = M^{-1} U`` stays valid while ``M`` is the same).
+    Returns ``(kc, U, W, setup_seconds)``.
+    """
+    kc = min(space.dim, k)
+    if not kc:
+        return 0, None, None, 0.0
+    psolve = ops.psolve
+    U = space._U[:kc].astype(ops.dtype, copy=False)
+    setup = 0.0
+    if space.A is A and space.M is M:
+        C = space._C[:kc]
+        W = U if psolve is None else space._W[:kc].astype(ops.dtype, copy=False)
+    else:
+        t0 = time.perf_counter()
+        W = space._W[:kc].astype(ops.dtype, copy=False) if space.M is M and psolve is not None else None
+        U, W, C = _rebuild(U, W, ops.matvec, psolve)
+        kc = C.shape[0]
+        setup = time.perf_counter() - t0
+    basis[:kc] = C
+    return kc, U, W, setup
+
+
 def _krylov_solve(method, A, b, x0, *, rtol, atol, maxiter, M, m, k, recycle, callback):
     """Shared cycle engine of :func:`gcrodr` (``k >= 0``) and :func:`gmres` (``k = 0``)."""
     t_start = time.perf_counter()
-    maxiter = 10_000 if maxiter is None else maxiter
+    maxiter = DEFAULT_MAXITER if maxiter is None else maxiter
     _check_options(rtol, atol, maxiter, m, k)
-    system = normalize_system(A, b, M)
-    n, dtype, b = system.n, system.dtype, system.b
-    matvec = Counted(system.matvec)
-    psolve = None if system.psolve is None else Counted(system.psolve)
-    wmap = None
-    if psolve is not None and getattr(M, "diagonal", None) is not None:
-        def diagonal_block_inverse(U_rows, _d=M.diagonal):  # W = M^{-1} U for all k rows at once
-            psolve.count += U_rows.shape[0]
-            return U_rows * _d
-
-        wmap = diagonal_block_inverse
+    ops = _Operators(A, b, M)
     space = RecycleSpace() if recycle is None else recycle
-    if space.dim:
-        if space.n != n:
-            raise ValueError(f"recycle space has vectors of length {space.n} but the system has n={n}; "
-                             "use a new RecycleSpace() or call recycle.clear()")
-        if np.iscomplexobj(space._U) and dtype.kind != "c":
-            raise ValueError("recycle space is complex but the system is real; call recycle.clear()")
-
-    if x0 is not None and np.iscomplexobj(x0) and dtype.kind != "c":
-        raise ValueError("x0 is complex but A, b and M are real")
-    x = np.zeros(n, dtype) if x0 is None else np.array(x0, dtype=dtype).reshape(-1)
-    if x.shape != (n,):
-        raise ValueError(f"x0 has {x.size} entries but the system has n={n}")
+    _check_space(space, ops)
+    x = ops.initial_guess(x0)
+    b = ops.b
+    b_norm = float(np.linalg.norm(b))
 
     def finish(info, converged, r_norm, message, iterations=0, cycles=0, setup=0.0):
         result = SolveResult(
             method=method, info=info, converged=converged, iterations=iterations, cycles=cycles,
-            matvecs=matvec.count, precond_applies=0 if psolve is None else psolve.count,
-            residual=r_norm / b_norm if b_norm else 0.0, residual_norm=r_norm,
+            matvecs=ops.matvec.count, precond_applies=0 if ops.psolve is None else ops.psolve.count,
+            residual=relative(r_norm, b_norm), residual_norm=r_norm,
             seconds=time.perf_counter() - t_start, setup_seconds=setup, message=message,
         )
         if recycle is not None:
             recycle.last_result = result
         return x, info, result
 
-    b_norm = float(np.linalg.norm(b))
     if b_norm == 0.0:
         x[:] = 0.0
         return finish(0, True, 0.0, "b = 0: returned x = 0")
-    tol = max(rtol * b_norm, atol)
-    r = b.copy() if x0 is None else b - matvec(x)
+    basis = np.empty((m + 1, ops.n), ops.dtype)  # rows: C (kc), then V (s + 1)
+    Z = None if ops.psolve is None else np.empty((m, ops.n), ops.dtype)
+    kc, U, W, setup = _load_recycled(space, k, A, M, ops, basis)
+    state = _CycleState(x=x, r=b.copy() if x0 is None else b - ops.matvec(x), kc=kc, U=U, W=W)
+    info, converged, r_norm, message = _cycles(state, ops, basis, Z, tolerance(b_norm, rtol, atol),
+                                              maxiter, m, k, callback)
+    if converged:
+        message = f"converged in {state.iterations} iterations ({state.cycles} cycles)"
+    if recycle is not None and info != -1:
+        recycle._store(state.U, state.W, basis[: state.kc].copy(), A, M)
+    return finish(info, converged, r_norm, message, state.iterations, state.cycles, setup)
 
-    # GCRO-DR step 0: load the recycled space; rebuild C = A M^{-1} U for a new (A, M)
-    basis = np.empty((m + 1, n), dtype)  # rows: C (kc), then V (s + 1)
-    Z = None if psolve is None else np.empty((m, n), dtype)
-    kc, U, W = min(space.dim, k), None, None
-    setup = 0.0
-    if kc:
-        U = space._U[:kc].astype(dtype, copy=False)
-        if space.A is A and space.M is M:
-            C = space._C[:kc]
-            W = U if psolve is None else space._W[:kc].astype(dtype, copy=False)
-        else:
-            # a new A (or M): recompute C = A W; W = M^{-1} U stays valid while M is the same
-            t0 = time.perf_counter()
-            if space.M is M and psolve is not None:
-                W = space._W[:kc].astype(dtype, copy=False)
-            U, W, C = _rebuild(U, W, matvec, psolve)
-            kc = C.shape[0]
-            setup = time.perf_counter() - t0
-        basis[:kc] = C
 
-    real = dtype.kind != "c"
-    iterations = cycles = 0
-    info, message, converged = 0, "", False
+@dataclass
+class _CycleState:
+    """The iterate, its residual and the recycled space between GCRO-DR cycles."""
+
+    x: np.ndarray
+    r: np.ndarray
+    kc: int
+    U: np.ndarray | None
+    W: np.ndarray | None
+    iterations: int = 0
+    cycles: int = 0
+
+
+def _cycles(st: _CycleState, ops: _Operators, basis, Z, tol: float, maxiter: int, m: int, k: int,
+            callback) -> tuple[int, bool, float, str]:
+    """GCRO-DR steps 1-4 until the true residual meets ``tol``; returns ``(info, converged,
+    ||b - A x||, message)``.  Convergence is only ever declared on the true residual."""
+    b, matvec = ops.b, ops.matvec
+    real = ops.dtype.kind != "c"
     last_failed_check = None
     while True:
         # GCRO-DR step 1: x += W C^H r, r -= C C^H r  (r orthogonal to range(C))
-        if kc:
-            c = _dotc(basis[:kc], r)
-            x += c @ W
-            r -= c @ basis[:kc]
-        beta = float(np.linalg.norm(r))
+        if st.kc:
+            c = _dotc(basis[: st.kc], st.r)
+            st.x += c @ st.W
+            st.r -= c @ basis[: st.kc]
+        beta = float(np.linalg.norm(st.r))
         if not np.isfinite(beta):
-            info, message = -1, "breakdown: non-finite residual (check A, b and M)"
-            break
-        if beta <= tol or iterations >= maxiter:
+            return -1, False, float(np.linalg.norm(b - matvec(st.x))), \
+                "breakdown: non-finite residual (check A, b and M)"
+        if beta <= tol or st.iterations >= maxiter:
             # never trust the recurrence: check the true residual (one matvec)
-            r_true = b - matvec(x)
+            r_true = b - matvec(st.x)
             r_norm = float(np.linalg.norm(r_true))
             if r_norm <= tol:
-                converged = True
-                break
-            if iterations >= maxiter:
-                info = iterations
-                message = f"iteration limit maxiter={maxiter} reached"
-                break
-            if last_failed_check is not None and r_norm > 0.5 * last_failed_check:
-                info = -2
-                message = "stagnation: true residual no longer decreases (attainable accuracy reached)"
-                break
+                return 0, True, r_norm, ""
+            if st.iterations >= maxiter:
+                return st.iterations, False, r_norm, f"iteration limit maxiter={maxiter} reached"
+            if last_failed_check is not None and r_norm > STAGNATION_FACTOR * last_failed_check:
+                return -2, False, r_norm, \
+                    "stagnation: true residual no longer decreases (attainable accuracy reached)"
             # loss of accuracy: restart from the true residual
-            last_failed_check, r = r_norm, r_true
+            last_failed_check, st.r = r_norm, r_true
             continue
 
         # GCRO-DR step 2: Arnoldi cycle with (I - C C^H) A M^{-1} from v_1 = r / beta
-        s_max = min(m - kc, maxiter - iterations)
-        np.multiply(r, 1.0 / beta, out=basis[kc])
-        s, H, B, y, status = _arnoldi_cycle(basis, kc, s_max, beta, tol, matvec, psolve, Z, callback)
-        iterations += s
-        cycles += 1
+        kc = st.kc
+        s_max = min(m - kc, maxiter - st.iterations)
+        np.multiply(st.r, 1.0 / beta, out=basis[kc])
+        s, H, B, y, status = _arnoldi_cycle(basis, kc, s_max, beta, tol, matvec, ops.psolve, Z, callback)
+        st.iterations += s
+        st.cycles += 1
         if status == "nonfinite":
-            info, message = -1, f"breakdown: non-finite value in Arnoldi step {iterations} (check A and M)"
-            break
+            return -1, False, float(np.linalg.norm(b - matvec(st.x))), \
+                f"breakdown: non-finite value in Arnoldi step {st.iterations} (check A and M)"
 
         # GCRO-DR step 3: x += Z_s y - W (B y);  r = V_{s+1} (beta e_1 - Hbar y)
-        x += y @ (basis[kc : kc + s] if Z is None else Z[:s])
+        st.x += y @ (basis[kc : kc + s] if Z is None else Z[:s])
         if kc:
-            x -= (B @ y) @ W
+            st.x -= (B @ y) @ st.W
         coef = -(H @ y)
         coef[0] += beta
-        r = coef @ basis[kc : kc + s + 1]
+        st.r = coef @ basis[kc : kc + s + 1]
         if status == "happy" and np.linalg.norm(coef) > max(tol, np.sqrt(_EPS) * beta):
             # the Krylov space is invariant yet the residual is not reduced: singular operator
-            info = -1
-            message = "breakdown: invariant Krylov subspace without convergence (A M^{-1} singular?)"
-            break
+            return -1, False, float(np.linalg.norm(b - matvec(st.x))), \
+                "breakdown: invariant Krylov subspace without convergence (A M^{-1} singular?)"
 
         # GCRO-DR step 4: harmonic Ritz update of the recycled space (every cycle)
         if k:
-            U, W, C = _harmonic_ritz_update(basis, kc, s, H, B, U, W, Z, k, m, real, wmap)
-            kc = C.shape[0]
-            basis[:kc] = C
-
-    if info == -1:
-        r_norm = float(np.linalg.norm(b - matvec(x)))
-    elif converged:
-        message = f"converged in {iterations} iterations ({cycles} cycles)"
-    if recycle is not None and info != -1:
-        recycle._store(U, W, basis[:kc].copy(), A, M)
-    return finish(info, converged, r_norm, message, iterations, cycles, setup)
+            st.U, st.W, C = _harmonic_ritz_update(basis, kc, s, H, B, st.U, st.W, Z, k, m, real, ops.wmap)
+            st.kc = C.shape[0]
+            basis[: st.kc] = C
 
 
 def gcrodr(A, b, x0=None, *, rtol=1e-8, atol=0.0, maxiter=None, M=None, m=40, k=20,

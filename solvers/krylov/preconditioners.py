@@ -71,7 +71,7 @@ from scipy.sparse.linalg import LinearOperator, spilu
 
 from ..registry import Registry
 
-__all__ = ["PRECONDITIONERS", "Preconditioner", "make_preconditioner"]
+__all__ = ["PRECONDITIONERS", "Preconditioner", "amg_hierarchy", "make_preconditioner"]
 
 
 class Preconditioner:
@@ -195,22 +195,32 @@ def _is_symmetric(A, rtol: float = 1e-12) -> bool:
     return diff.nnz == 0 or abs(diff).max() <= rtol * scale
 
 
-@PRECONDITIONERS.register("amg")
-def amg(A, *, cycle: str = "V", **amg_options) -> Preconditioner:
-    """One algebraic-multigrid ``cycle`` (PyAMG); extra options go to the PyAMG solver."""
+def amg_hierarchy(A, *, symmetric: bool | None = None, **amg_options):
+    """The one PyAMG hierarchy builder (used by the ``amg`` preconditioner and engine).
+
+    Smoothed aggregation for symmetric (plain transpose) and all complex matrices --
+    Ruge-Stuben has no complex kernels -- and classical Ruge-Stuben for real
+    non-symmetric ones.  ``symmetric=None`` tests ``A == A^T`` numerically; a caller that
+    knows (a family's declared capabilities) says so.  Extra options go to PyAMG.
+    """
     import pyamg  # optional dependency, imported only when AMG is asked for
 
-    t0 = time.perf_counter()
     A = sp.csr_matrix(A)
-    complex_ = np.iscomplexobj(A.data)
-    symmetric = _is_symmetric(A)
-    if complex_:
+    if symmetric is None:
+        symmetric = _is_symmetric(A)
+    if np.iscomplexobj(A.data):
         amg_options.setdefault("symmetry", "symmetric" if symmetric else "nonsymmetric")
-        ml = pyamg.smoothed_aggregation_solver(A, **amg_options)
-    elif symmetric:
-        ml = pyamg.smoothed_aggregation_solver(A, **amg_options)
-    else:
-        ml = pyamg.ruge_stuben_solver(A, **amg_options)
+        return pyamg.smoothed_aggregation_solver(A, **amg_options)
+    if symmetric:
+        return pyamg.smoothed_aggregation_solver(A, **amg_options)
+    return pyamg.ruge_stuben_solver(A, **amg_options)
+
+
+@PRECONDITIONERS.register("amg")
+def amg(A, *, cycle: str = "V", **amg_options) -> Preconditioner:
+    """One algebraic-multigrid ``cycle`` (PyAMG, :func:`amg_hierarchy`); extra options go to PyAMG."""
+    t0 = time.perf_counter()
+    ml = amg_hierarchy(A, **amg_options)
     op = ml.aspreconditioner(cycle=cycle)
     return Preconditioner(
         "amg", op.matvec, A.shape, A.dtype, setup_seconds=time.perf_counter() - t0, real_only=True

@@ -34,7 +34,7 @@ import pytest
 from tests.cluster import Cluster, make_cluster
 from workers import keys
 from workers.spec import parse_spec
-from workers.state import TERMINAL
+from workers.status import TERMINAL
 
 from .conftest import ApiServer, start_api
 
@@ -630,7 +630,7 @@ def test_metrics_count_jobs_and_solved_samples(live):
     assert after["pdeforge_solve_seconds_total"] > before["pdeforge_solve_seconds_total"]
 
     jobs = live.http.get("/v1/jobs", params={"page_size": 200}).json()["data"]
-    for status in TERMINAL + ("queued", "running"):
+    for status in (*sorted(TERMINAL), "queued", "running"):
         expected = sum(j["status"] == status for j in jobs)
         assert after[f'pdeforge_jobs{{status="{status}"}}'] == expected, (status, after)
     assert after['pdeforge_jobs{status="succeeded"}'] >= 1

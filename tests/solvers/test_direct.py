@@ -7,14 +7,14 @@ import pytest
 import scipy.sparse as sp
 
 from solvers.krylov import SolveResult, direct_solve, factorize
-from solvers.krylov.direct import DENSE_MAX_N, ORDERINGS
+from solvers.krylov.direct import COLUMN_ORDERINGS, DENSE_MAX_N
 from tests.helpers import assert_solved
 from tests.solvers.test_krylov import CASES, make_case, rhs, spd_matrix, upwind_matrix
 
 TIGHT = 1e-12
 
 
-@pytest.mark.parametrize("ordering", ORDERINGS)
+@pytest.mark.parametrize("ordering", COLUMN_ORDERINGS)
 @pytest.mark.parametrize("case", list(CASES))
 def test_orderings_all_correct(case, ordering):
     A, b = make_case(case)
@@ -95,5 +95,5 @@ def test_unknown_ordering_lists_names():
     A, _ = make_case("spd")
     with pytest.raises(ValueError) as excinfo:
         factorize(A, ordering="AMD")
-    for name in ORDERINGS:
+    for name in COLUMN_ORDERINGS:
         assert name in str(excinfo.value)

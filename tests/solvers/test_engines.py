@@ -1,10 +1,12 @@
 """Engines: correctness against a direct solve, and reuse proven by counts (never by time)."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import scipy.sparse.linalg as spla
 
-from solvers.engines import ENGINES, HAVE_CHOLMOD, candidates, choose_engine
+from solvers.engines import ENGINES, HAVE_CHOLMOD, FactorCache, candidates, choose_engine
 from solvers.engines import direct as direct_module
 from solvers.engines.base import grown
 from solvers.families import get_family
@@ -14,10 +16,10 @@ from solvers.options import SolverOptions
 from tests.helpers import assert_solved
 
 
-def run(family, params, engine, count=5, seed=0, **opts):
+def run(family, params, engine, count=5, seed=0, cache=None, **opts):
     fam = get_family(family)
     spec = fam.spec(**params)
-    res = generate(fam, spec, range(count), seed=seed,
+    res = generate(fam, spec, range(count), seed=seed, cache=cache,
                    options=SolverOptions(engine=engine, fallback=False, **opts))
     for pos, rec in enumerate(res.records):
         A, b = fam.assemble(spec, fam.sample(spec, seed, rec.index))
@@ -45,12 +47,14 @@ def test_direct_uses_superlu_for_non_spd_families():
     assert all(r.message.startswith("superlu") for r in res.records)
 
 
-def test_factorize_once_factors_once_per_process_and_solves_blocks():
-    direct_module._ONCE.clear()
-    first = run("poisson", dict(n=24, boundary="chebyshev"), "factorize_once", count=6)
-    assert first.meta["counters"]["factorizations"] == 1
-    second = run("poisson", dict(n=24, boundary="chebyshev"), "factorize_once", count=4, seed=1)
+def test_factorize_once_factors_once_per_cache_and_solves_blocks():
+    cache = FactorCache()  # a worker process owns one for its lifetime
+    first = run("poisson", dict(n=24, boundary="chebyshev"), "factorize_once", count=6, cache=cache)
+    assert first.meta["counters"]["factorizations"] == 1 and len(cache) == 1
+    second = run("poisson", dict(n=24, boundary="chebyshev"), "factorize_once", count=4, seed=1, cache=cache)
     assert second.meta["counters"] == {"factorization_reuses": 1}  # the worker's factorization
+    third = run("poisson", dict(n=24, boundary="chebyshev"), "factorize_once", count=2)  # a fresh cache
+    assert third.meta["counters"]["factorizations"] == 1
 
 
 def test_direct_mixed_refines_a_float32_factorization_to_the_tolerance():
@@ -133,7 +137,7 @@ def test_spectral_solves_the_laplacian_exactly_in_blocks():
     res = run("poisson", dict(n=12, dim=3), "spectral", count=3)
     assert max(r.residual for r in res.records) < 1e-12
     run("darcy", dict(n=16, coefficient=CoefficientSpec(kind="constant", value=2.5)), "spectral", count=2)
-    with pytest.raises(ValueError, match="constant-coefficient Laplacian"):
+    with pytest.raises(ValueError, match="constant-coefficient Dirichlet Laplacian"):
         run("darcy", dict(n=16), "spectral", count=1)
 
 
@@ -157,3 +161,19 @@ def test_auto_records_its_decision_and_pilot():
     assert set(decision["pilot"]) <= set(decision["candidates"])
     assert decision["chosen"] in decision["reason"]
     assert all(r.engine == decision["chosen"] for r in res.records)
+
+
+def test_amg_atol_is_absolute_like_scipy_and_the_residual_check():
+    # ||b - A x|| <= max(rtol ||b||, atol): with atol = 1e-5 ||b|| the solve may stop there,
+    # and the recomputed residual check (solvers.residual) must agree it converged
+    fam = get_family("darcy")
+    spec = fam.spec(n=32)
+    A, b = fam.assemble(spec, fam.sample(spec, 0, 0))
+    b_norm = float(np.linalg.norm(b))
+    relative = ENGINES["amg"](SolverOptions(engine="amg", rtol=1e-5), fam, spec).solve(A, b)[1]
+    loose_opts = SolverOptions(engine="amg", rtol=1e-12, atol=1e-5 * b_norm)
+    x, loose = ENGINES["amg"](loose_opts, fam, spec).solve(A, b)
+    assert loose.converged and loose.iterations == relative.iterations  # the same criterion
+    assert np.linalg.norm(b - A @ x) <= 1e-5 * b_norm
+    res = generate(fam, spec, [0], seed=0, options=dataclasses.replace(loose_opts, fallback=False))
+    assert res.records[0].converged and not res.records[0].fallback

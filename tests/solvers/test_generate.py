@@ -1,57 +1,11 @@
-"""generate(): every family x engine against a direct solve, fallbacks, ordering, callbacks."""
+"""generate(): fallbacks, ordering, callbacks (every family x engine: tests/test_applicability.py)."""
 
 import numpy as np
 import pytest
-import scipy.sparse.linalg as spla
 
 from solvers.families import get_family
-from solvers.engines import ENGINES
 from solvers.generate import generate
 from solvers.options import SolverOptions
-from tests.helpers import assert_solved
-
-FAMILY_CASES = {
-    "darcy": dict(n=16),
-    "darcy3d": dict(n=8, dim=3),
-    "poisson": dict(n=16, boundary="chebyshev"),
-    "helmholtz": dict(n=16, k_min=5.0, k_max=8.0),
-    "helmholtz_dirichlet": dict(n=16, boundary="dirichlet", k_min=6.0, k_max=6.0),
-    "advection_diffusion": dict(n=16, nu_min=0.01, nu_max=0.1),
-}
-
-
-def family_of(case):
-    return get_family(case.removesuffix("3d").removesuffix("_dirichlet"))
-
-
-def applicable(case: str, engine: str) -> bool:
-    fam = family_of(case)
-    spec = fam.spec(**FAMILY_CASES[case])
-    if engine == "factorize_once":
-        return not fam.operator_varies(spec)
-    if engine == "spectral":
-        return fam.name == "poisson"
-    return not (engine == "amg" and fam.name == "helmholtz")
-
-
-@pytest.mark.parametrize("case, engine", [(c, e) for c in FAMILY_CASES for e in [*ENGINES, "auto"]
-                                          if applicable(c, e)])  # others: test_inapplicable_engines_...
-def test_every_family_and_engine_matches_direct_solve(case, engine):
-    fam = family_of(case)
-    spec = fam.spec(**FAMILY_CASES[case])
-    opts = SolverOptions(engine=engine, rtol=1e-8, preconditioner="jacobi", fallback=False)
-    res = generate(fam, spec, [0, 3, 5, 1], seed=7, options=opts)
-    assert sorted(res.indices.tolist()) == [0, 1, 3, 5]
-    assert res.x.shape == (4, len(fam.input_names(spec)), *spec.shape)
-    assert res.y.shape == (4, *spec.shape) and res.y.dtype == fam.dtype(spec)
-    chosen = res.meta["engine"]["chosen"]
-    assert engine == "auto" or chosen == engine
-    for pos, rec in enumerate(res.records):
-        assert rec.index == res.indices[pos] and rec.engine == chosen and rec.converged
-        A, b = fam.assemble(spec, fam.sample(spec, 7, rec.index))
-        y = res.y[pos].ravel()
-        assert rec.residual == pytest.approx(np.linalg.norm(b - A @ y) / np.linalg.norm(b), rel=1e-6)
-        assert_solved(A, b, y, 1e-8, reference=spla.spsolve(A.tocsc(), b))
 
 
 def test_skr_recycling_saves_matvecs_over_gmres_on_a_sequence():
@@ -147,14 +101,3 @@ def test_scalar_parameters_are_returned_per_sample():
 def test_invalid_solver_options(kwargs, match):
     with pytest.raises(ValueError, match=match):
         SolverOptions(**kwargs)
-
-
-@pytest.mark.parametrize("case, engine, match", [
-    ("helmholtz", "amg", "'amg' is not applicable to helmholtz"),
-    ("darcy", "factorize_once", "'factorize_once' needs a fixed operator"),
-])
-def test_inapplicable_engines_are_rejected(case, engine, match):
-    fam = family_of(case)
-    spec = fam.spec(**FAMILY_CASES[case])
-    with pytest.raises(ValueError, match=match):
-        generate(fam, spec, [0], seed=0, options=SolverOptions(engine=engine))

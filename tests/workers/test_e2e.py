@@ -26,7 +26,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from solvers.families import get_family
-from workers import keys
+from workers import keys, pipeline
 from workers.spec import JobBase
 
 from tests.cluster import SLOW_SOLVER, Cluster, make_job
@@ -35,12 +35,12 @@ pytestmark = pytest.mark.timeout(400)
 
 
 # ----------------------------------------------------------------------------- checkers
-def load_shards(storage, job: JobBase, plan: dict) -> dict[str, dict]:
+def load_shards(storage, job: JobBase, plan) -> dict[str, dict]:
     """Every planned shard's arrays, read from the stored objects."""
     out = {}
-    for shard in [s for name in keys.SPLITS for s in plan["splits"][name]]:
-        with h5py.File(io.BytesIO(storage.get_bytes(shard["key"])), "r") as h5:
-            out[keys.shard_name(shard["split"], shard["shard"])] = {
+    for shard in plan.shards():
+        with h5py.File(io.BytesIO(storage.get_bytes(shard.key)), "r") as h5:
+            out[keys.shard_name(shard.split, shard.shard)] = {
                 "plan": shard, "sample_index": h5["sample_index"][:], "x": h5["x"][:], "y": h5["y"][:],
                 "residual": h5["solver/residual"][:], "converged": h5["solver/converged"][:],
                 "dataset_id": h5.attrs["dataset_id"],
@@ -52,7 +52,7 @@ def check_dataset(cluster: Cluster, job: JobBase) -> tuple[dict, dict]:
     """Manifest and checksums, every index exactly once, residuals; returns (manifest, shards)."""
     storage, dataset_id = cluster.storage, job.dataset_id
     manifest = storage.get_json(keys.manifest(dataset_id))
-    plan = storage.get_json(keys.plan(dataset_id))
+    plan = pipeline.read_plan(storage, dataset_id)
     assert manifest["dataset_id"] == dataset_id and manifest["samples"] == job.samples
     for entry in manifest["files"]:
         data = storage.get_bytes(keys.prefix(dataset_id) + entry["path"])
@@ -60,18 +60,18 @@ def check_dataset(cluster: Cluster, job: JobBase) -> tuple[dict, dict]:
         assert hashlib.sha256(data).hexdigest() == entry["sha256"], f"checksum mismatch: {entry['path']}"
     listed = {e["path"] for e in manifest["files"] if "shard" in e}
     shards = load_shards(storage, job, plan)
-    assert listed == {s["plan"]["key"].removeprefix(keys.prefix(dataset_id)) for s in shards.values()}
+    assert listed == {s["plan"].key.removeprefix(keys.prefix(dataset_id)) for s in shards.values()}
     indices = np.concatenate([s["sample_index"] for s in shards.values()])
     assert len(indices) == job.samples and len(set(indices.tolist())) == job.samples, \
         f"duplicate or missing samples: {sorted(indices.tolist())}"
     assert sorted(indices.tolist()) == list(range(job.samples))
     for name, s in shards.items():
-        assert s["sample_index"].tolist() == s["plan"]["indices"], f"{name} not in planned order"
+        assert s["sample_index"].tolist() == s["plan"].indices, f"{name} not in planned order"
         assert s["dataset_id"] == dataset_id
         assert np.all(s["residual"] <= job.solver.rtol), f"{name}: residuals {s['residual'].max():.3e}"
         assert s["converged"].all()
     for split in keys.SPLITS:
-        in_split = [s for s in shards.values() if s["plan"]["split"] == split]
+        in_split = [s for s in shards.values() if s["plan"].split == split]
         assert manifest["splits"][split] == {"samples": sum(len(s["sample_index"]) for s in in_split),
                                              "shards": len(in_split)}
     return manifest, shards
@@ -99,16 +99,15 @@ def shard_versions(cluster: Cluster, job: JobBase) -> dict[str, tuple]:
     return out
 
 
-def plan_of(cluster: Cluster, job: JobBase) -> dict:
-    return cluster.storage.get_json(keys.plan(job.dataset_id))
+def plan_of(cluster: Cluster, job: JobBase):
+    return pipeline.read_plan(cluster.storage, job.dataset_id)
 
 
-def shard_sizes(plan: dict) -> dict[str, int]:
-    return {keys.shard_name(s["split"], s["shard"]): len(s["indices"])
-            for name in keys.SPLITS for s in plan["splits"][name]}
+def shard_sizes(plan) -> dict[str, int]:
+    return {s.name: len(s.indices) for s in plan.shards()}
 
 
-def wait_plan(cluster: Cluster, job: JobBase, timeout: float = 60.0) -> dict:
+def wait_plan(cluster: Cluster, job: JobBase, timeout: float = 60.0):
     cluster.wait_for(job.dataset_id, lambda r: r["status"] not in ("queued", "planning"), timeout=timeout,
                      what="plan")
     return plan_of(cluster, job)

@@ -36,11 +36,11 @@ def local(tmp_path):
     return open_storage((tmp_path / "store").as_uri())
 
 
-def shards_of(plan: dict) -> list[dict]:
-    return [s for name in keys.SPLITS for s in plan["splits"][name]]
+def shards_of(plan):
+    return plan.shards()
 
 
-def stored_plan(storage, job) -> dict:
+def stored_plan(storage, job):
     pipeline.write_spec(storage, job)
     return pipeline.load_or_make_plan(storage, job)
 
@@ -98,39 +98,40 @@ def test_plan_cuts_the_ordered_split_into_contiguous_shards(ordering):
     job = make_job(samples=50, seed=3, shard_samples=7, solver={"ordering": ordering})
     plan = pipeline.make_plan(job)
     parts = pipeline.split_indices(job)
-    assert plan["dataset_id"] == job.dataset_id and plan["samples"] == 50
+    assert plan.dataset_id == job.dataset_id and plan.samples == 50
     total = 0
     for name in keys.SPLITS:
-        shards = plan["splits"][name]
+        shards = plan.splits[name]
         n = len(parts[name])
         assert len(shards) == math.ceil(n / 7)
-        assert [s["shard"] for s in shards] == list(range(len(shards)))
-        ordered = [i for s in shards for i in s["indices"]]
+        assert [s.shard for s in shards] == list(range(len(shards)))
+        ordered = [i for s in shards for i in s.indices]
         assert sorted(ordered) == parts[name].tolist(), f"{name}: shards must hold exactly the split"
         for s in shards:
-            assert s["split"] == name and s["key"] == keys.shard(job.dataset_id, name, s["shard"])
-            assert 1 <= len(s["indices"]) <= job.output.shard_samples
-        assert max(map(len, (s["indices"] for s in shards))) - min(map(len, (s["indices"] for s in shards))) <= 1
+            assert s.split == name and s.key == keys.shard(job.dataset_id, name, s.shard)
+            assert 1 <= len(s.indices) <= job.output.shard_samples
+        assert max(map(len, (s.indices for s in shards))) - min(map(len, (s.indices for s in shards))) <= 1
         total += len(shards)
         if ordering == "none":
             assert ordered == parts[name].tolist()
         elif n > 2:
             assert ordered != parts[name].tolist(), f"{ordering} ordering was not applied to {name}"
-        assert plan["ordering"][name]["method"] == ordering
-    assert plan["shards_total"] == total
+        assert plan.ordering[name]["method"] == ordering
+    assert plan.shards_total == total
     if ordering != "none":  # ordering puts similar samples next to each other
-        train = [i for s in plan["splits"]["train"] for i in s["indices"]]
+        train = [i for s in plan.splits["train"] for i in s.indices]
         assert path_length(job, train) < 0.8 * path_length(job, parts["train"])
 
 
 def test_same_spec_gives_the_same_plan():
     job = make_job(samples=60, seed=11, shard_samples=9)
 
-    def essence(plan: dict) -> dict:  # everything but the timings (and the auto pilot's, measured)
+    def essence(plan) -> dict:  # everything but the timings (and the auto pilot's, measured)
+        data = plan.to_json()
         splits = {name: [{k: v for k, v in s.items() if k != "engine"} for s in shards]
-                  for name, shards in plan["splits"].items()}
-        return {**plan, "seconds": None, "ordering": {k: v["method"] for k, v in plan["ordering"].items()},
-                "engine": plan["engine"]["requested"], "splits": splits}
+                  for name, shards in data["splits"].items()}
+        return {**data, "seconds": None, "ordering": {k: v["method"] for k, v in data["ordering"].items()},
+                "engine": data["engine"]["requested"], "splits": splits}
 
     first = pipeline.make_plan(job)
     assert essence(pipeline.make_plan(make_job(samples=60, seed=11, shard_samples=9))) == essence(first)
@@ -149,21 +150,21 @@ def test_stored_plan_is_reused(local):
 def test_solve_shard_writes_the_documented_hdf5(storage):
     job = make_job(samples=12, seed=5, shard_samples=4)
     plan = stored_plan(storage, job)
-    shard = plan["splits"]["train"][1]
+    shard = plan.splits["train"][1]
     record = pipeline.solve_shard(storage, job, shard)
 
-    data = storage.get_bytes(shard["key"])
-    assert record["bytes"] == len(data) and record["sha256"] == sha256(data)
-    assert record["key"] == shard["key"] and (record["split"], record["shard"]) == ("train", 1)
-    assert storage.get_json(keys.shard_record(job.dataset_id, "train", 1)) == json.loads(json.dumps(record))
-    S, n = len(shard["indices"]), job.grid.n
+    data = storage.get_bytes(shard.key)
+    assert record.bytes == len(data) and record.sha256 == sha256(data)
+    assert record.key == shard.key and (record.split, record.shard) == ("train", 1)
+    assert storage.get_json(keys.shard_record(job.dataset_id, "train", 1)) == record.to_json()
+    S, n = len(shard.indices), job.grid.n
     family, spec = get_family("darcy"), job.family_spec()
-    with read_h5(storage, shard["key"]) as h5:
+    with read_h5(storage, shard.key) as h5:
         assert set(h5) == {"x", "y", "sample_index", "x-coordinate", "y-coordinate", "solver", "params"}
         for name in ("x", "y"):
             assert h5[name].shape == (S, n, n) and h5[name].dtype == np.float32
             assert h5[name].chunks == (1, n, n)
-        assert h5["sample_index"].dtype == np.int64 and h5["sample_index"][:].tolist() == shard["indices"]
+        assert h5["sample_index"].dtype == np.int64 and h5["sample_index"][:].tolist() == shard.indices
         for axis in ("x-coordinate", "y-coordinate"):
             assert np.allclose(h5[axis][:], family.coordinates(spec))
         assert set(h5["solver"]) == {"iterations", "matvecs", "residual", "seconds", "converged", "fallback",
@@ -171,26 +172,26 @@ def test_solve_shard_writes_the_documented_hdf5(storage):
         assert h5["solver/residual"].dtype == np.float64
         assert h5["solver/iterations"].dtype == np.int64 and h5["solver/converged"].dtype == bool
         assert all(len(h5["solver"][k]) == S for k in h5["solver"])
-        assert [e.decode() for e in h5["solver/engine"][:]] == [shard["engine"]] * S  # auto: the pilot's choice
+        assert [e.decode() for e in h5["solver/engine"][:]] == [shard.engine] * S  # auto: the pilot's choice
         assert len(h5["params"]) == 0  # darcy has no scalar parameters
         attrs = dict(h5.attrs)
     assert attrs["spec"] == job.canonical_json() and attrs["dataset_id"] == job.dataset_id
     assert attrs["pdeforge_version"] == __version__ and attrs["family"] == "darcy"
     assert json.loads(attrs["grid"]) == [n, n] and json.loads(attrs["input_names"]) == ["a"]
     assert attrs["split"] == "train" and attrs["shard"] == 1
-    assert record["samples"] == S and record["first_index"] == shard["indices"][0]
-    assert record["x"] == {"shape": [S, n, n], "dtype": "float32"}
-    assert record["solver"]["samples"] == S and record["solver"]["unconverged"] == 0
+    assert record.samples == S and record.first_index == shard.indices[0]
+    assert record.x == {"shape": [S, n, n], "dtype": "float32"}
+    assert record.solver["samples"] == S and record.solver["unconverged"] == 0
 
 
 def test_solve_shard_float64_with_channels_and_scalar_params(local):
     job = make_job("advection_diffusion", samples=6, seed=9, shard_samples=6,
                    params={"nu_min": 0.005, "nu_max": 0.05}, output={"dtype": "float64"}, split={
                        "train": 1.0, "valid": 0.0, "test": 0.0})
-    shard = stored_plan(local, job)["splits"]["train"][0]
+    shard = stored_plan(local, job).splits["train"][0]
     record = pipeline.solve_shard(local, job, shard)
     n = job.grid.n
-    with read_h5(local, shard["key"]) as h5:
+    with read_h5(local, shard.key) as h5:
         assert h5["x"].shape == (6, 2, n, n) and h5["x"].chunks == (1, 2, n, n)
         assert h5["x"].dtype == h5["y"].dtype == np.float64
         nu = h5["params/nu"][:]
@@ -201,34 +202,34 @@ def test_solve_shard_float64_with_channels_and_scalar_params(local):
             sample = family.sample(spec, job.seed, int(index))
             assert nu[pos] == sample.scalars["nu"]
             assert np.array_equal(h5["x"][pos], family.inputs(spec, sample))
-    assert record["x"]["dtype"] == record["y"]["dtype"] == "float64"
+    assert record.x["dtype"] == record.y["dtype"] == "float64"
 
 
 def test_solve_shard_does_not_recompute_a_finished_shard(storage, monkeypatch):
     job = make_job(samples=8, seed=6, shard_samples=4)
-    shard = stored_plan(storage, job)["splits"]["train"][0]
+    shard = stored_plan(storage, job).splits["train"][0]
     record = pipeline.solve_shard(storage, job, shard)
-    versions = {k: storage.stat(k) for k in (shard["key"], keys.shard_record(job.dataset_id, "train", 0))}
+    versions = {k: storage.stat(k) for k in (shard.key, keys.shard_record(job.dataset_id, "train", 0))}
 
     def boom(*args, **kwargs):
         raise AssertionError("a finished shard was solved again")
 
     monkeypatch.setattr(pipeline, "generate", boom)
-    assert pipeline.solve_shard(storage, job, shard) == json.loads(json.dumps(record))
-    assert pipeline.existing_shard(storage, job.dataset_id, "train", 0) == json.loads(json.dumps(record))
+    assert pipeline.solve_shard(storage, job, shard) == record
+    assert pipeline.existing_shard(storage, job.dataset_id, "train", 0) == record
     assert {k: storage.stat(k) for k in versions} == versions
 
 
 @pytest.mark.parametrize("damage", ["missing object", "truncated object", "missing record"])
 def test_solve_shard_recomputes_a_damaged_shard(local, monkeypatch, damage):
     job = make_job(samples=8, seed=6, shard_samples=4)
-    shard = stored_plan(local, job)["splits"]["train"][0]
+    shard = stored_plan(local, job).splits["train"][0]
     record = pipeline.solve_shard(local, job, shard)
     record_key = keys.shard_record(job.dataset_id, "train", 0)
     if damage == "missing object":
-        local.delete(shard["key"])
+        local.delete(shard.key)
     elif damage == "truncated object":
-        local.put_bytes(shard["key"], local.get_bytes(shard["key"])[:-100])
+        local.put_bytes(shard.key, local.get_bytes(shard.key)[:-100])
     else:
         local.delete(record_key)
     assert pipeline.existing_shard(local, job.dataset_id, "train", 0) is None
@@ -238,23 +239,23 @@ def test_solve_shard_recomputes_a_damaged_shard(local, monkeypatch, damage):
     monkeypatch.setattr(pipeline, "generate", lambda *a, **k: calls.append(1) or real(*a, **k))
     again = pipeline.solve_shard(local, job, shard)
     assert calls == [1]
-    data = local.get_bytes(shard["key"])
-    assert again["sha256"] == sha256(data) and again["bytes"] == len(data) == record["bytes"]
-    assert local.get_json(record_key)["sha256"] == again["sha256"]
-    with read_h5(local, shard["key"]) as h5:
-        assert h5["sample_index"][:].tolist() == shard["indices"]
+    data = local.get_bytes(shard.key)
+    assert again.sha256 == sha256(data) and again.bytes == len(data) == record.bytes
+    assert local.get_json(record_key)["sha256"] == again.sha256
+    with read_h5(local, shard.key) as h5:
+        assert h5["sample_index"][:].tolist() == shard.indices
 
 
 def test_cancellation_stops_a_shard_within_one_sample(local, monkeypatch):
     job = make_job(samples=12, seed=4, shard_samples=10, split={"train": 1.0, "valid": 0.0, "test": 0.0})
-    shard = stored_plan(local, job)["splits"]["train"][0]
+    shard = stored_plan(local, job).splits["train"][0]
     done = []
 
     with pytest.raises(JobCancelled) as info:
         pipeline.solve_shard(local, job, shard, on_progress=done.append, should_cancel=lambda: len(done) >= 3)
     assert done == [1, 2, 3], "the flag must be seen right after the sample that raised it"
     assert info.value.job_id == job.dataset_id
-    assert not local.exists(shard["key"])
+    assert not local.exists(shard.key)
     assert not local.exists(keys.shard_record(job.dataset_id, "train", 0))
 
     def boom(*args, **kwargs):
@@ -275,7 +276,7 @@ def test_stored_solutions_match_an_independent_direct_solve(local, family, param
     seen = []
     for shard in shards_of(plan):
         pipeline.solve_shard(local, job, shard)
-        with read_h5(local, shard["key"]) as h5:
+        with read_h5(local, shard.key) as h5:
             residual, x, y = h5["solver/residual"][:], h5["x"][:], h5["y"][:]
             indices = h5["sample_index"][:].tolist()
         assert np.all(residual <= rtol), residual
@@ -332,14 +333,14 @@ def test_finalize_writes_checked_manifest_and_train_statistics(tmp_path):
     prefix = keys.prefix(job.dataset_id)
     paths = {e["path"] for e in manifest["files"]}
     assert {"spec.json", "plan.json", "stats.json"} <= paths
-    assert {s["key"].removeprefix(prefix) for s in shards_of(plan)} <= paths
-    assert len(paths) == 3 + plan["shards_total"]
+    assert {s.key.removeprefix(prefix) for s in shards_of(plan)} <= paths
+    assert len(paths) == 3 + plan.shards_total
     for entry in manifest["files"]:
         data = storage.get_bytes(prefix + entry["path"])
         assert entry["bytes"] == len(data) and entry["sha256"] == sha256(data), entry["path"]
     parts = pipeline.split_indices(job)
     for name in keys.SPLITS:
-        assert manifest["splits"][name] == {"samples": len(parts[name]), "shards": len(plan["splits"][name])}
+        assert manifest["splits"][name] == {"samples": len(parts[name]), "shards": len(plan.splits[name])}
     assert manifest["samples"] == job.samples and manifest["input_names"] == ["a"]
     assert manifest["solver"]["samples"] == job.samples
 
@@ -347,8 +348,8 @@ def test_finalize_writes_checked_manifest_and_train_statistics(tmp_path):
     stats = storage.get_json(keys.stats(job.dataset_id))
     assert stats["split_used"] == "train"
     xs, ys = [], []
-    for shard in plan["splits"]["train"]:
-        with read_h5(storage, shard["key"]) as h5:
+    for shard in plan.splits["train"]:
+        with read_h5(storage, shard.key) as h5:
             xs.append(h5["x"][:].astype(np.float64))
             ys.append(h5["y"][:].astype(np.float64))
     for name, values in (("a", np.concatenate(xs)), ("y", np.concatenate(ys))):
@@ -371,11 +372,11 @@ def test_finalize_is_idempotent(local):
 def test_finalize_refuses_a_missing_or_damaged_shard(local, damage):
     job = make_job(samples=10, seed=15, shard_samples=3)
     plan = solve_all(local, job)
-    victim = plan["splits"]["train"][1]
+    victim = plan.splits["train"][1]
     if damage == "missing":
-        local.delete(victim["key"])
+        local.delete(victim.key)
     else:
-        local.put_bytes(victim["key"], local.get_bytes(victim["key"])[:100])
+        local.put_bytes(victim.key, local.get_bytes(victim.key)[:100])
     with pytest.raises(StorageError, match="train/00001"):
         pipeline.finalize(local, job, plan)
     assert not local.exists(keys.manifest(job.dataset_id))

@@ -26,11 +26,9 @@ from __future__ import annotations
 
 from urllib.parse import unquote, urlsplit
 
-from workers.storage.base import (
-    ObjectInfo, Storage, canonical_json, guess_content_type, normalize_prefix, validate_key,
-)
-from workers.storage.local import LocalStorage
-from workers.storage.s3 import MiB, S3Storage
+from .base import ObjectInfo, Storage, canonical_json, guess_content_type, normalize_prefix, validate_key
+from .local import LocalStorage
+from .s3 import S3Storage
 
 __all__ = [
     "BACKENDS",
@@ -48,23 +46,14 @@ __all__ = [
 BACKENDS = {"file": LocalStorage, "s3": S3Storage}
 
 
-def open_storage(
-    url: str,
-    *,
-    endpoint_url: str | None = None,
-    access_key: str | None = None,
-    secret_key: str | None = None,
-    region: str = "us-east-1",
-    presign_expiry: int = 3600,
-    multipart_threshold: int = 8 * MiB,
-    max_attempts: int = 5,
-    connect_timeout: float = 10.0,
-    read_timeout: float = 60.0,
-    public_endpoint_url: str | None = None,
-) -> Storage:
+def open_storage(url: str, **s3_options) -> Storage:
     """The storage named by ``url``: ``file:///abs/path`` or ``s3://bucket[/prefix]``.
 
-    The keyword options apply to S3 only. Raises ValueError for a malformed URL.
+    ``s3_options`` (``endpoint_url``, ``access_key``, ``secret_key``, ``region``,
+    ``presign_expiry``, ``multipart_threshold``, ``max_attempts``, ``connect_timeout``,
+    ``read_timeout``, ``public_endpoint_url``) go to :class:`S3Storage`, whose
+    signature holds their defaults; they are ignored for local folders.  Raises
+    ValueError for a malformed URL.
     """
     parts = urlsplit(url)
     if parts.query or parts.fragment:
@@ -79,12 +68,6 @@ def open_storage(
     if parts.scheme == "s3":
         if not parts.netloc or "@" in parts.netloc or ":" in parts.netloc:
             raise ValueError(f"S3 URL must be s3://bucket[/prefix], got {url!r}")
-        return S3Storage(
-            parts.netloc, unquote(parts.path).strip("/"), endpoint_url=endpoint_url,
-            access_key=access_key, secret_key=secret_key, region=region,
-            presign_expiry=presign_expiry, multipart_threshold=multipart_threshold,
-            max_attempts=max_attempts, connect_timeout=connect_timeout, read_timeout=read_timeout,
-            public_endpoint_url=public_endpoint_url,
-        )
+        return S3Storage(parts.netloc, unquote(parts.path).strip("/"), **s3_options)
     raise ValueError(f"unknown storage URL scheme {parts.scheme!r} in {url!r}; "
                      f"valid schemes: {', '.join(sorted(BACKENDS))}")

@@ -1,24 +1,22 @@
-"""The storage protocol, object metadata, key validation and canonical JSON."""
+"""The storage interface, object metadata, key validation, canonical JSON and the backends' defaults."""
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-
 import json
 import mimetypes
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from os import PathLike
 from pathlib import Path
-from typing import IO, Any, Protocol, runtime_checkable
+from typing import IO, Any
 
-from workers.errors import InvalidKey, ObjectNotFound
+from ..errors import InvalidKey, ObjectNotFound
 
 __all__ = [
     "ObjectInfo",
     "Storage",
-    "StorageBase",
     "TMP_MARKER",
     "validate_key",
     "normalize_prefix",
@@ -32,6 +30,11 @@ TMP_MARKER = ".~tmp~"
 
 #: S3's limit on the UTF-8 length of a key (the storage's own prefix included).
 MAX_KEY_BYTES = 1024
+
+#: Defaults of the S3 backend (also the defaults of the matching settings).
+S3_REGION = "us-east-1"
+PRESIGN_EXPIRY = 3600  # seconds a presigned download URL stays valid
+MAX_PRESIGN_EXPIRY = 7 * 24 * 3600  # SigV4's limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,52 +50,6 @@ class ObjectInfo:
     size: int
     modified: datetime  # timezone-aware, UTC
     etag: str | None = None
-
-
-@runtime_checkable
-class Storage(Protocol):
-    """Flat key -> bytes object store shared by workers and the API.
-
-    Keys are relative POSIX paths (``datasets/7/data/train/shard_00000.h5``). Writes
-    are atomic: a reader sees the old object, the new one, or no object -- never a
-    partial one. A ``prefix`` names a folder: ``list("datasets/7")`` yields keys under
-    ``datasets/7/`` and never ``datasets/70/...``; ``""`` means everything.
-    """
-
-    @property
-    def url(self) -> str: ...
-
-    def put_bytes(self, key: str, data: bytes, *, content_type: str | None = None) -> None: ...
-
-    def put_file(self, key: str, path: str | PathLike, *, content_type: str | None = None) -> None: ...
-
-    def put_fileobj(self, key: str, fileobj: IO[bytes], *, content_type: str | None = None) -> None: ...
-
-    def get_bytes(self, key: str) -> bytes: ...
-
-    def get_range(self, key: str, start: int, end_inclusive: int) -> bytes: ...
-
-    def download_file(self, key: str, path: str | PathLike) -> None: ...
-
-    def exists(self, key: str) -> bool: ...
-
-    def stat(self, key: str) -> ObjectInfo: ...
-
-    def list(self, prefix: str = "") -> Iterator[ObjectInfo]: ...
-
-    def delete(self, key: str) -> None: ...
-
-    def delete_prefix(self, prefix: str) -> int: ...
-
-    def presigned_url(self, key: str, expires: int | None = None) -> str | None: ...
-
-    def local_path(self, key: str) -> Path | None: ...
-
-    def check(self) -> None: ...
-
-    def put_json(self, key: str, obj: Any) -> None: ...
-
-    def get_json(self, key: str) -> Any: ...
 
 
 def validate_key(key: str, *, backend: str | None = None) -> str:
@@ -160,11 +117,63 @@ def check_range(start: int, end_inclusive: int) -> None:
         raise ValueError(f"invalid byte range {start}-{end_inclusive}: need 0 <= start <= end")
 
 
-class StorageBase(ABC):
-    """Helpers shared by the backends, written against the protocol's primitives."""
+class Storage(ABC):
+    """Flat key -> bytes object store shared by workers and the API (the one storage interface).
+
+    Keys are relative POSIX paths (``datasets/7/data/train/shard_00000.h5``). Writes
+    are atomic: a reader sees the old object, the new one, or no object -- never a
+    partial one. A ``prefix`` names a folder: ``list("datasets/7")`` yields keys under
+    ``datasets/7/`` and never ``datasets/70/...``; ``""`` means everything.
+
+    Backends implement the abstract primitives; ``exists``, ``put_json`` and ``get_json``
+    are written here once, against them.
+    """
 
     url: str
 
+    # ----- writes ---------------------------------------------------------------------------
+    @abstractmethod
+    def put_bytes(self, key: str, data: bytes, *, content_type: str | None = None) -> None: ...
+
+    @abstractmethod
+    def put_file(self, key: str, path: str | PathLike, *, content_type: str | None = None) -> None: ...
+
+    @abstractmethod
+    def put_fileobj(self, key: str, fileobj: IO[bytes], *, content_type: str | None = None) -> None: ...
+
+    # ----- reads ----------------------------------------------------------------------------
+    @abstractmethod
+    def get_bytes(self, key: str) -> bytes: ...
+
+    @abstractmethod
+    def get_range(self, key: str, start: int, end_inclusive: int) -> bytes: ...
+
+    @abstractmethod
+    def download_file(self, key: str, path: str | PathLike) -> None: ...
+
+    @abstractmethod
+    def stat(self, key: str) -> ObjectInfo: ...
+
+    @abstractmethod
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]: ...
+
+    # ----- deletes, links, health -------------------------------------------------------------
+    @abstractmethod
+    def delete(self, key: str) -> None: ...
+
+    @abstractmethod
+    def delete_prefix(self, prefix: str) -> int: ...
+
+    @abstractmethod
+    def presigned_url(self, key: str, expires: int | None = None) -> str | None: ...
+
+    @abstractmethod
+    def local_path(self, key: str) -> Path | None: ...
+
+    @abstractmethod
+    def check(self) -> None: ...
+
+    # ----- shared helpers ---------------------------------------------------------------------
     def exists(self, key: str) -> bool:
         """True if an object exists under ``key`` (folders are not objects)."""
         try:
@@ -183,13 +192,3 @@ class StorageBase(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"
-
-    # Implemented by the backends.
-    @abstractmethod
-    def stat(self, key: str) -> ObjectInfo: ...
-
-    @abstractmethod
-    def put_bytes(self, key: str, data: bytes, *, content_type: str | None = None) -> None: ...
-
-    @abstractmethod
-    def get_bytes(self, key: str) -> bytes: ...

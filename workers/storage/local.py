@@ -20,9 +20,9 @@ from os import PathLike
 from pathlib import Path
 from typing import IO
 
-from workers.errors import InvalidKey, ObjectNotFound, StorageError
-from workers.storage.base import (
-    TMP_MARKER, ObjectInfo, StorageBase, check_range, normalize_prefix, validate_key,
+from ..errors import InvalidKey, ObjectNotFound, StorageError
+from .base import (
+    TMP_MARKER, ObjectInfo, Storage, check_range, normalize_prefix, validate_key,
 )
 
 __all__ = ["LocalStorage"]
@@ -30,7 +30,7 @@ __all__ = ["LocalStorage"]
 _CHUNK = 1 << 20
 
 
-class LocalStorage(StorageBase):
+class LocalStorage(Storage):
     """Objects stored as files under ``root`` (created if missing)."""
 
     def __init__(self, root: str | PathLike) -> None:

@@ -32,16 +32,16 @@ import botocore.exceptions as bce
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
-from workers.errors import InvalidKey, ObjectNotFound, StorageError, TransientStorageError
-from workers.storage.base import (
-    ObjectInfo, StorageBase, check_range, guess_content_type, normalize_prefix, validate_key,
+from ..errors import InvalidKey, ObjectNotFound, StorageError, TransientStorageError
+from .base import (
+    MAX_PRESIGN_EXPIRY, PRESIGN_EXPIRY, S3_REGION, ObjectInfo, Storage, check_range, guess_content_type,
+    normalize_prefix, validate_key,
 )
 
 __all__ = ["S3Storage", "translate_error"]
 
 MiB = 1 << 20
 _MIN_PART = 5 * MiB  # S3's smallest allowed part (except the last)
-_MAX_PRESIGN = 7 * 24 * 3600  # SigV4 limit
 
 _TRANSIENT_CODES = frozenset({
     "SlowDown", "Throttling", "ThrottlingException", "ThrottledException",
@@ -88,7 +88,7 @@ def translate_error(exc: BaseException, *, key: str | None = None,
     return None
 
 
-class S3Storage(StorageBase):
+class S3Storage(Storage):
     """Objects under ``s3://bucket/prefix`` on AWS S3 or a compatible server.
 
     ``endpoint_url`` points at MinIO/SeaweedFS (None for AWS); credentials default to
@@ -98,14 +98,14 @@ class S3Storage(StorageBase):
 
     def __init__(self, bucket: str, prefix: str = "", *, endpoint_url: str | None = None,
                  access_key: str | None = None, secret_key: str | None = None,
-                 region: str = "us-east-1", presign_expiry: int = 3600,
+                 region: str = S3_REGION, presign_expiry: int = PRESIGN_EXPIRY,
                  multipart_threshold: int = 8 * MiB, max_attempts: int = 5,
                  connect_timeout: float = 10.0, read_timeout: float = 60.0,
                  public_endpoint_url: str | None = None) -> None:
         if not bucket:
             raise ValueError("S3Storage needs a bucket name")
-        if not 1 <= presign_expiry <= _MAX_PRESIGN:
-            raise ValueError(f"presign_expiry must be in [1, {_MAX_PRESIGN}] s, got {presign_expiry}")
+        if not 1 <= presign_expiry <= MAX_PRESIGN_EXPIRY:
+            raise ValueError(f"presign_expiry must be in [1, {MAX_PRESIGN_EXPIRY}] s, got {presign_expiry}")
         self.bucket = bucket
         self.url = f"s3://{bucket}/{prefix.strip('/')}".rstrip("/")
         self.prefix = normalize_prefix(prefix.strip("/"), backend=self.url)
@@ -263,8 +263,8 @@ class S3Storage(StorageBase):
         Signing is offline: the URL is returned even if the object does not exist.
         """
         expires = self.presign_expiry if expires is None else int(expires)
-        if not 1 <= expires <= _MAX_PRESIGN:
-            raise ValueError(f"expires must be in [1, {_MAX_PRESIGN}] s, got {expires}")
+        if not 1 <= expires <= MAX_PRESIGN_EXPIRY:
+            raise ValueError(f"expires must be in [1, {MAX_PRESIGN_EXPIRY}] s, got {expires}")
         full = self._key(key)
         signer = self.client
         if self.public_endpoint_url:

@@ -15,17 +15,21 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
+from solvers.engines import FactorCache
+from solvers.threads import single_threaded_blas
+
 from . import pipeline
+from .records import ShardPlan
 from .spec import JobBase, parse_spec
 from .storage import LocalStorage
 
 _counter = None  # per-process shared sample counter (set by the pool initializer)
+_cache: FactorCache | None = None  # per-process factor cache (factorize_once across shards)
 
 
 def _init(counter) -> None:
-    global _counter
-    _counter = counter
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    global _counter, _cache
+    _counter, _cache = counter, FactorCache()
 
 
 def _bump(_done: int) -> None:
@@ -33,8 +37,9 @@ def _bump(_done: int) -> None:
         _counter.value += 1
 
 
-def _solve(root: str, spec_json: str, shard: dict) -> dict:
-    return pipeline.solve_shard(LocalStorage(root), parse_spec(spec_json), shard, on_progress=_bump)
+def _solve(root: str, spec_json: str, shard: dict) -> None:
+    pipeline.solve_shard(LocalStorage(root), parse_spec(spec_json), ShardPlan.from_json(shard), on_progress=_bump,
+                         cache=_cache)
 
 
 def generate_local(job: JobBase, out: str | Path, *, workers: int | None = None,
@@ -43,14 +48,15 @@ def generate_local(job: JobBase, out: str | Path, *, workers: int | None = None,
 
     ``on_progress(samples_done, samples_total)`` is called a few times per second.
     """
+    single_threaded_blas()  # before the pool forks: its children inherit the limit
     root = Path(out).resolve()
     root.mkdir(parents=True, exist_ok=True)
     storage = LocalStorage(root)
     pipeline.write_spec(storage, job)
     plan = pipeline.load_or_make_plan(storage, job)
-    shards = pipeline.plan_shards(plan)
-    pending = [s for s in shards if pipeline.existing_shard(storage, job.dataset_id, s["split"], s["shard"]) is None]
-    finished = sum(len(s["indices"]) for s in shards) - sum(len(s["indices"]) for s in pending)
+    shards = plan.shards()
+    pending = [s for s in shards if pipeline.existing_shard(storage, job.dataset_id, s.split, s.shard) is None]
+    finished = sum(len(s.indices) for s in shards) - sum(len(s.indices) for s in pending)
     workers = max(1, min(workers or os.cpu_count() or 1, len(pending) or 1))
     counter = mp.get_context("fork").Value("q", 0)
     if on_progress:
@@ -58,7 +64,7 @@ def generate_local(job: JobBase, out: str | Path, *, workers: int | None = None,
     if pending:
         with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"), initializer=_init,
                                  initargs=(counter,)) as pool:
-            futures = {pool.submit(_solve, str(root), job.canonical_json(), s) for s in pending}
+            futures = {pool.submit(_solve, str(root), job.canonical_json(), s.to_json()) for s in pending}
             while futures:
                 done, futures = wait(futures, timeout=0.25, return_when=FIRST_COMPLETED)
                 for fut in done:
