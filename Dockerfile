@@ -23,12 +23,13 @@ ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 # Only what the wheel needs (tests/, bench/, .venv/ are excluded by .dockerignore as well).
 COPY pyproject.toml README.md ./
+COPY pdeforge ./pdeforge
 COPY solvers ./solvers
 COPY workers ./workers
 COPY app ./app
 RUN pip install --upgrade pip \
     && pip install . \
-    && python -c "import app.main, app.cli, workers.celery_app, solvers"
+    && python -c "import pdeforge.app.main, pdeforge.app.cli, pdeforge.workers.celery_app, pdeforge.solvers"
 
 # ---------------------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
@@ -53,8 +54,8 @@ RUN groupadd --system --gid 10001 pdeforge \
 
 COPY --from=build /opt/venv /opt/venv
 
-# The working directory holds no source tree, so `app`, `workers`, `solvers` import from the
-# installed package; it is also the default local storage folder (PDEFORGE_DATA_DIR).
+# The working directory holds no source tree, so `pdeforge.*` imports from the installed
+# package; it is also the default local storage folder (PDEFORGE_DATA_DIR).
 WORKDIR /data
 USER pdeforge:pdeforge
 
@@ -66,4 +67,4 @@ EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4)"]
 
-CMD ["uvicorn", "app.main:app", "--host", "0.0.0.0", "--port", "8000"]
+CMD ["uvicorn", "pdeforge.app.main:app", "--host", "0.0.0.0", "--port", "8000"]

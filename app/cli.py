@@ -18,7 +18,7 @@ cli = typer.Typer(add_completion=False, no_args_is_help=True,
 def _load_spec(path: Path):
     from pydantic import ValidationError
 
-    from workers.spec import parse_spec
+    from pdeforge.workers.spec import parse_spec
 
     try:
         return parse_spec(path.read_text())
@@ -38,7 +38,7 @@ def generate(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
 ) -> None:
     """Generate a dataset locally (no server): the same layout as the service, in OUT."""
-    from workers.standalone import generate_local, progress_printer
+    from pdeforge.workers.standalone import generate_local, progress_printer
 
     job = _load_spec(spec)
     bar = None if quiet else progress_printer(f"dataset {job.dataset_id}")
@@ -60,7 +60,7 @@ def families(
     name: Annotated[Optional[str], typer.Argument(help="show one family's parameters")] = None,
 ) -> None:
     """List the PDE families (or one family's parameters, defaults and ranges)."""
-    from workers.catalog import describe_family, family_names
+    from pdeforge.workers.catalog import describe_family, family_names
 
     if name is None:
         for fam in family_names():
@@ -77,13 +77,13 @@ def worker(
     loglevel: Annotated[str, typer.Option(help="Celery log level")] = "info",
 ) -> None:
     """Run a Celery worker (scale out by starting more, on any machine sharing broker and storage)."""
-    from workers.config import get_settings
+    from pdeforge.workers.config import get_settings
 
     s = get_settings()
     if not s.broker_url:
         typer.echo("PDEFORGE_BROKER_URL is not set (or use `pdeforge serve` for the embedded stack)", err=True)
         raise typer.Exit(2)
-    from workers.celery_app import app
+    from pdeforge.workers.celery_app import app
 
     argv = ["worker", "-Q", s.queue, "--loglevel", loglevel, "-c", str(concurrency or os.cpu_count() or 1)]
     app.worker_main(argv)
@@ -101,8 +101,8 @@ def serve(
                                                    help="submit this spec once the service is ready")] = None,
 ) -> None:
     """Run the whole service on this machine: API, workers and (if no broker is set) a bundled Redis."""
-    from app.serve import serve as run_stack
-    from workers.config import get_settings
+    from pdeforge.app.serve import serve as run_stack
+    from pdeforge.workers.config import get_settings
 
     s = get_settings()
     code = run_stack(s, host=host or s.api_host, port=port or s.api_port,
@@ -113,7 +113,7 @@ def serve(
 
 
 # ----------------------------------------------------------------------------- API client
-# Commands that talk to a running server through app.client.PDEForgeClient. HTTP errors
+# Commands that talk to a running server through pdeforge.app.client.PDEForgeClient. HTTP errors
 # print the server's detail and field errors to stderr and exit 2 for a rejected request
 # (404, 413, 422) or 1 otherwise; an unreachable server exits 1 naming the URL.
 
@@ -129,7 +129,7 @@ _USAGE_STATUSES = (404, 413, 422)
 @contextmanager
 def _api(url: Optional[str], token: Optional[str]):
     """A client for the command; API errors become messages on stderr and exit codes."""
-    from app.client import (DownloadError, PDEForgeClient, PDEForgeConnectionError,
+    from pdeforge.app.client import (DownloadError, PDEForgeClient, PDEForgeConnectionError,
                             PDEForgeHTTPError)
 
     client = PDEForgeClient(url, token)
@@ -318,7 +318,7 @@ def status(
     token: TokenOption = None,
 ) -> None:
     """Show one job (progress, timings, solver summary) or a table of jobs, newest first."""
-    from app.client import PDEForgeHTTPError
+    from pdeforge.app.client import PDEForgeHTTPError
 
     with _api(url, token) as api:
         if job_id is None:
@@ -396,7 +396,7 @@ def cancel(
 
 
 def main() -> None:
-    from solvers.threads import single_threaded_blas
+    from pdeforge.solvers.threads import single_threaded_blas
 
     single_threaded_blas()  # one BLAS thread per process, for this one and every child it starts
     cli(prog_name="pdeforge")

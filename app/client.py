@@ -2,7 +2,7 @@
 
 ::
 
-    from app.client import PDEForgeClient
+    from pdeforge.app.client import PDEForgeClient
 
     with PDEForgeClient("http://127.0.0.1:8000", token="...") as api:
         job = api.submit({"family": "darcy", "grid": {"n": 64}, "samples": 1000})
@@ -43,7 +43,7 @@ from urllib.parse import quote
 
 import httpx
 
-from workers.status import TERMINAL
+from pdeforge.workers.status import TERMINAL
 
 __all__ = [
     "PDEForgeClient", "PDEForgeError", "PDEForgeHTTPError", "PDEForgeConnectionError",
@@ -230,7 +230,7 @@ class PDEForgeClient:
 
     # ----- jobs -----------------------------------------------------------------------------
     def submit(self, spec: Mapping[str, Any] | Any) -> dict:
-        """Submit one spec (a dict, or a :class:`workers.spec.JobBase`); returns the job.
+        """Submit one spec (a dict, or a :class:`pdeforge.workers.spec.JobBase`); returns the job.
 
         Submitting a spec that was submitted before returns the existing job (the job id
         is a hash of the canonical spec).

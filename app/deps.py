@@ -8,9 +8,9 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from workers.config import Settings
-from workers.jobs import JobService
-from workers.storage import Storage
+from pdeforge.workers.config import Settings
+from pdeforge.workers.jobs import JobService
+from pdeforge.workers.storage import Storage
 
 
 def app_settings(request: Request) -> Settings:

@@ -25,8 +25,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from workers.errors import BatchNotFound, InvalidKey, JobConflict, JobNotFound, ObjectNotFound, StorageError
-from workers.jobs import LimitExceeded
+from pdeforge.workers.errors import BatchNotFound, InvalidKey, JobConflict, JobNotFound, ObjectNotFound, StorageError
+from pdeforge.workers.jobs import LimitExceeded
 
 log = logging.getLogger("pdeforge.api")
 
@@ -97,7 +97,7 @@ def validation_details(errors) -> list[dict]:
 
 
 def _family_tags() -> tuple[str, ...]:
-    from solvers.families import FAMILIES
+    from pdeforge.solvers.families import FAMILIES
 
     return tuple(FAMILIES)
 

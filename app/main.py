@@ -1,4 +1,4 @@
-"""The FastAPI application: ``uvicorn app.main:app`` (settings from ``PDEFORGE_*``)."""
+"""The FastAPI application: ``uvicorn pdeforge.app.main:app`` (settings from ``PDEFORGE_*``)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from collections.abc import Callable
 from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse
 
-from solvers import __version__
-from workers.config import Settings, get_settings
-from workers.jobs import JobService
-from workers.services import make_storage, make_store
+from pdeforge.solvers import __version__
+from pdeforge.workers.config import Settings, get_settings
+from pdeforge.workers.jobs import JobService
+from pdeforge.workers.services import make_storage, make_store
 
 from . import errors
 from .deps import require_token
@@ -72,7 +72,7 @@ class BodySizeLimit:
 def create_app(settings: Settings | None = None, *, enqueue: Callable[..., None] | None = None) -> FastAPI:
     settings = settings or get_settings()
     if enqueue is None:
-        from workers.tasks import enqueue
+        from pdeforge.workers.tasks import enqueue
     app = FastAPI(title="PDEForge", version=__version__, description=DESCRIPTION)
     app.state.settings = settings
     app.state.tokens = settings.tokens()
@@ -88,7 +88,7 @@ def create_app(settings: Settings | None = None, *, enqueue: Callable[..., None]
 
 
 def __getattr__(name: str):
-    # `uvicorn app.main:app` builds the app lazily so importing this module has no side effects
+    # `uvicorn pdeforge.app.main:app` builds the app lazily so importing this module has no side effects
     if name == "app":
         return create_app()
     raise AttributeError(name)

@@ -1,4 +1,4 @@
-"""Response models (request specs are :data:`workers.spec.JobSpec`)."""
+"""Response models (request specs are :data:`pdeforge.workers.spec.JobSpec`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 from pydantic import BaseModel, Field
 
-from workers.spec import JobSpec
+from pdeforge.workers.spec import JobSpec
 
 
 class Progress(BaseModel):

@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from workers.config import Settings
+from pdeforge.workers.config import Settings
 
 SOCKET_PATH_MAX = 100  # unix socket paths are limited to ~107 bytes
 
@@ -32,7 +32,7 @@ class Stack:
         self.log = log
         self.redis = None
         self.procs: list[tuple[str, subprocess.Popen]] = []
-        self.env = dict(os.environ)  # the CLI applied the thread policy (solvers.threads) to it
+        self.env = dict(os.environ)  # the CLI applied the thread policy (pdeforge.solvers.threads) to it
 
     # ----- start ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -41,10 +41,10 @@ class Stack:
             self._start_redis()
         if not self.settings.storage_url:
             self.env["PDEFORGE_STORAGE_URL"] = self.data_dir.as_uri()
-        cmd = [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "-Q", self.settings.queue,
+        cmd = [sys.executable, "-m", "celery", "-A", "pdeforge.workers.celery_app", "worker", "-Q", self.settings.queue,
                "-c", str(self.workers), "--loglevel", "info", "-n", f"pdeforge-{os.getpid()}@%h"]
         self._spawn("worker", cmd)
-        self._spawn("api", [sys.executable, "-m", "uvicorn", "app.main:app", "--host", self.host,
+        self._spawn("api", [sys.executable, "-m", "uvicorn", "pdeforge.app.main:app", "--host", self.host,
                             "--port", str(self.port), "--no-access-log"])
 
     def _start_redis(self) -> None:

@@ -70,7 +70,7 @@ def main(argv=None) -> dict:
     tmp = tempfile.mkdtemp(prefix="pdeforge-lat-")
     env = dict(os.environ, PDEFORGE_BROKER_URL=args.redis, PDEFORGE_KEY_PREFIX=prefix, PDEFORGE_QUEUE=f"{prefix}-q",
                PDEFORGE_STORAGE_URL=Path(tmp).as_uri())
-    api = subprocess.Popen([sys.executable, "-m", "uvicorn", "app.main:app", "--port", str(port), "--log-level",
+    api = subprocess.Popen([sys.executable, "-m", "uvicorn", "pdeforge.app.main:app", "--port", str(port), "--log-level",
                             "warning", "--no-access-log"], env=env, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:

@@ -33,8 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from solvers.engines import refusal
-from solvers.threads import single_threaded_blas
+from pdeforge.solvers.engines import refusal
+from pdeforge.solvers.threads import single_threaded_blas
 
 single_threaded_blas()
 
@@ -63,8 +63,8 @@ def _systems(family, spec, count, seed=0):
 
 def fresh_direct(family, spec, count):
     """A fresh factorization per sample: CHOLMOD for SPD (if installed), tuned SuperLU otherwise."""
-    from solvers.engines.direct import HAVE_CHOLMOD
-    from solvers.krylov import factorize
+    from pdeforge.solvers.engines.direct import HAVE_CHOLMOD
+    from pdeforge.solvers.krylov import factorize
 
     spd = family.capabilities(spec).spd
     best = None
@@ -90,7 +90,7 @@ def fresh_amg(family, spec, count):
     import pyamg
     import scipy.sparse.linalg as spla
 
-    from solvers.krylov import gmres
+    from pdeforge.solvers.krylov import gmres
 
     spd = family.capabilities(spec).spd
     times, its = [], []
@@ -111,8 +111,8 @@ def fresh_amg(family, spec, count):
 
 
 def engine_run(engine, family, spec, count, **opts):
-    from solvers.generate import generate
-    from solvers.options import SolverOptions
+    from pdeforge.solvers.generate import generate
+    from pdeforge.solvers.options import SolverOptions
 
     options = SolverOptions(engine=engine, rtol=1e-8, fallback=False, **opts)
     res = generate(family, spec, range(count), seed=0, options=options)
@@ -136,7 +136,7 @@ ALTERNATIVE_OF = {"fresh_direct": "direct", "fresh_amg": "amg"}
 
 
 def applicable(method: str, family, spec) -> str | None:
-    """None if the method applies (the engines' own rule, solvers.engines.refusal), else why not;
+    """None if the method applies (the engines' own rule, pdeforge.solvers.engines.refusal), else why not;
     plus this benchmark's size cut-offs where a method would only burn minutes."""
     why = refusal(ALTERNATIVE_OF.get(method, method), family.capabilities(spec))
     if why is not None:
@@ -165,7 +165,7 @@ METHODS = {
 
 
 def _child(conn, method, family_name, params, n, dim, count):
-    from solvers.families import get_family
+    from pdeforge.solvers.families import get_family
 
     family = get_family(family_name)
     spec = family.spec(n=n, dim=dim, **params)
@@ -216,7 +216,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--out", default="bench/results/engines.json")
     args = ap.parse_args(argv)
     rows_spec = QUICK_ROWS if args.quick else ALL_ROWS + (LARGE_ROWS if args.large else [])
-    from solvers.families import get_family
+    from pdeforge.solvers.families import get_family
 
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     rows, t_start = [], time.perf_counter()

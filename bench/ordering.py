@@ -1,4 +1,4 @@
-"""Benchmark of :mod:`solvers.ordering`: wall time and tour length of each method.
+"""Benchmark of :mod:`pdeforge.solvers.ordering`: wall time and tour length of each method.
 
 Features mimic PDEForge's: the lowest Fourier modes of a random field, i.e. independent
 normal coordinates with standard deviation decaying as (1 + k)^-1, k = 0..p-1.  The
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from solvers.ordering import order_systems, tour_length
+from pdeforge.solvers.ordering import order_systems, tour_length
 
 RESULTS = Path(__file__).resolve().parent / "results" / "ordering.json"
 

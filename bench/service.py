@@ -23,11 +23,11 @@ import time
 import uuid
 from pathlib import Path
 
-from solvers.generate import generate
-from solvers.threads import single_threaded_blas
-from workers.config import Settings
-from workers.spec import parse_spec
-from workers.standalone import generate_local
+from pdeforge.solvers.generate import generate
+from pdeforge.solvers.threads import single_threaded_blas
+from pdeforge.workers.config import Settings
+from pdeforge.workers.spec import parse_spec
+from pdeforge.workers.standalone import generate_local
 
 single_threaded_blas()
 
@@ -35,15 +35,15 @@ single_threaded_blas()
 def run_service(job, workers: int, redis_url: str, root: Path) -> float:
     from celery import Celery
 
-    from workers.jobs import JobService
-    from workers.services import make_storage, make_store
+    from pdeforge.workers.jobs import JobService
+    from pdeforge.workers.services import make_storage, make_store
 
     prefix = f"bench{uuid.uuid4().hex[:8]}"
     settings = Settings(broker_url=redis_url, key_prefix=prefix, queue=f"{prefix}-q",
                         storage_url=(root / "svc").as_uri())
     env = dict(os.environ, PDEFORGE_BROKER_URL=redis_url, PDEFORGE_KEY_PREFIX=prefix,
                PDEFORGE_QUEUE=settings.queue, PDEFORGE_STORAGE_URL=settings.storage_url)
-    worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "-Q",
+    worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "pdeforge.workers.celery_app", "worker", "-Q",
                                settings.queue, "-c", str(workers), "--loglevel", "warning",
                                "-n", f"{prefix}@%h"], env=env, start_new_session=True)
     sender = Celery(prefix, broker=redis_url, set_as_current=False)

@@ -29,11 +29,11 @@ from pathlib import Path
 
 import numpy as np
 
-from solvers.families import get_family
-from solvers.fields import CoefficientSpec, GRFSpec
-from solvers.generate import generate
-from solvers.options import SolverOptions
-from solvers.threads import single_threaded_blas
+from pdeforge.solvers.families import get_family
+from pdeforge.solvers.fields import CoefficientSpec, GRFSpec
+from pdeforge.solvers.generate import generate
+from pdeforge.solvers.options import SolverOptions
+from pdeforge.solvers.threads import single_threaded_blas
 
 single_threaded_blas()
 

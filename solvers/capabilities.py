@@ -7,7 +7,7 @@ it is a constant multiple of the Dirichlet Laplacian, whether it is a (2d+1)-poi
 stencil on the tensor grid, whether the family is time-dependent, and the dimension.
 
 An engine declares a tuple of :class:`Requirement` s.  One function,
-:func:`solvers.engines.registry.refusal`, answers "does engine E apply to this spec,
+:func:`pdeforge.solvers.engines.registry.refusal`, answers "does engine E apply to this spec,
 and if not, why" from these two declarations alone -- no engine, validator or
 benchmark looks at a family's name.
 """
@@ -41,7 +41,7 @@ class Capabilities:
     m_matrix: bool = False
     #: c with A = c L, L the cell-centred Dirichlet Laplacian; None otherwise
     laplacian_scale: float | None = None
-    #: A is a (2d+1)-point stencil in the grid's fixed CSR pattern (solvers.families.fv)
+    #: A is a (2d+1)-point stencil in the grid's fixed CSR pattern (pdeforge.solvers.families.fv)
     tensor_stencil: bool = True
     time_dependent: bool = False
 

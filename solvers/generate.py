@@ -8,7 +8,7 @@ recomputed here, :math:`\|b - Ay\|/\|b\|`, independently of what the solver
 reports; a Krylov solve that misses the tolerance is re-solved with the direct
 engine and the record says so.
 
-Engines (:mod:`solvers.engines`; a fresh engine instance lives for one sequence, so
+Engines (:mod:`pdeforge.solvers.engines`; a fresh engine instance lives for one sequence, so
 state such as a recycled subspace, a symbolic factorization or an AMG hierarchy
 flows from one system to the next): ``skr``, ``gmres``, ``direct``,
 ``direct_mixed``, ``factorize_once``, ``amg`` and ``auto`` (a time-boxed pilot on

@@ -1,4 +1,4 @@
-"""Options for solving a sequence of systems (shared by :mod:`solvers.generate` and job specs)."""
+"""Options for solving a sequence of systems (shared by :mod:`pdeforge.solvers.generate` and job specs)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from .krylov import DEFAULT_MAXITER, PRECONDITIONERS
 from .ordering import ORDERINGS
 from .params import fail, param, validate
 
-#: the registry's engines plus the ``auto`` pilot (solvers.engines checks that they agree)
+#: the registry's engines plus the ``auto`` pilot (pdeforge.solvers.engines checks that they agree)
 ENGINE_NAMES = ("auto", "skr", "gmres", "direct", "direct_mixed", "factorize_once", "amg", "spectral")
 
 

@@ -99,7 +99,7 @@ def order_systems(features, *, method: str = "greedy", start: int = 0, **options
 def order_samples(family, spec, seed: int, indices, method: str) -> tuple[np.ndarray, str]:
     r"""Sample ``indices`` of a family reordered so that consecutive samples are similar.
 
-    The one place where samples are ordered (:func:`solvers.generate.generate` and the
+    The one place where samples are ordered (:func:`pdeforge.solvers.generate.generate` and the
     job planner call it): features are the family's ordering features
     (``family.features(spec, seed, chunk)``, float32, computed in chunks of
     ``FEATURE_CHUNK`` without materialising fields); ``greedy`` becomes ``hilbert``

@@ -33,13 +33,13 @@ import pytest
 import redis
 from celery import Celery
 
-from workers.config import Settings
-from workers.jobs import JobService
-from workers.services import make_storage
-from workers.spec import JobBase, parse_spec
-from workers.state import JobStore
-from workers.status import TERMINAL
-from workers.storage import Storage, open_storage
+from pdeforge.workers.config import Settings
+from pdeforge.workers.jobs import JobService
+from pdeforge.workers.services import make_storage
+from pdeforge.workers.spec import JobBase, parse_spec
+from pdeforge.workers.state import JobStore
+from pdeforge.workers.status import TERMINAL
+from pdeforge.workers.storage import Storage, open_storage
 
 REDIS_URL = "redis://127.0.0.1:6379/13"
 REPO = Path(__file__).resolve().parents[1]
@@ -211,7 +211,7 @@ class Cluster:
         """Start ``celery worker`` with PDEForge settings ``settings`` (e.g. max_attempts=1)."""
         name = f"{self.prefix}-w{len(self.workers)}"
         log_path = self.log_dir / f"{name}.log"
-        cmd = [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "-Q", self.queue,
+        cmd = [sys.executable, "-m", "celery", "-A", "pdeforge.workers.celery_app", "worker", "-Q", self.queue,
                "-c", str(concurrency), "--loglevel=info", "-P", "prefork", "-n", f"{name}@%h",
                "--without-mingle", "--without-gossip", "--without-heartbeat"]
         worker = Worker(name, spawn(name, cmd, self.worker_env(**settings), log_path), log_path)
@@ -297,7 +297,7 @@ def make_cluster(redis_client: redis.Redis, log_dir: Path, *, s3_server=None,
                             storage_url=Path(local_root).resolve().as_uri())
     store = JobStore.from_url(REDIS_URL, prefix)
     storage = make_storage(settings)
-    # A separate sending app: workers.celery_app reads the environment once, at import time.
+    # A separate sending app: pdeforge.workers.celery_app reads the environment once, at import time.
     sender = Celery(f"{prefix}-sender", broker=REDIS_URL, set_as_current=False)
     sender.conf.update(task_serializer="json", accept_content=["json"], broker_connection_retry_on_startup=True,
                        broker_transport_options=settings.broker_transport_options())

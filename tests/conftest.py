@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from tests.s3server import SeaweedS3Server, find_weed
-from workers.storage import open_storage
+from pdeforge.workers.storage import open_storage
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,5 @@
 """Which engine applies to which family spec: a hand-written table, checked against the one
-applicability rule (``solvers.engines.refusal``), spec validation (the API's 422 text), the
+applicability rule (``pdeforge.solvers.engines.refusal``), spec validation (the API's 422 text), the
 ``auto`` pilot's candidates and ``generate`` -- and every applicable pair is actually solved."""
 
 import numpy as np
@@ -7,13 +7,13 @@ import pytest
 import scipy.sparse.linalg as spla
 from pydantic import ValidationError
 
-from solvers.engines import ENGINES, candidates, refusal
-from solvers.families import get_family
-from solvers.fields import CoefficientSpec
-from solvers.generate import generate
-from solvers.options import SolverOptions
+from pdeforge.solvers.engines import ENGINES, candidates, refusal
+from pdeforge.solvers.families import get_family
+from pdeforge.solvers.fields import CoefficientSpec
+from pdeforge.solvers.generate import generate
+from pdeforge.solvers.options import SolverOptions
 from tests.helpers import assert_solved
-from workers.spec import parse_spec
+from pdeforge.workers.spec import parse_spec
 
 FIXED = "a fixed operator"
 DEFINITE = "an M-matrix"
@@ -48,7 +48,7 @@ def family_spec(case):
         if key in params:
             params[key] = cls(**params[key])
     if "forcing" in params:
-        from solvers.families import ForcingSpec
+        from pdeforge.solvers.families import ForcingSpec
         params["forcing"] = ForcingSpec(**params["forcing"])
     return fam, fam.spec(**params)
 

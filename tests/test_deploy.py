@@ -2,7 +2,7 @@
 
 No Docker engine is needed.  The compose file is checked structurally (what ``docker compose
 config`` would reject, plus what matters here: every ``PDEFORGE_*`` variable is a real
-:class:`~workers.config.Settings` field, the containers' environment validates and builds the
+:class:`~pdeforge.workers.config.Settings` field, the containers' environment validates and builds the
 API, the commands name real entry points); ``docker compose config -q`` runs as well where the
 compose plugin is installed.
 """
@@ -13,14 +13,15 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
-from workers.config import Settings
-from workers.spec import parse_spec
+from pdeforge.workers.config import Settings
+from pdeforge.workers.spec import parse_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -71,7 +72,7 @@ def test_every_example_is_listed():
 
 @pytest.mark.parametrize("name", sorted(EXAMPLE_GRIDS))
 def test_example_parses_with_the_named_family_and_grid(name, clean_env):
-    from workers.jobs import check_limits
+    from pdeforge.workers.jobs import check_limits
 
     jobs = [parse_spec(spec) for spec in example_specs(name)]
     assert [(j.family, j.grid.n, j.grid.dim) for j in jobs] == EXAMPLE_GRIDS[name]
@@ -81,7 +82,7 @@ def test_example_parses_with_the_named_family_and_grid(name, clean_env):
 
 
 def test_batch_example_is_a_valid_batch_body():
-    from app.schemas import BatchCreate
+    from pdeforge.app.schemas import BatchCreate
 
     data = json.loads((EXAMPLES / "sweep_resolutions.json").read_text())
     batch = BatchCreate.model_validate(data)
@@ -264,7 +265,7 @@ def test_healthchecks(compose):
     minio = healthcheck_text(services["minio"])
     assert "mc ready local" in minio or "/minio/health/live" in minio
     assert "/readyz" in healthcheck_text(services["api"])
-    assert "workers.celery_app" in healthcheck_text(services["worker"])
+    assert "pdeforge.workers.celery_app" in healthcheck_text(services["worker"])
 
 
 def test_named_volumes_are_declared(compose):
@@ -366,8 +367,8 @@ def test_environment_builds_the_api_offline(compose, clean_env):
     """The API app and its storage build from the compose environment (nothing is contacted)."""
     from fastapi.testclient import TestClient
 
-    from app.main import create_app
-    from workers.services import make_storage
+    from pdeforge.app.main import create_app
+    from pdeforge.workers.services import make_storage
 
     env = env_of(compose["services"]["api"])
     for key, value in env.items():
@@ -391,7 +392,7 @@ def test_api_command_is_the_asgi_app(compose):
     import importlib
 
     cmd = command_of(compose["services"]["api"])
-    assert cmd[:2] == ["uvicorn", "app.main:app"]
+    assert cmd[:2] == ["uvicorn", "pdeforge.app.main:app"]
     assert cmd[cmd.index("--host") + 1] == "0.0.0.0" and cmd[cmd.index("--port") + 1] == "8000"
     module, attr = cmd[1].split(":")
     assert attr == "app" and callable(importlib.import_module(module).create_app)
@@ -400,10 +401,10 @@ def test_api_command_is_the_asgi_app(compose):
 def test_worker_command_is_the_cli(compose):
     from typer.testing import CliRunner
 
-    from app.cli import cli
+    from pdeforge.app.cli import cli
 
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    assert pyproject["project"]["scripts"]["pdeforge"] == "app.cli:main"
+    assert pyproject["project"]["scripts"]["pdeforge"] == "pdeforge.app.cli:main"
     worker = compose["services"]["worker"]
     cmd = command_of(worker)
     assert cmd[:2] == ["pdeforge", "worker"]
@@ -416,9 +417,9 @@ def test_worker_command_is_the_cli(compose):
 
 
 def test_worker_healthcheck_names_the_celery_app():
-    import workers.celery_app
+    import pdeforge.workers.celery_app
 
-    assert workers.celery_app.app.main == "pdeforge"
+    assert pdeforge.workers.celery_app.app.main == "pdeforge"
 
 
 def test_docker_compose_config(compose_raw, tmp_path):
@@ -462,7 +463,7 @@ def test_dockerfile():
     health = [rest for word, rest in final if word == "HEALTHCHECK"]
     assert health and "/healthz" in health[-1] and "python" in health[-1]
     cmd = json.loads([rest for word, rest in final if word == "CMD"][-1])
-    assert cmd == ["uvicorn", "app.main:app", "--host", "0.0.0.0", "--port", "8000"]
+    assert cmd == ["uvicorn", "pdeforge.app.main:app", "--host", "0.0.0.0", "--port", "8000"]
 
 
 def test_dockerignore_keeps_what_the_image_copies():
@@ -478,6 +479,45 @@ def test_dockerignore_keeps_what_the_image_copies():
         assert (ROOT / source).exists(), source
         assert source.rstrip("/") not in ignored, f"{source} is copied but excluded by .dockerignore"
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    packages = {p.rstrip("*") for p in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]}
-    assert packages <= {Path(s).name for s in copied}
+    package_dirs = set(pyproject["tool"]["setuptools"]["package-dir"].values())
+    assert package_dirs <= {Path(s).name for s in copied}
     assert pyproject["project"]["readme"] in copied
+
+
+# ---------------------------------------------------------------------------------------------
+# Packaging: one importable namespace
+# ---------------------------------------------------------------------------------------------
+
+
+def test_the_wheel_installs_one_namespace(tmp_path):
+    """The distribution installs ``pdeforge`` only (no top-level app/workers/solvers)."""
+    import zipfile
+
+    import pdeforge
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    for folder in ("pdeforge", "solvers", "workers", "app"):
+        shutil.copytree(ROOT / folder, src / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
+                    str(tmp_path / "dist"), str(src)], check=True, capture_output=True, timeout=300)
+    wheel = next((tmp_path / "dist").glob("pdeforge-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    assert {n.split("/")[0] for n in names} == {"pdeforge", f"pdeforge-{pdeforge.__version__}.dist-info"}
+    for module in ("pdeforge/solvers/engines/registry.py", "pdeforge/workers/pipeline.py",
+                   "pdeforge/app/routers/jobs.py", "pdeforge/workers/storage/s3.py"):
+        assert module in names
+    sources = {str(p.relative_to(ROOT)) for folder in ("solvers", "workers", "app")
+               for p in (ROOT / folder).rglob("*.py")}
+    assert {f"pdeforge/{s}" for s in sources} <= set(names), "a source module is missing from the wheel"
+
+
+@pytest.mark.parametrize("name", ["solvers", "workers", "app"])
+def test_bare_folder_names_do_not_import_as_second_copies(name):
+    """Run from the repository root, ``import solvers`` would load a second copy of every module
+    (and a second registry) next to ``pdeforge.solvers``: it is refused with the right name."""
+    result = subprocess.run([sys.executable, "-c", f"import {name}"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode != 0 and f"pdeforge.{name}" in result.stderr

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 
-from solvers.families import FAMILIES
+from pdeforge.solvers.families import FAMILIES
 
 from .spec import JOB_MODELS
 

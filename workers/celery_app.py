@@ -6,10 +6,10 @@
 * broker ``visibility_timeout`` far above the longest shard; kombu's keys carry the
   deployment's ``key_prefix`` (isolation on a shared Redis);
 * soft/hard time limits per task, JSON only, no result backend (state lives in Redis
-  through :mod:`workers.state`; fan-in is an atomic Redis set, never ``.get()``).
+  through :mod:`pdeforge.workers.state`; fan-in is an atomic Redis set, never ``.get()``).
 
 The broker is ``PDEFORGE_BROKER_URL`` and nothing else: a worker process refuses to start
-without it, and :func:`workers.tasks.enqueue` refuses to send (Celery's own default,
+without it, and :func:`pdeforge.workers.tasks.enqueue` refuses to send (Celery's own default,
 an AMQP server on localhost, would silently take the messages).
 """
 
@@ -22,7 +22,7 @@ from .config import get_settings
 
 def make_celery() -> Celery:
     s = get_settings()
-    app = Celery("pdeforge", broker=s.broker_url or None, include=["workers.tasks"])
+    app = Celery("pdeforge", broker=s.broker_url or None, include=["pdeforge.workers.tasks"])
     app.conf.update(
         task_acks_late=True,
         task_reject_on_worker_lost=True,
@@ -54,6 +54,6 @@ def _check_broker(**_) -> None:
 
 @signals.worker_process_init.connect
 def _one_blas_thread(**_) -> None:
-    from solvers.threads import single_threaded_blas
+    from pdeforge.solvers.threads import single_threaded_blas
 
     single_threaded_blas()

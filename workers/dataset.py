@@ -32,8 +32,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from solvers import __version__
-from solvers.generate import GenerationResult
+from pdeforge.solvers import __version__
+from pdeforge.solvers.generate import GenerationResult
 
 COORDINATE_NAMES = ("x-coordinate", "y-coordinate", "z-coordinate")
 

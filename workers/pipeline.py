@@ -1,8 +1,8 @@
-"""Plan, solve-shard and finalize as plain functions over a :class:`~workers.storage.Storage`.
+"""Plan, solve-shard and finalize as plain functions over a :class:`~pdeforge.workers.storage.Storage`.
 
-The Celery tasks (:mod:`workers.tasks`) and the in-process generator
-(:mod:`workers.standalone`) call exactly these functions, so both write the same layout
-(:mod:`workers.keys`).
+The Celery tasks (:mod:`pdeforge.workers.tasks`) and the in-process generator
+(:mod:`pdeforge.workers.standalone`) call exactly these functions, so both write the same layout
+(:mod:`pdeforge.workers.keys`).
 
 * :func:`make_plan` -- deterministic split assignment, ordering features (no fields
   materialised), ordering per split, contiguous shards of at most ``shard_samples``.
@@ -27,11 +27,11 @@ from collections.abc import Callable
 
 import numpy as np
 
-from solvers import __version__
-from solvers.engines import EngineDecision, FactorCache, pilot
-from solvers.families import get_family
-from solvers.generate import generate
-from solvers.ordering import order_samples
+from pdeforge.solvers import __version__
+from pdeforge.solvers.engines import EngineDecision, FactorCache, pilot
+from pdeforge.solvers.families import get_family
+from pdeforge.solvers.generate import generate
+from pdeforge.solvers.ordering import order_samples
 
 from . import keys
 from .dataset import sha256_file, write_shard

@@ -1,10 +1,10 @@
-"""Process-wide handles built from :class:`~workers.config.Settings`: storage, job store, factor cache."""
+"""Process-wide handles built from :class:`~pdeforge.workers.config.Settings`: storage, job store, factor cache."""
 
 from __future__ import annotations
 
 from functools import lru_cache
 
-from solvers.engines import FactorCache
+from pdeforge.solvers.engines import FactorCache
 
 from .config import Settings, get_settings
 from .state import JobStore

@@ -1,7 +1,7 @@
 """Dataset job specs: one pydantic model per family, a discriminated union on ``family``.
 
 The models are *derived* from the frozen spec dataclasses in :mod:`solvers`
-(their :func:`solvers.params.param` metadata gives types, defaults, ranges and
+(their :func:`pdeforge.solvers.params.param` metadata gives types, defaults, ranges and
 descriptions), so ranges are stated once and appear in the OpenAPI schema.  Cross-field
 rules that the dataclasses check (e.g. Helmholtz resolution) surface as
 validation errors on the ``params`` field.
@@ -22,9 +22,9 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, create_model, model_validator
 
-from solvers.engines import check_engine
-from solvers.families import FAMILIES, FamilySpec
-from solvers.options import SolverOptions
+from pdeforge.solvers.engines import check_engine
+from pdeforge.solvers.families import FAMILIES, FamilySpec
+from pdeforge.solvers.options import SolverOptions
 
 #: fields of FamilySpec that live in ``grid`` rather than ``params``
 GRID_FIELDS = ("n", "dim")
@@ -137,7 +137,7 @@ class JobBase(BaseModel):
                 text = str(exc)
                 name = text.split("=", 1)[0]
                 raise ValueError(f"{where}.{text}" if name.isidentifier() or "." in name else text) from None
-        try:  # the one applicability rule (solvers.engines.refusal), as a 422 on solver.engine
+        try:  # the one applicability rule (pdeforge.solvers.engines.refusal), as a 422 on solver.engine
             check_engine(self.solver.engine, FAMILIES[self.family], self.family_spec())  # type: ignore[attr-defined]
         except ValueError as exc:
             raise ValueError(f"solver.{exc}") from None

@@ -1,6 +1,6 @@
 """Generate a dataset in-process (no Redis, no Celery): ``pdeforge generate SPEC --out DIR``.
 
-Runs the same :mod:`workers.pipeline` functions as the distributed service -- plan,
+Runs the same :mod:`pdeforge.workers.pipeline` functions as the distributed service -- plan,
 solve every shard, finalize -- with a process pool across cores, writing the
 identical layout into a local folder.  Finished shards are skipped, so an
 interrupted run resumes where it stopped.
@@ -15,8 +15,8 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
-from solvers.engines import FactorCache
-from solvers.threads import single_threaded_blas
+from pdeforge.solvers.engines import FactorCache
+from pdeforge.solvers.threads import single_threaded_blas
 
 from . import pipeline
 from .records import ShardPlan

@@ -12,7 +12,7 @@ Keys (all under ``{prefix}:``)::
     batch:{id}            string JSON list of the batch's job ids
     metrics               hash   service counters (samples and shards solved, solve seconds)
 
-Status: :class:`~workers.status.JobStatus` (queued -> planning -> running -> finalizing ->
+Status: :class:`~pdeforge.workers.status.JobStatus` (queued -> planning -> running -> finalizing ->
 succeeded | failed | cancelled).
 Progress is per shard (``HSET``), so a shard that is re-run after a crash overwrites
 instead of double counting.  The spec and plan live in object storage, so a job

@@ -1,4 +1,4 @@
-"""Thin Celery tasks: ids in, plain functions of :mod:`workers.pipeline` underneath.
+"""Thin Celery tasks: ids in, plain functions of :mod:`pdeforge.workers.pipeline` underneath.
 
 ``plan(job_id)`` -> one ``solve_shard(job_id, split, k)`` per unfinished shard ->
 the shard that completes the done-set enqueues ``finalize(job_id)`` (atomic Redis

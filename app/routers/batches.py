@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from workers.jobs import LimitExceeded, check_limits
-from workers.status import JobStatus
+from pdeforge.workers.jobs import LimitExceeded, check_limits
+from pdeforge.workers.status import JobStatus
 
 from ..deps import ServiceDep, SettingsDep
 from ..schemas import BatchCreate, BatchPublic, Progress, job_public

@@ -9,10 +9,10 @@ import numpy as np
 from fastapi import APIRouter, HTTPException, Query, Response
 from fastapi.responses import FileResponse, RedirectResponse
 
-from workers import keys, pipeline
-from workers.dataset import read_sample
-from workers.errors import JobNotFound, ObjectNotFound
-from workers.remote import RangeFile, locate_sample
+from pdeforge.workers import keys, pipeline
+from pdeforge.workers.dataset import read_sample
+from pdeforge.workers.errors import JobNotFound, ObjectNotFound
+from pdeforge.workers.remote import RangeFile, locate_sample
 
 from ..deps import ServiceDep, StorageDep
 from ..errors import DatasetNotReady

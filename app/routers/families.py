@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter, HTTPException
 
-from workers.catalog import describe_family, family_names
+from pdeforge.workers.catalog import describe_family, family_names
 
 router = APIRouter(prefix="/v1/families", tags=["families"])
 

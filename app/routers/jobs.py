@@ -7,10 +7,10 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, HTTPException, Query, Response
 
-from workers.catalog import example_spec
-from workers.jobs import check_limits
-from workers.spec import JobSpec
-from workers.status import STATUSES, JobStatus
+from pdeforge.workers.catalog import example_spec
+from pdeforge.workers.jobs import check_limits
+from pdeforge.workers.spec import JobSpec
+from pdeforge.workers.status import STATUSES, JobStatus
 
 from ..deps import ServiceDep, SettingsDep
 from ..schemas import JobPublic, JobsPublic, job_public

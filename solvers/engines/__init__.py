@@ -12,7 +12,7 @@
 ``auto``           a time-boxed pilot picks the fastest of the applicable engines
 =================  ==================================================================
 
-Every engine returns the same per-sample :class:`~solvers.krylov.SolveResult`, counts
+Every engine returns the same per-sample :class:`~pdeforge.solvers.krylov.SolveResult`, counts
 its expensive set-ups in ``engine.counters`` and states what it needs of a family's
 systems (``requires``); :func:`refusal` / :func:`check_engine` decide applicability.
 """

@@ -1,7 +1,7 @@
 r"""``amg``: algebraic multigrid (PyAMG) as preconditioner, its hierarchy reused along the sequence.
 
 SPD families: smoothed aggregation + CG; non-symmetric M-matrices (advection--diffusion):
-classical Ruge--Stüben + GMRES (one builder: :func:`solvers.krylov.amg_hierarchy`).
+classical Ruge--Stüben + GMRES (one builder: :func:`pdeforge.solvers.krylov.amg_hierarchy`).
 Needs a definite operator (SPD or M-matrix): not indefinite Helmholtz.
 
 Reuse: the first system gets a full set-up (strength, aggregation, smoothed

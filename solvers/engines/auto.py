@@ -13,7 +13,7 @@ a pure function of the measurements: the converged candidate with the smallest
 steady-state time (the last pilot sample, after one-off set-ups), ties broken by
 candidate order.
 
-Candidates: the engines that apply to the spec (:func:`~solvers.engines.registry.refusal`),
+Candidates: the engines that apply to the spec (:func:`~pdeforge.solvers.engines.registry.refusal`),
 likely winner first -- ``spectral``, ``factorize_once``, then ``direct`` / ``amg`` /
 ``direct_mixed`` (by size), ``skr`` last; ``gmres`` (the baseline) never.  Sparse direct solvers are not tried where
 their fill makes them lose and a factorization cannot be interrupted: 3-D grids above

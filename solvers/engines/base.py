@@ -31,8 +31,8 @@ class Engine(ABC):
     """Solves the systems of one ordered sequence (a shard); one instance per sequence.
 
     ``requires`` states what the engine needs of a family's systems (see
-    :mod:`solvers.capabilities`); constructing an engine for a family spec that lacks
-    one raises ``ValueError`` with the reason (:func:`solvers.engines.registry.refusal`).
+    :mod:`pdeforge.solvers.capabilities`); constructing an engine for a family spec that lacks
+    one raises ``ValueError`` with the reason (:func:`pdeforge.solvers.engines.registry.refusal`).
     ``caps`` holds the spec's capabilities (``None`` when built without a family).
 
     ``counters`` counts the expensive set-ups an engine performs or avoids
@@ -117,7 +117,7 @@ class FactorCache:
 def residual_result(method: str, A, b, x, t0: float, *, iterations: int = 0, matvecs: int = 1,
                     precond_applies: int = 0, setup: float = 0.0, message: str = "",
                     converged: bool = True) -> SolveResult:
-    """A :class:`SolveResult` for a solve done outside :mod:`solvers.krylov` (true residual included)."""
+    """A :class:`SolveResult` for a solve done outside :mod:`pdeforge.solvers.krylov` (true residual included)."""
     r_norm, b_norm = residual_norms(A, b, x)
     rel = relative(r_norm, b_norm)
     ok = bool(np.isfinite(rel))

@@ -1,12 +1,12 @@
 """Direct engines: ``direct`` (best available sparse factorization, symbolic analysis reused),
 ``direct_mixed`` (float32 factorization + float64 iterative refinement) and
 ``factorize_once`` (fixed operator: one factorization per worker process -- its
-:class:`~solvers.engines.base.FactorCache` -- and block solves).
+:class:`~pdeforge.solvers.engines.base.FactorCache` -- and block solves).
 
 * SPD families use CHOLMOD (scikit-sparse, optional extra ``pdeforge[cholmod]``) with one
   symbolic analysis for the whole sequence -- every sample of a family has the same
   sparsity pattern -- and a numeric ``cholesky_inplace`` per sample; without CHOLMOD, or
-  for non-SPD matrices, SuperLU with the tuned ordering (:func:`solvers.krylov.factorize`).
+  for non-SPD matrices, SuperLU with the tuned ordering (:func:`pdeforge.solvers.krylov.factorize`).
 * Mixed precision: ``x_0 = LU_32^{-1} b``, ``x_{j+1} = x_j + LU_32^{-1}(b - A x_j)`` with the
   residual in float64, until ``||b - A x|| <= rtol ||b||``; it converges like
   ``(kappa eps_32)^j`` and falls back to a float64 factorization if it stalls.

@@ -3,8 +3,8 @@
 Engines join ``ENGINES`` with :func:`register` when their module is imported; nothing
 here imports an engine or the pipeline above them.  :func:`refusal` answers "does
 engine E apply to this spec, and if not, why" from the engine's ``requires`` and the
-family's :class:`~solvers.capabilities.Capabilities`; ``auto``, spec validation (the
-API's 422 text), :func:`solvers.generate.generate` (through the engine constructor)
+family's :class:`~pdeforge.solvers.capabilities.Capabilities`; ``auto``, spec validation (the
+API's 422 text), :func:`pdeforge.solvers.generate.generate` (through the engine constructor)
 and the benchmarks all ask it.
 """
 

@@ -1,6 +1,6 @@
 r"""``spectral``: exact fast solver for the constant-coefficient Dirichlet Laplacian.
 
-The cell-centred finite-volume Laplacian with Dirichlet ghost faces (:mod:`solvers.families.fv`)
+The cell-centred finite-volume Laplacian with Dirichlet ghost faces (:mod:`pdeforge.solvers.families.fv`)
 is diagonalised by the type-II discrete sine transform along every axis: the 1-D
 eigenvectors are :math:`\sin(\pi k (i + 1/2)/n)`, :math:`k = 1..n` (odd about both
 boundary faces, as the ghost values :math:`u_{-1} = -u_0` require) with eigenvalues

@@ -15,7 +15,7 @@ from ..fields import sample_rng
 from ..params import param, validate
 from .fv import cell_centres
 
-#: Random streams (see :func:`solvers.fields.sample_rng`): one per random input.
+#: Random streams (see :func:`pdeforge.solvers.fields.sample_rng`): one per random input.
 STREAM_SCALARS, STREAM_COEFFICIENT, STREAM_FORCING, STREAM_BOUNDARY, STREAM_MEDIUM, STREAM_VELOCITY = range(6)
 
 

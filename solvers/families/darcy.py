@@ -2,10 +2,10 @@ r"""Darcy flow: :math:`-\nabla\cdot(a\nabla u) = f` in :math:`(0,1)^d`, :math:`u
 
 Discretisation: cell-centred finite volumes, n cells per axis, two-point fluxes with
 harmonic-mean face coefficients :math:`a_f = 2a_Pa_E/(a_P+a_E)`, Dirichlet faces via
-a ghost value at distance h/2 (see :mod:`solvers.families.fv`).  Second-order
+a ghost value at distance h/2 (see :mod:`pdeforge.solvers.families.fv`).  Second-order
 accurate for smooth a; for a ≡ 1, f ≡ 1 in 2-D, u(1/2, 1/2) → 0.0736713532814.
 
-Parameters: a(x) from :class:`~solvers.fields.CoefficientSpec` (``lognormal``
+Parameters: a(x) from :class:`~pdeforge.solvers.fields.CoefficientSpec` (``lognormal``
 exp(scale g), ``threshold`` high/low -- FNO uses 12/3 with alpha = 2, tau = 3 --
 or ``constant``); f constant (default 1) or a GRF.  SKR's Darcy set is
 lognormal with alpha = 2.5, tau = 7, f = 1.

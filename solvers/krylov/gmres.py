@@ -3,7 +3,7 @@
 ``A M^{-1} y = b``, ``x = M^{-1} y``; each cycle runs ``m`` Arnoldi steps from the
 current residual and minimises ``||beta e_1 - Hbar_m y||`` with progressive Givens
 rotations, storing ``Z_j = M^{-1} v_j`` (FGMRES-style) so ``x += Z_m y`` needs no
-further preconditioner applications. It is the :mod:`~solvers.krylov.gcrodr`
+further preconditioner applications. It is the :mod:`~pdeforge.solvers.krylov.gcrodr`
 cycle engine with recycle dimension ``k = 0``, so counts and result records are
 directly comparable.
 
@@ -28,7 +28,7 @@ def gmres(A, b, x0=None, *, rtol=1e-8, atol=0.0, maxiter=None, M=None, m=40, cal
     """Solve ``A x = b`` by restarted, right-preconditioned GMRES(m).
 
     Same parameters, stopping test (true residual ``<= max(rtol ||b||, atol)``) and
-    return values as :func:`~solvers.krylov.gcrodr.gcrodr`, without recycling;
+    return values as :func:`~pdeforge.solvers.krylov.gcrodr.gcrodr`, without recycling;
     ``maxiter`` counts Arnoldi iterations over all cycles (default 10 000).
     """
     x, info, result = _krylov_solve("gmres", A, b, x0, rtol=rtol, atol=atol, maxiter=maxiter, M=M,

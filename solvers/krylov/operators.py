@@ -3,7 +3,7 @@
 :func:`normalize_system` turns ``A`` (SciPy sparse matrix/array, dense ``ndarray`` or
 ``LinearOperator``), ``b`` and ``M`` (``None``, a callable ``v -> M^{-1} v``, a
 ``LinearOperator``, a matrix approximating ``A^{-1}`` or a
-:class:`~solvers.krylov.preconditioners.Preconditioner`) into plain, fast
+:class:`~pdeforge.solvers.krylov.preconditioners.Preconditioner`) into plain, fast
 callables plus the working dtype: ``complex128`` if any of ``A``, ``b`` or ``M``
 is complex, else ``float64``. :class:`Counted` wraps a callable and counts its
 applications, which is how every solver reports ``matvecs`` and

@@ -1,4 +1,4 @@
-"""Frozen per-solve record shared by every solver in :mod:`solvers.krylov`.
+"""Frozen per-solve record shared by every solver in :mod:`pdeforge.solvers.krylov`.
 
 Non-convergence is data: a solver always returns its best iterate together with
 a :class:`SolveResult` saying what happened, instead of raising or warning.

@@ -2,7 +2,7 @@
 
 The cluster machinery (Redis DB 13 with a key prefix and queue of its own, Celery
 worker processes, storage under a fresh prefix or folder) is :mod:`tests.cluster`;
-:func:`start_api` adds ``python -m uvicorn app.main:app`` configured through the same
+:func:`start_api` adds ``python -m uvicorn pdeforge.app.main:app`` configured through the same
 ``PDEFORGE_*`` environment as the workers, in its own process group.
 """
 
@@ -23,7 +23,7 @@ from tests.s3server import free_ports
 
 @dataclass
 class ApiServer(GroupProcess):
-    """``uvicorn app.main:app`` on a loopback port (its own process group)."""
+    """``uvicorn pdeforge.app.main:app`` on a loopback port (its own process group)."""
 
     url: str = ""
 
@@ -36,7 +36,7 @@ def start_api(cluster: Cluster, *, name: str = "api", startup_timeout: float = 6
     env = cluster.worker_env(**settings)
     for attempt in range(attempts):
         port = free_ports(1)[0]
-        cmd = [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port),
+        cmd = [sys.executable, "-m", "uvicorn", "pdeforge.app.main:app", "--host", "127.0.0.1", "--port", str(port),
                "--log-level", "info"]
         server = ApiServer(f"{cluster.prefix}-{name}", spawn(name, cmd, env, log_path), log_path,
                            url=f"http://127.0.0.1:{port}")

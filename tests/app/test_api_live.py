@@ -1,4 +1,4 @@
-"""The HTTP API live: a real ``uvicorn app.main:app`` process, real Celery workers, plain HTTP.
+"""The HTTP API live: a real ``uvicorn pdeforge.app.main:app`` process, real Celery workers, plain HTTP.
 
 Each test runs against two deployments (module-scoped, parametrized): datasets in
 SeaweedFS (S3; file downloads are 307 redirects to presigned URLs, samples are read with
@@ -32,9 +32,9 @@ import numpy as np
 import pytest
 
 from tests.cluster import Cluster, make_cluster
-from workers import keys
-from workers.spec import parse_spec
-from workers.status import TERMINAL
+from pdeforge.workers import keys
+from pdeforge.workers.spec import parse_spec
+from pdeforge.workers.status import TERMINAL
 
 from .conftest import ApiServer, start_api
 

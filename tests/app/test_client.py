@@ -1,10 +1,10 @@
 """The Python client and the client commands of the CLI against the real API.
 
-The real FastAPI app (:func:`app.main.create_app`) runs in a real uvicorn server on a
+The real FastAPI app (:func:`pdeforge.app.main.create_app`) runs in a real uvicorn server on a
 free loopback port, in a thread, with job state in real Redis (DB 14, a unique key
 prefix, deleted at teardown -- nothing is flushed) and datasets in a tmp folder.
 Instead of Celery, ``enqueue`` hands the task to :class:`InlineWorker`: one thread that
-runs the bodies of the real tasks (``workers.tasks.plan.run(job_id)`` ...) in order, with
+runs the bodies of the real tasks (``pdeforge.workers.tasks.plan.run(job_id)`` ...) in order, with
 their follow-up ``enqueue`` calls routed back to it.  The worker can be paused (to catch
 a job while it is queued) and told to fail the shards of chosen seeds.
 
@@ -35,15 +35,15 @@ import redis
 import uvicorn
 from typer.testing import CliRunner
 
-import workers.pipeline
-import workers.services
-import workers.tasks
-from app.cli import cli
-from app.client import ChecksumMismatch, PDEForgeClient, PDEForgeConnectionError, PDEForgeHTTPError
-from app.main import create_app
-from workers.config import Settings
-from workers.services import make_storage, make_store
-from workers.storage import open_storage
+import pdeforge.workers.pipeline
+import pdeforge.workers.services
+import pdeforge.workers.tasks
+from pdeforge.app.cli import cli
+from pdeforge.app.client import ChecksumMismatch, PDEForgeClient, PDEForgeConnectionError, PDEForgeHTTPError
+from pdeforge.app.main import create_app
+from pdeforge.workers.config import Settings
+from pdeforge.workers.services import make_storage, make_store
+from pdeforge.workers.storage import open_storage
 
 REDIS_URL = "redis://127.0.0.1:6379/14"
 TOKEN = "s3cret-token"
@@ -60,8 +60,8 @@ def spec(seed: int | None = None, *, samples: int = 6, shard_samples: int = 2, n
 class InlineWorker:
     """Runs the real Celery task bodies, in order, on one thread (no broker)."""
 
-    TASKS = {"pdeforge.plan": workers.tasks.plan, "pdeforge.solve_shard": workers.tasks.solve_shard,
-             "pdeforge.finalize": workers.tasks.finalize}
+    TASKS = {"pdeforge.plan": pdeforge.workers.tasks.plan, "pdeforge.solve_shard": pdeforge.workers.tasks.solve_shard,
+             "pdeforge.finalize": pdeforge.workers.tasks.finalize}
 
     def __init__(self) -> None:
         self.queue: queue.Queue = queue.Queue()
@@ -214,11 +214,11 @@ def running_stack(storage_url: str, **settings_kw) -> Iterator[Stack]:
     servers: list[ServerThread] = []
     stack = None
     try:
-        patch.setattr(workers.tasks, "enqueue", worker.enqueue)
-        patch.setattr(workers.tasks, "get_settings", lambda: settings)
-        patch.setattr(workers.services, "store", lambda: store)
-        patch.setattr(workers.services, "storage", lambda: storage)
-        patch.setattr(workers.pipeline, "solve_shard", worker.solve_shard(workers.pipeline.solve_shard))
+        patch.setattr(pdeforge.workers.tasks, "enqueue", worker.enqueue)
+        patch.setattr(pdeforge.workers.tasks, "get_settings", lambda: settings)
+        patch.setattr(pdeforge.workers.services, "store", lambda: store)
+        patch.setattr(pdeforge.workers.services, "storage", lambda: storage)
+        patch.setattr(pdeforge.workers.pipeline, "solve_shard", worker.solve_shard(pdeforge.workers.pipeline.solve_shard))
         open_app = create_app(settings, enqueue=worker.enqueue)
         auth_app = create_app(settings.model_copy(update={"api_tokens": TOKEN}), enqueue=worker.enqueue)
         servers = [ServerThread(open_app).start(), ServerThread(auth_app).start()]

@@ -55,7 +55,7 @@ def served(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("PDEFORGE_")}
     env.update(PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
     log = open(tmp_path / "serve.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--workers", "2",
+    proc = subprocess.Popen([sys.executable, "-m", "pdeforge.app.cli", "serve", "--port", str(port), "--workers", "2",
                              "--submit", str(ROOT / "examples" / "quickstart.json")],
                             cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
     yield proc, f"http://127.0.0.1:{port}", tmp_path

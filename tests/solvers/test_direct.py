@@ -1,4 +1,4 @@
-"""Tests for solvers.krylov.direct: SuperLU factorisations, orderings, dense fallback."""
+"""Tests for pdeforge.solvers.krylov.direct: SuperLU factorisations, orderings, dense fallback."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from solvers.krylov import SolveResult, direct_solve, factorize
-from solvers.krylov.direct import COLUMN_ORDERINGS, DENSE_MAX_N
+from pdeforge.solvers.krylov import SolveResult, direct_solve, factorize
+from pdeforge.solvers.krylov.direct import COLUMN_ORDERINGS, DENSE_MAX_N
 from tests.helpers import assert_solved
 from tests.solvers.test_krylov import CASES, make_case, rhs, spd_matrix, upwind_matrix
 

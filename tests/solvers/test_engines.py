@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import scipy.sparse.linalg as spla
 
-from solvers.engines import ENGINES, HAVE_CHOLMOD, FactorCache, candidates, choose_engine
-from solvers.engines import direct as direct_module
-from solvers.engines.base import grown
-from solvers.families import get_family
-from solvers.fields import CoefficientSpec
-from solvers.generate import generate
-from solvers.options import SolverOptions
+from pdeforge.solvers.engines import ENGINES, HAVE_CHOLMOD, FactorCache, candidates, choose_engine
+from pdeforge.solvers.engines import direct as direct_module
+from pdeforge.solvers.engines.base import grown
+from pdeforge.solvers.families import get_family
+from pdeforge.solvers.fields import CoefficientSpec
+from pdeforge.solvers.generate import generate
+from pdeforge.solvers.options import SolverOptions
 from tests.helpers import assert_solved
 
 
@@ -165,7 +165,7 @@ def test_auto_records_its_decision_and_pilot():
 
 def test_amg_atol_is_absolute_like_scipy_and_the_residual_check():
     # ||b - A x|| <= max(rtol ||b||, atol): with atol = 1e-5 ||b|| the solve may stop there,
-    # and the recomputed residual check (solvers.residual) must agree it converged
+    # and the recomputed residual check (pdeforge.solvers.residual) must agree it converged
     fam = get_family("darcy")
     spec = fam.spec(n=32)
     A, b = fam.assemble(spec, fam.sample(spec, 0, 0))

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import scipy.sparse.linalg as spla
 
-from solvers.families import FAMILIES, get_family
-from solvers.families.advection_diffusion import face_velocities
-from solvers.fields import CoefficientSpec, GRFSpec, sample_grf
+from pdeforge.solvers.families import FAMILIES, get_family
+from pdeforge.solvers.families.advection_diffusion import face_velocities
+from pdeforge.solvers.fields import CoefficientSpec, GRFSpec, sample_grf
 
 CASES = [
     ("darcy", dict(n=24)),
@@ -69,12 +69,12 @@ def test_poisson_operator_is_one_shared_matrix():
 
 def test_poisson_boundary_data_are_reproduced_for_harmonic_solution():
     # u = x0 + 2 x1 is harmonic; with f = 0 and g = u on the boundary the FV solution is exact
-    from solvers.families.fv import dirichlet_rhs
+    from pdeforge.solvers.families.fv import dirichlet_rhs
     fam = get_family("poisson")
     spec = fam.spec(n=16)
     h = spec.h
     b = dirichlet_rhs(np.ones(spec.shape), h, lambda axis, side, p: p[..., 0] + 2 * p[..., 1])
-    from solvers.families.poisson import laplacian
+    from pdeforge.solvers.families.poisson import laplacian
     u = spla.spsolve(laplacian(spec.shape).tocsc(), b.ravel()).reshape(spec.shape)
     c = (np.arange(16) + 0.5) * h
     X0, X1 = np.meshgrid(c, c, indexing="ij")
@@ -176,7 +176,7 @@ def test_invalid_parameters_raise_value_error_naming_parameter_and_range(name, k
 
 
 def test_darcy_rejects_unsupported_forcing_kind():
-    from solvers.families import ForcingSpec
+    from pdeforge.solvers.families import ForcingSpec
     with pytest.raises(ValueError, match=r"forcing.kind='chebyshev'.*'constant', 'grf'"):
         get_family("darcy").spec(forcing=ForcingSpec(kind="chebyshev"))
 

@@ -5,11 +5,11 @@ import multiprocessing as mp
 import numpy as np
 import pytest
 
-from solvers.fields import (
+from pdeforge.solvers.fields import (
     CoefficientSpec, GRFSpec, chebyshev_eval, chebyshev_grid, grf_feature_scale, grf_features,
     pointwise_std, sample_grf,
 )
-from solvers.families.fv import cell_centres
+from pdeforge.solvers.families.fv import cell_centres
 
 
 def _draw(args):

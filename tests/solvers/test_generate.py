@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from solvers.families import get_family
-from solvers.generate import generate
-from solvers.options import SolverOptions
+from pdeforge.solvers.families import get_family
+from pdeforge.solvers.generate import generate
+from pdeforge.solvers.options import SolverOptions
 
 
 def test_skr_recycling_saves_matvecs_over_gmres_on_a_sequence():

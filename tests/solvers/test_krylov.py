@@ -1,4 +1,4 @@
-"""Tests for solvers.krylov: GCRO-DR, GMRES baseline, preconditioners, recycle state.
+"""Tests for pdeforge.solvers.krylov: GCRO-DR, GMRES baseline, preconditioners, recycle state.
 
 The case catalogue (SPD, nonsymmetric, indefinite, complex symmetric) is built
 here on a 32^2 grid; recycling is proven with operation counts, never timings.
@@ -13,7 +13,7 @@ import pytest
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from solvers.krylov import (
+from pdeforge.solvers.krylov import (
     PRECONDITIONERS,
     Preconditioner,
     RecycleSpace,

@@ -1,4 +1,4 @@
-"""Tests for solvers.ordering: permutations, SKR Algorithm 1, Hilbert curve, validation."""
+"""Tests for pdeforge.solvers.ordering: permutations, SKR Algorithm 1, Hilbert curve, validation."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import itertools
 import numpy as np
 import pytest
 
-import solvers.ordering as ordering
-from solvers.ordering import ORDERINGS, hilbert_index, order_systems, tour_length
+import pdeforge.solvers.ordering as ordering
+from pdeforge.solvers.ordering import ORDERINGS, hilbert_index, order_systems, tour_length
 
 METHODS = list(ORDERINGS)
 

@@ -1,6 +1,6 @@
 """End to end: real Redis (DB 13), real Celery worker processes, real SeaweedFS S3.
 
-The test process submits through :class:`~workers.jobs.JobService` (tasks sent to the
+The test process submits through :class:`~pdeforge.workers.jobs.JobService` (tasks sent to the
 cluster's own queue), polls the job record in Redis and checks the stored dataset
 object by object: checksums against the manifest, residuals, every sample index
 exactly once, solutions against an independent direct solve.  Crash tests kill the
@@ -25,9 +25,9 @@ import pytest
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from solvers.families import get_family
-from workers import keys, pipeline
-from workers.spec import JobBase
+from pdeforge.solvers.families import get_family
+from pdeforge.workers import keys, pipeline
+from pdeforge.workers.spec import JobBase
 
 from tests.cluster import SLOW_SOLVER, Cluster, make_job
 
@@ -350,7 +350,7 @@ def test_pdeforge_generate_writes_the_same_dataset_as_the_service(cluster, tmp_p
     spec_file = tmp_path / "spec.json"
     spec_file.write_text(json.dumps(job.model_dump(mode="json")))
     out = tmp_path / "local"
-    subprocess.run([sys.executable, "-m", "app.cli", "generate", str(spec_file), "--out", str(out),
+    subprocess.run([sys.executable, "-m", "pdeforge.app.cli", "generate", str(spec_file), "--out", str(out),
                     "--workers", "2", "--quiet"], check=True, timeout=300)
     root = out / "datasets" / job.dataset_id
     local = json.loads((root / "manifest.json").read_text())

@@ -20,13 +20,13 @@ import pytest
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from solvers import __version__
-from solvers.families import get_family
-from workers import keys, pipeline
-from workers.config import Settings
-from workers.errors import JobCancelled, StorageError
-from workers.jobs import LimitExceeded, check_limits
-from workers.storage import LocalStorage, open_storage
+from pdeforge.solvers import __version__
+from pdeforge.solvers.families import get_family
+from pdeforge.workers import keys, pipeline
+from pdeforge.workers.config import Settings
+from pdeforge.workers.errors import JobCancelled, StorageError
+from pdeforge.workers.jobs import LimitExceeded, check_limits
+from pdeforge.workers.storage import LocalStorage, open_storage
 
 from tests.cluster import make_job
 

@@ -25,12 +25,12 @@ import botocore.exceptions as bce
 import pytest
 from botocore.stub import Stubber
 
-from workers.errors import (
+from pdeforge.workers.errors import (
     InvalidKey, ObjectNotFound, StorageError, TransientStorageError, WorkerError,
 )
-from workers.storage import LocalStorage, S3Storage, Storage, canonical_json, open_storage
-from workers.storage.base import TMP_MARKER
-from workers.storage.s3 import MiB, translate_error
+from pdeforge.workers.storage import LocalStorage, S3Storage, Storage, canonical_json, open_storage
+from pdeforge.workers.storage.base import TMP_MARKER
+from pdeforge.workers.storage.s3 import MiB, translate_error
 
 SHARD = "datasets/7/data/train/shard_00000.h5"
 

@@ -19,7 +19,7 @@ Both implement :class:`Storage`:
 =============================================  ==========================================
 
 Keys are relative POSIX paths checked by :func:`validate_key`; errors come from
-:mod:`workers.errors` (``ObjectNotFound``, ``InvalidKey``, ``TransientStorageError``...).
+:mod:`pdeforge.workers.errors` (``ObjectNotFound``, ``InvalidKey``, ``TransientStorageError``...).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ CompleteMultipartUpload, publishes the whole object at once, and boto3's transfe
 manager aborts the multipart upload when a part fails. Files at or above
 ``multipart_threshold`` go through ``upload_file``/``upload_fileobj`` in parts.
 
-botocore errors are translated into the ``workers.errors`` tree:
+botocore errors are translated into the ``pdeforge.workers.errors`` tree:
 
 =====================================================  ========================
 connection refused/reset, timeouts, 5xx, 429,           TransientStorageError
