@@ -11,22 +11,39 @@ from typing import Annotated, Optional
 
 import typer
 
-cli = typer.Typer(add_completion=False, no_args_is_help=True,
+cli = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="PDEForge: fast, verified PDE datasets for neural operators.")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from pdeforge import __version__
+
+        typer.echo(f"pdeforge {__version__}")
+        raise typer.Exit()
+
+
+@cli.callback()
+def _main(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="print the version and exit")] = False) -> None:
+    """PDEForge: fast, verified PDE datasets for neural operators."""
 
 
 def _load_spec(path: Path):
     from pydantic import ValidationError
 
     from pdeforge.workers.spec import parse_spec
+    from pdeforge.workers.validation import validation_details
 
     try:
         return parse_spec(path.read_text())
     except ValidationError as exc:
-        typer.echo(f"invalid spec {path}:", err=True)
-        for err in exc.errors():
-            loc = ".".join(str(p) for p in err["loc"][1:]) or "spec"
-            typer.echo(f"  {loc}: {err['msg']} (got {err.get('input')!r})", err=True)
+        typer.echo(f"error: invalid spec {path}", err=True)
+        for err in validation_details(exc.errors()):
+            typer.echo(f"  {_field_error(err)}", err=True)
+        raise typer.Exit(2) from None
+    except ValueError as exc:  # not JSON at all
+        typer.echo(f"error: cannot read {path} as a spec: {exc}", err=True)
         raise typer.Exit(2) from None
 
 
@@ -37,7 +54,7 @@ def generate(
     workers: Annotated[Optional[int], typer.Option("--workers", "-w", min=1, help="processes (default: cores)")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
 ) -> None:
-    """Generate a dataset locally (no server): the same layout as the service, in OUT."""
+    """Generate a dataset locally (no server) into OUT: the same files `pdeforge download` writes."""
     from pdeforge.workers.standalone import generate_local, progress_printer
 
     job = _load_spec(spec)
@@ -49,8 +66,7 @@ def generate(
             bar.close()
     s = manifest["solver"]
     typer.echo(f"dataset {job.dataset_id}: {manifest['samples']} samples in "
-               f"{sum(1 for f in manifest['files'] if 'shard' in f)} shards under "
-               f"{(out / 'datasets' / job.dataset_id).resolve()}")
+               f"{sum(1 for f in manifest['files'] if 'shard' in f)} shards in {out.resolve()}")
     typer.echo(f"  engines {s['engines']}, mean iterations {s['mean_iterations']:.1f}, "
                f"max residual {s['residual_max']:.2e}, {s['seconds_per_sample'] * 1e3:.1f} ms/sample/core")
 
@@ -58,16 +74,52 @@ def generate(
 @cli.command()
 def families(
     name: Annotated[Optional[str], typer.Argument(help="show one family's parameters")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="the full description with the job's JSON schema")] = False,
 ) -> None:
-    """List the PDE families (or one family's parameters, defaults and ranges)."""
-    from pdeforge.workers.catalog import describe_family, family_names
+    """List the PDE families, or show one family's parameters with defaults and allowed ranges."""
+    from pdeforge.workers.catalog import describe_family, family_names, parameter_rows
 
     if name is None:
         for fam in family_names():
             d = describe_family(fam)
             typer.echo(f"{fam:22s} {d['summary']}")
         return
-    typer.echo(json.dumps(describe_family(name), indent=2))
+    if name not in family_names():
+        typer.echo(f"error: unknown family {name!r}; valid names: {', '.join(family_names())}", err=True)
+        raise typer.Exit(2)
+    d = describe_family(name)
+    if as_json:
+        typer.echo(json.dumps(d, indent=2))
+        return
+    typer.echo(f"{name}: {d['summary']}\nmatrix (default spec): {d['matrix']}\n")
+    rows = [("parameter", "default", "allowed", "meaning"), *parameter_rows(name)]
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    for r in rows:
+        typer.echo("  ".join(c.ljust(w) for c, w in zip(r[:3], widths)) + "  " + r[3])
+    typer.echo(f"\nexample spec: pdeforge families {name} --json (key 'example'); every field has a default.")
+
+
+@cli.command()
+def export(
+    dataset: Annotated[Path, typer.Argument(exists=True, file_okay=False, metavar="DATASET",
+                                            help="a dataset folder (from `pdeforge download` or `generate --out`)")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="neuralop (.pt), pdebench (HDF5) or zarr")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="output folder")],
+    name: Annotated[Optional[str], typer.Option(help="file name stem (default pdeforge_<family>_<id>)")] = None,
+) -> None:
+    """Export a downloaded dataset for other tools: neuraloperator .pt, PDEBench-style HDF5, Zarr."""
+    from pdeforge.workers.export import FORMATS, export as run_export
+
+    if fmt not in FORMATS:
+        typer.echo(f"error: --format {fmt!r} is not allowed; allowed: {', '.join(FORMATS)}", err=True)
+        raise typer.Exit(2)
+    try:
+        files = run_export(dataset, fmt, out, name=name)
+    except (FileNotFoundError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    for path in files:
+        typer.echo(f"wrote {path}")
 
 
 @cli.command()
@@ -380,6 +432,22 @@ def download(
     size = sum(f["bytes"] for f in manifest["files"])
     typer.echo(f"dataset {dataset_id}: {manifest['samples']} samples, {len(manifest['files'])} files, "
                f"{size / 2**20:.1f} MiB, sha256 verified, in {folder.resolve()}")
+
+
+@cli.command()
+def preview(
+    dataset_id: Annotated[str, typer.Argument(metavar="ID", help="job / dataset id")],
+    index: Annotated[int, typer.Argument(metavar="INDEX", min=0, help="global sample index")],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="PNG file (default sample_<ID>_<INDEX>.png)")] = None,
+    url: UrlOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Save a PNG preview of one sample (inputs and solution side by side) from the server."""
+    with _api(url, token) as api:
+        png = api.sample(dataset_id, index, format="png")
+    path = out or Path(f"sample_{dataset_id}_{index}.png")
+    path.write_bytes(png)
+    typer.echo(f"wrote {path} ({len(png)} bytes)")
 
 
 @cli.command()

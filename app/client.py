@@ -307,17 +307,59 @@ class PDEForgeClient:
         return self._json("GET", f"/v1/datasets/{quote(dataset_id, safe='')}")
 
     def sample(self, dataset_id: str, index: int, format: str = "json"):
-        """One sample by global index: a dict (``json``) or a NumPy structured array (``npy``,
-        fields ``x``, ``y``, ``index``, ``residual``)."""
-        if format not in ("json", "npy"):
-            raise ValueError(f"format={format!r}; allowed: 'json', 'npy'")
+        """One sample by global index: a dict (``json``), a NumPy structured array (``npy``,
+        fields ``x``, ``y``, ``index``, ``residual``) or the bytes of a PNG preview (``png``)."""
+        if format not in ("json", "npy", "png"):
+            raise ValueError(f"format={format!r}; allowed: 'json', 'npy', 'png'")
         response = self._call("GET", f"/v1/datasets/{quote(dataset_id, safe='')}/samples/{int(index)}",
                               params={"format": format})
         if format == "json":
             return response.json()
+        if format == "png":
+            return response.content
         import numpy as np
 
         return np.load(io.BytesIO(response.content), allow_pickle=False)
+
+    def file_bytes(self, dataset_id: str, path: str) -> bytes:
+        """One (small) file of the dataset, e.g. ``stats.json``."""
+        response = self._open(self._file_url(dataset_id, path), {})
+        try:
+            response.read()
+            if not response.is_success:
+                raise _error_from(response)
+            return response.content
+        finally:
+            response.close()
+
+    def open_file(self, dataset_id: str, path: str, *, size: int | None = None, block: int = 256 * 1024):
+        """A read-only, seekable file over one dataset file, read with HTTP Range requests (h5py can
+        open it: only the chunks you read travel).  ``size``: the file's size, if known (else the
+        manifest is asked)."""
+        from pdeforge.workers.remote import RangeFile
+
+        url = self._file_url(dataset_id, path)
+        if size is None:
+            entry = next((f for f in self.manifest(dataset_id)["files"] if f["path"] == path), None)
+            if entry is None:
+                raise DownloadError(f"{path} is not a file of dataset {dataset_id}", path=path)
+            size = int(entry["bytes"])
+
+        def read_range(start: int, end: int) -> bytes:
+            response = self._open(url, {"Range": f"bytes={start}-{end}"})
+            try:
+                response.read()
+                if response.status_code != 206:
+                    raise DownloadError(f"{path}: the server answered {response.status_code} to a Range "
+                                        "request (206 expected)", path=path)
+                return response.content
+            finally:
+                response.close()
+
+        return RangeFile(read_range, size, block=block)
+
+    def _file_url(self, dataset_id: str, path: str) -> str:
+        return f"/v1/datasets/{quote(dataset_id, safe='')}/files/{quote(path, safe='/')}"
 
     def download(self, dataset_id: str, dest_dir: str | os.PathLike,
                  on_progress: ProgressCallback | None = None) -> Path:
@@ -354,8 +396,7 @@ class PDEForgeClient:
             part.unlink()
             offset = 0
         if offset < size or size == 0:
-            url = f"/v1/datasets/{quote(dataset_id, safe='')}/files/{quote(path, safe='/')}"
-            self._fetch(url, part, offset, size, path, report)
+            self._fetch(self._file_url(dataset_id, path), part, offset, size, path, report)
         actual = _sha256(part)
         if part.stat().st_size != size or actual != sha:
             part.unlink()

@@ -3,18 +3,26 @@ r"""Samples -> ordered systems -> verified solutions, without any I/O.
 :func:`generate` draws samples ``indices`` of a family (each a pure function of
 (seed, index)), optionally orders them so neighbours are similar, solves them in
 sequence with an engine from ``ENGINES`` and returns inputs ``x``, solutions ``y``
-and one :class:`SampleRecord` per sample.  The stored residual is always
-recomputed here, :math:`\|b - Ay\|/\|b\|`, independently of what the solver
-reports; a Krylov solve that misses the tolerance is re-solved with the direct
-engine and the record says so.
+and one :class:`SampleRecord` per sample.  :func:`solve_sequence` is the same loop
+handing every solved sample to a *sink* as it is produced (the dataset writer streams
+them to disk, so memory stays bounded by one sample).
+
+Precision.  With ``precision="float32"`` every sample's inputs are rounded to float32
+*before* the system is assembled (:meth:`~pdeforge.solvers.families.Sample.rounded`),
+so the stored inputs are exactly the inputs of the system that was solved; the system
+is solved in float64, and the record holds two true residuals
+:math:`\|b - Ay\|/\|b\|`, recomputed here whatever the solver reports: ``residual`` of
+the float64 solution and ``residual_stored`` of the solution rounded to the storage
+precision.  A solve that misses the tolerance is re-solved with the direct engine and
+the record says so.
 
 Engines (:mod:`pdeforge.solvers.engines`; a fresh engine instance lives for one sequence, so
 state such as a recycled subspace, a symbolic factorization or an AMG hierarchy
 flows from one system to the next): ``skr``, ``gmres``, ``direct``,
-``direct_mixed``, ``factorize_once``, ``amg`` and ``auto`` (a time-boxed pilot on
-the first samples picks the fastest; the decision is in ``meta["engine"]``).
-Fixed-operator families with a block engine (``factorize_once``) assemble all
-right-hand sides first and solve them as one block.
+``direct_mixed``, ``factorize_once``, ``amg``, ``spectral`` and ``auto`` (a time-boxed
+pilot on the first samples picks the fastest; the decision is in ``meta["engine"]``).
+Fixed-operator families with a block engine (``factorize_once``, ``spectral``) assemble
+all right-hand sides first and solve them as one block.
 
 References: Wang et al., "Accelerating Data Generation for Neural Operators via
 Krylov Subspace Recycling", ICLR 2024.
@@ -26,6 +34,7 @@ import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -34,12 +43,17 @@ from .families import FamilySpec, PDEFamily, Sample, get_family
 from .krylov import SolveResult
 from .options import SolverOptions
 from .ordering import order_samples
-from .residual import meets_tolerance
+from .residual import meets_tolerance, true_residual
 
 
 @dataclass(frozen=True)
 class SampleRecord:
-    """What happened to one sample; ``residual`` is the recomputed true relative residual."""
+    """What happened to one sample.
+
+    ``residual`` is the recomputed true relative residual of the float64 solution;
+    ``residual_stored`` that of the solution rounded to the storage precision (None
+    without one).
+    """
 
     index: int
     engine: str
@@ -52,14 +66,33 @@ class SampleRecord:
     solve_seconds: float = 0.0
     fallback: bool = False
     message: str = ""
+    residual_stored: float | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
 @dataclass
+class SolvedSample:
+    """One verified sample, handed to a sink: its inputs (as solved) and its solution."""
+
+    position: int
+    sample: Sample
+    inputs: np.ndarray  # (C_in, *grid): the channels of x
+    y: np.ndarray  # (C_out, *grid): the float64 (complex128) solution
+    record: SampleRecord
+
+
+class Sink(Protocol):
+    """Receives the solved samples of a sequence in solve order."""
+
+    def add(self, solved: SolvedSample) -> None: ...
+
+
+@dataclass
 class GenerationResult:
-    """Arrays in solve order: ``x`` (S, C, *grid), ``y`` (S, *grid), ``indices`` (S,)."""
+    """Arrays in solve order: ``x`` (S, C_in, *grid), ``y`` (S, C_out, *grid), ``indices`` (S,),
+    ``scalars`` {name: (S,)}, ``extras`` {name: (S, *shape)}."""
 
     indices: np.ndarray
     x: np.ndarray
@@ -69,20 +102,29 @@ class GenerationResult:
     input_names: list[str]
     ordering_seconds: float = 0.0
     meta: dict = field(default_factory=dict)
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+    output_names: list[str] = field(default_factory=lambda: ["u"])
 
 
-@dataclass
-class _Solved:
-    """One solved system before verification: sample, system, solution and timings."""
+class ArraySink:
+    """Collects a sequence in memory (what :func:`generate` returns)."""
 
-    index: int
-    sample: Sample
-    A: object
-    b: np.ndarray
-    x: np.ndarray
-    result: SolveResult
-    prep_seconds: float
-    solve_seconds: float
+    def __init__(self, fam: PDEFamily, spec: FamilySpec, count: int) -> None:
+        self.input_names, self.output_names = fam.input_names(spec), fam.output_names(spec)
+        self.x = np.empty((count, len(self.input_names), *spec.shape))
+        self.y = np.empty((count, len(self.output_names), *spec.shape), dtype=fam.dtype(spec))
+        self.scalars = {name: np.empty(count) for name in fam.scalar_names(spec)}
+        self.extras = {e.name: np.empty((count, *e.shape)) for e in fam.extra_inputs(spec)}
+        self.records: list[SampleRecord] = []
+
+    def add(self, solved: SolvedSample) -> None:
+        pos, s = solved.position, solved.sample
+        self.x[pos], self.y[pos] = solved.inputs, solved.y
+        for name in self.scalars:
+            self.scalars[name][pos] = s.scalars[name]
+        for name in self.extras:
+            self.extras[name][pos] = s.extras[name]
+        self.records.append(solved.record)
 
 
 # ---------------------------------------------------------------------------
@@ -99,85 +141,105 @@ def generate(
     options: SolverOptions | None = None,
     on_sample: Callable[[SampleRecord], None] | None = None,
     cache: FactorCache | None = None,
+    precision: str | None = None,
 ) -> GenerationResult:
     """Solve samples ``indices`` of ``family`` with ``options.engine`` (see module docstring).
 
     ``on_sample(record)`` is called after every sample (progress, cooperative
     cancellation: an exception raised there aborts the sequence).  ``cache`` holds
     factorizations of fixed operators across calls (a worker process owns one).
+    ``precision`` (``"float32"``/``"float64"``) rounds the inputs before assembly.
     """
     fam = get_family(family) if isinstance(family, str) else family
     options = options or SolverOptions()
     t0 = time.perf_counter()
     order, _ = order_samples(fam, spec, seed, indices, options.ordering)
     ordering_seconds = time.perf_counter() - t0
+    sink = ArraySink(fam, spec, len(order))
+    meta = solve_sequence(fam, spec, seed, order, options, sink, on_sample=on_sample, cache=cache,
+                          precision=precision)
+    return GenerationResult(order, sink.x, sink.y, sink.records, sink.scalars, sink.input_names, ordering_seconds,
+                            meta, sink.extras, sink.output_names)
+
+
+def solve_sequence(fam: PDEFamily, spec: FamilySpec, seed: int, order: Sequence[int], options: SolverOptions,
+                   sink: Sink, *, on_sample: Callable[[SampleRecord], None] | None = None,
+                   cache: FactorCache | None = None, precision: str | None = None) -> dict:
+    """Solve samples ``order`` in that order, handing each to ``sink``; returns ``meta``
+    (the engine decision and the engine's set-up counters)."""
+    order = np.asarray(order, dtype=np.int64)
     decision = EngineDecision.fixed(options.engine)
     if options.engine == "auto":
         decision = pilot(fam, spec, seed, order, options)
         options = dataclasses.replace(options, engine=decision.chosen)
     engine = ENGINES[options.engine](options, fam, spec, cache=cache)
-    out = _Collector(fam, spec, len(order), options, engine, on_sample)
+    verifier = _Verifier(fam, spec, options, engine, sink, on_sample, precision)
+
+    def draw(index) -> Sample:
+        sample = fam.sample(spec, seed, int(index))
+        return sample if precision is None else sample.rounded(precision)
+
     if engine.block and not fam.capabilities(spec).operator_varies and len(order):
-        _solve_block(fam, spec, seed, order, engine, out)
+        _solve_block(fam, spec, order, draw, engine, verifier)
     else:
         for pos, index in enumerate(order):
             t1 = time.perf_counter()
-            sample = fam.sample(spec, seed, int(index))
+            sample = draw(index)
             A, b = fam.assemble(spec, sample)
             t2 = time.perf_counter()
             x, res = engine.solve(A, b)
-            out.add(pos, _Solved(int(index), sample, A, b, x, res, t2 - t1, time.perf_counter() - t2))
-    meta = {"family": fam.name, "engine": decision.as_dict(), "counters": dict(engine.counters)}
-    return GenerationResult(order, out.x, out.y, out.records, out.scalars, out.names, ordering_seconds, meta)
+            verifier.add(pos, sample, A, b, x, res, t2 - t1, time.perf_counter() - t2)
+    return {"family": fam.name, "engine": decision.as_dict(), "counters": dict(engine.counters)}
 
 
-def _solve_block(fam, spec, seed, order, engine: Engine, out: _Collector) -> None:
+def _solve_block(fam, spec, order, draw, engine: Engine, verifier: _Verifier) -> None:
     """Fixed operator and a block engine: assemble every right-hand side, one block solve."""
     t_start = time.perf_counter()
-    samples = [fam.sample(spec, seed, int(i)) for i in order]
+    samples = [draw(i) for i in order]
     systems = [fam.assemble(spec, smp) for smp in samples]
     A = systems[0][0]
     t_block = time.perf_counter()
     X, results = engine.solve_block(A, np.column_stack([b for _, b in systems]))
     S = len(order)
     share, prep = (time.perf_counter() - t_block) / S, (t_block - t_start) / S
-    for pos, (index, smp, (_, b), res) in enumerate(zip(order, samples, systems, results)):
-        out.add(pos, _Solved(int(index), smp, A, b, X[:, pos], res, prep, share))
+    for pos, (smp, (_, b), res) in enumerate(zip(samples, systems, results)):
+        verifier.add(pos, smp, A, b, X[:, pos], res, prep, share)
 
 
-class _Collector:
-    """Verifies each solved sample (true residual, direct fallback) and stores it in solve order."""
+class _Verifier:
+    """Verifies each solved sample (true residual, direct fallback) and hands it to the sink."""
 
-    def __init__(self, fam: PDEFamily, spec: FamilySpec, count: int, options: SolverOptions, engine: Engine,
-                 on_sample: Callable[[SampleRecord], None] | None) -> None:
-        self.fam, self.spec, self.options, self.engine, self.on_sample = fam, spec, options, engine, on_sample
-        self.names = fam.input_names(spec)
-        self.x = np.empty((count, len(self.names), *spec.shape))
-        self.y = np.empty((count, *spec.shape), dtype=fam.dtype(spec))
-        self.scalars = {name: np.empty(count) for name in fam.scalar_names(spec)}
-        self.records: list[SampleRecord] = []
+    def __init__(self, fam: PDEFamily, spec: FamilySpec, options: SolverOptions, engine: Engine, sink: Sink,
+                 on_sample: Callable[[SampleRecord], None] | None, precision: str | None) -> None:
+        self.fam, self.spec, self.options, self.engine, self.sink = fam, spec, options, engine, sink
+        self.on_sample, self.precision = on_sample, precision
 
-    def add(self, pos: int, solved: _Solved) -> None:
+    def add(self, pos: int, sample: Sample, A, b, x, result: SolveResult, prep_seconds: float,
+            solve_seconds: float) -> None:
         t = time.perf_counter()
-        x, record = self._verify(solved)
-        solve_seconds = solved.solve_seconds + time.perf_counter() - t
-        record = dataclasses.replace(record, seconds=solved.prep_seconds + solve_seconds,
-                                     solve_seconds=solve_seconds)
-        self.x[pos] = self.fam.inputs(self.spec, solved.sample)
-        self.y[pos] = x.reshape(self.spec.shape)
-        for name in self.scalars:
-            self.scalars[name][pos] = solved.sample.scalars[name]
-        self.records.append(record)
+        x, record = self._verify(sample.index, A, b, x, result)
+        solve_seconds += time.perf_counter() - t
+        stored = None if self.precision is None else true_residual(A, b, _rounded(x, self.precision))
+        record = dataclasses.replace(record, seconds=prep_seconds + solve_seconds, solve_seconds=solve_seconds,
+                                     residual_stored=stored)
+        y = x.reshape(1, *self.spec.shape)
+        self.sink.add(SolvedSample(pos, sample, self.fam.inputs(self.spec, sample), y, record))
         if self.on_sample is not None:
             self.on_sample(record)
 
-    def _verify(self, s: _Solved) -> tuple[np.ndarray, SampleRecord]:
+    def _verify(self, index: int, A, b, x, result: SolveResult) -> tuple[np.ndarray, SampleRecord]:
         """The true residual decides; an unconverged iterative solve is re-solved directly."""
-        record = _verified_record(s.index, self.options, self.engine.name, s.A, s.b, s.x, s.result)
+        record = _verified_record(index, self.options, self.engine.name, A, b, x, result)
         if record.converged or not self.options.fallback or self.engine.exact:
-            return s.x, record
-        x, dres = DirectEngine(self.options, self.fam, self.spec).solve(s.A, s.b)
-        return x, _fallback_record(record, s.A, s.b, x, dres, self.options)
+            return x, record
+        x, dres = DirectEngine(self.options, self.fam, self.spec).solve(A, b)
+        return x, _fallback_record(record, A, b, x, dres, self.options)
+
+
+def _rounded(x: np.ndarray, precision: str) -> np.ndarray:
+    """``x`` rounded to the storage precision (complex: both parts), back in double precision."""
+    low = np.result_type(np.dtype(precision), np.complex64) if np.iscomplexobj(x) else np.dtype(precision)
+    return x.astype(low).astype(x.dtype)
 
 
 def _verified_record(index, options, engine, A, b, sol, res: SolveResult) -> SampleRecord:

@@ -113,7 +113,7 @@ def test_every_applicable_pair_matches_a_direct_solve(case, engine):
     res = generate(fam, spec, [0, 3, 5, 1], seed=7, options=opts)
     assert sorted(res.indices.tolist()) == [0, 1, 3, 5]
     assert res.x.shape == (4, len(fam.input_names(spec)), *spec.shape)
-    assert res.y.shape == (4, *spec.shape) and res.y.dtype == fam.dtype(spec)
+    assert res.y.shape == (4, 1, *spec.shape) and res.y.dtype == fam.dtype(spec)
     chosen = res.meta["engine"]["chosen"]
     assert chosen == engine or (engine == "auto" and chosen in candidates(fam, spec))
     for pos, rec in enumerate(res.records):

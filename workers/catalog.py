@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
+import typing
 
 from pdeforge.solvers.families import FAMILIES
+from pdeforge.solvers.params import allowed_range
 
 from .spec import JOB_MODELS
 
@@ -32,3 +35,26 @@ def describe_family(name: str) -> dict:
         "job_schema": model.model_json_schema(),
         "example": example_spec(name),
     }
+
+
+def parameter_rows(name: str) -> list[tuple[str, str, str, str]]:
+    """``(parameter, default, allowed, description)`` for every parameter of family ``name`` (nested
+    parameters dotted, e.g. ``coefficient.grf.alpha``), read from the spec dataclasses' metadata."""
+    rows: list[tuple[str, str, str, str]] = []
+
+    def walk(cls, prefix: str) -> None:
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if "doc" not in f.metadata:
+                continue
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            if dataclasses.is_dataclass(hints[f.name]):
+                walk(hints[f.name], f"{prefix}{f.name}.")
+                continue
+            where = "grid." if cls is FAMILIES[name].Spec and f.name in ("n", "dim") else "params."
+            label = f"{where}{prefix}{f.name}" if not prefix else f"params.{prefix}{f.name}"
+            rows.append((label, "(auto)" if default is None else repr(default), allowed_range(f.metadata)
+                         .replace("value", f.name), f.metadata["doc"]))
+
+    walk(FAMILIES[name].Spec, "")
+    return rows

@@ -1,26 +1,33 @@
-"""HDF5 shard format: what users download and load.
+"""HDF5 shard format (version 2): what users download and load.
 
-One shard holds S consecutive samples of one split, in solve order:
+One shard holds S consecutive samples of one split, **in solve order** (similar samples
+next to each other: shuffle before training, as :class:`~pdeforge.workers.loader.PDEDataset`
+and ``DataLoader(shuffle=True)`` do). Every family has the same layout:
 
-==========================  ==========================================================
-``x``                       inputs, (S, *grid) for one channel, else (S, C, *grid)
-``y``                       solutions, (S, *grid) (complex for complex families)
-``sample_index``            global sample index (S,) int64
-``x-coordinate`` ...        1-D cell-centre coordinates per axis (``z-`` in 3-D)
-``solver/iterations``       Krylov iterations (S,) int64
-``solver/matvecs``          products with A (S,) int64
-``solver/residual``         true relative residual ||b - A y|| / ||b||, float64
-``solver/engine``           engine that produced y (S,) str
-``solver/seconds``          wall time per sample (sampling + assembly + solve)
-``solver/converged``        (S,) bool; ``solver/fallback`` (S,) bool
-``params/<name>``           per-sample scalar parameters (e.g. ``k``, ``nu``)
-==========================  ==========================================================
+==============================  =================================================================
+``x``                           inputs (S, C_in, *grid): the cell-centred fields, derived fields and
+                                varying scalars as constant channels (``channel_in`` names them)
+``y``                           solutions (S, C_out, *grid); complex families: complex64/128 (HDF5
+                                compound ``r``/``i``), or two real channels with ``complex=real_imag``
+``sample_index``                global sample index (S,) int64; the ``sample_index`` dimension scale
+``scalars/<name>``              per-sample scalars (``k``, ``nu``), float64 holding the stored value
+``inputs/<name>``               inputs on other grids, stored exactly: ``psi`` (S, n+1, n+1) at the
+                                vertices, ``boundary`` (S, 2d, n, ...) at the boundary faces
+``grid_x``, ``grid_y``, ...     cell-centre coordinates, dimension scales of the grid axes
+``channel_in``, ``channel_out`` channel names, dimension scales of the channel axes
+``solver/residual``             true relative residual ||b - A y64|| / ||b|| of the float64 solution
+``solver/residual_stored``      the same for the stored (rounded) y
+``solver/iterations`` ...       matvecs, seconds, engine, converged, fallback (S,)
+==============================  =================================================================
 
-``x``/``y`` are chunked one sample per chunk (remote readers fetch single
-samples), float32 by default.  Root attributes: ``spec`` (canonical JSON),
-``dataset_id``, ``pdeforge_version``, ``family``, ``grid``, ``input_names``,
-``split``, ``shard``.  The keys ``x`` and ``y`` load directly with
-neuraloperator's ``H5pyDataset``.
+The system of sample i is assembled from its stored inputs (the inputs were rounded to
+the storage precision *before* assembly), solved in float64 and rounded; root attribute
+``claims`` says so in words with the numbers, and every claim holds for the arrays in
+the file.  Other root attributes: ``format_version``, ``dataset_id``, ``family``, ``spec``
+(canonical JSON), ``engine``, ``grid``, ``domain``, ``grid_type``,
+``boundary_conditions``, ``units``, ``sample_order``, ``split``, ``shard``, versions.
+Every axis of every dataset is attached to a dimension scale, so xarray
+(``engine="h5netcdf"``) names the dimensions; ``x``/``y`` chunks hold one sample.
 """
 
 from __future__ import annotations
@@ -32,51 +39,205 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from pdeforge.solvers import __version__
-from pdeforge.solvers.generate import GenerationResult
+from pdeforge import __version__
+from pdeforge.solvers.families import FamilySpec, PDEFamily
+from pdeforge.solvers.families.fv import cell_centres
+from pdeforge.solvers.generate import SolvedSample
 
-COORDINATE_NAMES = ("x-coordinate", "y-coordinate", "z-coordinate")
+from .spec import FORMAT_VERSION
+
+GRID_DIMS = ("grid_x", "grid_y", "grid_z")
+SAMPLE_DIM = "sample_index"
+COMPRESSIONS = ("none", "gzip", "blosc")
+SAMPLE_ORDER = ("solve order: consecutive samples are similar (greedy/hilbert ordering of the split); "
+                "shuffle before training -- a prefix is a clustered subset")
+_SOLVER_FIELDS = {"iterations": np.int64, "matvecs": np.int64, "residual": np.float64,
+                  "residual_stored": np.float64, "seconds": np.float64, "converged": bool, "fallback": bool}
 
 
-def storage_dtypes(result: GenerationResult, precision: str) -> tuple[np.dtype, np.dtype]:
-    """dtypes of x and y for ``precision`` in {"float32", "float64"} (complex y keeps complexity)."""
+class FormatError(ValueError):
+    """A file is not a PDEForge shard this code can read (e.g. an older format)."""
+
+
+def storage_dtypes(family: PDEFamily, spec: FamilySpec, precision: str, complex_storage: str) -> tuple:
+    """dtypes of x and y for ``precision`` in {"float32", "float64"}."""
     real = np.dtype(precision)
-    y = np.dtype(np.complex64 if real == np.float32 else np.complex128) if np.iscomplexobj(result.y) else real
-    return real, y
+    if family.capabilities(spec).complex and complex_storage == "complex":
+        return real, np.dtype(np.complex64 if real == np.float32 else np.complex128)
+    return real, real
 
 
-def write_shard(path: str | Path, result: GenerationResult, *, attrs: dict, coordinates: np.ndarray,
-                precision: str = "float32") -> dict:
-    """Write ``result`` to ``path``; returns a description (count, shapes, dtypes)."""
-    x = result.x[:, 0] if result.x.shape[1] == 1 else result.x
-    xdt, ydt = storage_dtypes(result, precision)
-    S = len(result.indices)
-    with h5py.File(path, "w", track_order=True) as h5:
-        for name, arr, dt in (("x", x, xdt), ("y", result.y, ydt)):
-            h5.create_dataset(name, data=arr.astype(dt), chunks=(1, *arr.shape[1:]) if S else None)
-        h5.create_dataset("sample_index", data=result.indices.astype(np.int64))
-        for axis in range(result.y.ndim - 1):
-            h5.create_dataset(COORDINATE_NAMES[axis], data=coordinates)
-        recs = result.records
-        solver = h5.create_group("solver")
-        solver.create_dataset("iterations", data=np.array([r.iterations for r in recs], dtype=np.int64))
-        solver.create_dataset("matvecs", data=np.array([r.matvecs for r in recs], dtype=np.int64))
-        solver.create_dataset("residual", data=np.array([r.residual for r in recs], dtype=np.float64))
-        solver.create_dataset("seconds", data=np.array([r.seconds for r in recs], dtype=np.float64))
-        solver.create_dataset("converged", data=np.array([r.converged for r in recs], dtype=bool))
-        solver.create_dataset("fallback", data=np.array([r.fallback for r in recs], dtype=bool))
-        solver.create_dataset("engine", data=[r.engine for r in recs], dtype=h5py.string_dtype())
-        params = h5.create_group("params")
-        for name, values in result.scalars.items():
-            params.create_dataset(name, data=values.astype(np.float64))
+def output_channels(family: PDEFamily, spec: FamilySpec, complex_storage: str) -> list[str]:
+    names = family.output_names(spec)
+    if family.capabilities(spec).complex and complex_storage == "real_imag":
+        return [f"{n}.{part}" for n in names for part in ("real", "imag")]
+    return names
+
+
+def claims(precision: str, rtol: float, atol: float) -> str:
+    """What every shard says about its arrays (true of them: checked by the tests)."""
+    bits = {"float32": 24, "float64": 53}[precision]
+    return (f"For every sample i: y[i] is the solution of the linear system assembled (in float64) from the "
+            f"stored inputs of sample i (the fields in x, scalars/, inputs/), solved in float64 to a true "
+            f"relative residual solver/residual[i] = ||b - A y64|| / ||b|| <= max(rtol, atol/||b||) with "
+            f"rtol = {rtol:g}, atol = {atol:g}, and rounded to {precision} (relative rounding <= 2^-{bits} "
+            f"per entry); solver/residual_stored[i] is the same residual of the stored y[i]. The inputs "
+            f"were rounded to {precision} before assembly, so they are exactly the inputs that were solved.")
+
+
+def _compression(kind: str) -> dict:
+    if kind == "gzip":
+        return {"compression": "gzip", "compression_opts": 4, "shuffle": True}
+    if kind == "blosc":
+        import hdf5plugin  # optional extra: pip install pdeforge[blosc]; readers need it as well
+
+        return dict(hdf5plugin.Blosc(cname="zstd", clevel=5, shuffle=hdf5plugin.Blosc.SHUFFLE))
+    return {}
+
+
+class ShardWriter:
+    """Streams solved samples into one HDF5 shard: a :class:`~pdeforge.solvers.generate.Sink`.
+
+    Datasets are created full-size up front and written one sample at a time, so memory is
+    bounded by one sample whatever the shard size.  Moments (count, sum, sum of squares) of
+    every stored channel (``x/<name>``, ``y/<name>``, ``.real``/``.imag`` for complex), scalar
+    (``scalars/<name>``) and extra input (``inputs/<name>``) are accumulated from the stored values.
+    """
+
+    def __init__(self, path: str | Path, family: PDEFamily, spec: FamilySpec, count: int, *, precision: str,
+                 complex_storage: str = "complex", compression: str = "none", attrs: dict | None = None) -> None:
+        self.family, self.spec, self.count = family, spec, count
+        self.complex_storage, self.precision = complex_storage, precision
+        self.xdt, self.ydt = storage_dtypes(family, spec, precision, complex_storage)
+        self.in_names = family.input_names(spec)
+        self.out_names = output_channels(family, spec, complex_storage)
+        self.h5 = h5py.File(path, "w", track_order=True)
+        self.moments: dict[str, list[float]] = {}
+        self.records = []
+        self._layout(compression, attrs or {})
+
+    # ----- layout ----------------------------------------------------------------------------------
+    def _scale(self, name: str, data) -> h5py.Dataset:
+        ds = self.h5.create_dataset(name, data=data)
+        ds.make_scale(name)
+        return ds
+
+    def _attach(self, ds: h5py.Dataset, dims: tuple[str, ...]) -> None:
+        for axis, dim in enumerate(dims):
+            ds.dims[axis].attach_scale(self.h5[dim])
+
+    def _layout(self, compression: str, attrs: dict) -> None:
+        fam, spec, S, h5 = self.family, self.spec, self.count, self.h5
+        d, n = spec.dim, spec.n
+        grid = GRID_DIMS[:d]
+        for dim in grid:
+            self._scale(dim, cell_centres(n)).attrs["units"] = "1 (unit domain)"
+        self._scale(SAMPLE_DIM, np.zeros(S, np.int64))
+        self._scale("channel_in", np.array(self.in_names, dtype=h5py.string_dtype()))
+        self._scale("channel_out", np.array(self.out_names, dtype=h5py.string_dtype()))
+        extras = fam.extra_inputs(spec)
+        for e in extras:
+            for dim, size in zip(e.dims, e.shape):
+                if dim not in h5:
+                    self._scale(dim, _dim_values(dim, size, n, d))
+        chunked = dict(_compression(compression)) if S else {}
+        for name, dt, channels, dims in (("x", self.xdt, self.in_names, ("channel_in",)),
+                                         ("y", self.ydt, self.out_names, ("channel_out",))):
+            shape = (S, len(channels), *spec.shape)
+            ds = h5.create_dataset(name, shape=shape, dtype=dt, chunks=(1, *shape[1:]) if S else None, **chunked)
+            ds.attrs["channels"] = json.dumps(channels)
+            ds.attrs["layout"] = json.dumps([SAMPLE_DIM, *dims, *grid])
+            self._attach(ds, (SAMPLE_DIM, *dims, *grid))
+        for e in extras:
+            ds = h5.create_dataset(f"inputs/{e.name}", shape=(S, *e.shape), dtype=self.xdt,
+                                   chunks=(1, *e.shape) if S else None, **chunked)
+            ds.attrs["description"] = e.doc
+            self._attach(ds, (SAMPLE_DIM, *e.dims))
+        for name in fam.scalar_names(spec):
+            self._attach(h5.create_dataset(f"scalars/{name}", shape=(S,), dtype=np.float64), (SAMPLE_DIM,))
+        for name, dt in _SOLVER_FIELDS.items():
+            self._attach(h5.create_dataset(f"solver/{name}", shape=(S,), dtype=dt), (SAMPLE_DIM,))
+        self._attach(h5.create_dataset("solver/engine", shape=(S,), dtype=h5py.string_dtype()), (SAMPLE_DIM,))
+        h5.attrs.update({
+            "format_version": FORMAT_VERSION, "pdeforge_version": __version__, "family": fam.name,
+            "grid": json.dumps(list(spec.shape)), "domain": json.dumps([[0.0, 1.0]] * d),
+            "grid_type": "cell-centred (cell i of n has its centre at (i + 1/2) / n)",
+            "boundary_conditions": fam.boundary_conditions(spec), "units": "dimensionless",
+            "input_channels": json.dumps(self.in_names), "output_channels": json.dumps(self.out_names),
+            "scalars": json.dumps(fam.scalar_names(spec)),
+            "extra_inputs": json.dumps([e.name for e in extras]), "sample_order": SAMPLE_ORDER,
+            "precision": self.precision, "complex": self.complex_storage,
+        })
         for key, value in attrs.items():
             h5.attrs[key] = value if isinstance(value, (str, int, float)) else json.dumps(value)
-        h5.attrs["pdeforge_version"] = __version__
-        h5.attrs["input_names"] = json.dumps(result.input_names)
-    return {"samples": S, "x": {"shape": list(x.shape), "dtype": str(xdt)},
-            "y": {"shape": list(result.y.shape), "dtype": str(ydt)}}
+
+    # ----- samples -----------------------------------------------------------------------------------
+    def add(self, solved: SolvedSample) -> None:
+        h5, pos, s = self.h5, solved.position, solved.sample
+        x = solved.inputs.astype(self.xdt)
+        y = solved.y
+        if self.family.capabilities(self.spec).complex and self.complex_storage == "real_imag":
+            y = np.concatenate([y.real, y.imag])
+        y = y.astype(self.ydt)
+        h5["x"][pos], h5["y"][pos] = x, y
+        h5[SAMPLE_DIM][pos] = s.index
+        for c, name in enumerate(self.in_names):
+            self._moments(f"x/{name}", x[c])
+        for c, name in enumerate(self.out_names):
+            if np.iscomplexobj(y):
+                self._moments(f"y/{name}.real", y[c].real)
+                self._moments(f"y/{name}.imag", y[c].imag)
+            else:
+                self._moments(f"y/{name}", y[c])
+        for name, value in s.scalars.items():
+            h5[f"scalars/{name}"][pos] = value
+            self._moments(f"scalars/{name}", np.array([value]))
+        for name, arr in s.extras.items():
+            stored = arr.astype(self.xdt)
+            h5[f"inputs/{name}"][pos] = stored
+            self._moments(f"inputs/{name}", stored)
+        self.records.append(solved.record)
+
+    def _moments(self, name: str, values: np.ndarray) -> None:
+        a = np.asarray(values, dtype=np.float64)
+        acc = self.moments.setdefault(name, [0.0, 0.0, 0.0])
+        acc[0] += a.size
+        acc[1] += float(a.sum())
+        acc[2] += float(np.square(a).sum())
+
+    def close(self, attrs: dict | None = None) -> dict:
+        """Write the per-sample solver records and ``attrs``; returns counts, shapes and dtypes."""
+        h5, recs = self.h5, self.records
+        if len(recs) != self.count:
+            raise RuntimeError(f"shard got {len(recs)} samples but was created for {self.count}")
+        for name, dt in _SOLVER_FIELDS.items():
+            values = [getattr(r, name) for r in recs]
+            if name == "residual_stored":
+                values = [np.nan if v is None else v for v in values]
+            h5[f"solver/{name}"][:] = np.asarray(values, dtype=dt)
+        h5["solver/engine"][:] = [r.engine for r in recs]
+        for key, value in (attrs or {}).items():
+            h5.attrs[key] = value if isinstance(value, (str, int, float)) else json.dumps(value)
+        info = {"samples": self.count,
+                "x": {"shape": list(h5["x"].shape), "dtype": str(self.xdt)},
+                "y": {"shape": list(h5["y"].shape), "dtype": str(self.ydt)}}
+        h5.close()
+        return info
+
+    def abort(self) -> None:
+        self.h5.close()
 
 
+def _dim_values(dim: str, size: int, n: int, d: int):
+    """Coordinates of the non-cell dimensions of extra inputs."""
+    if dim.startswith("vertex_"):
+        return np.arange(size) / n
+    if dim == "boundary_face":
+        return np.array([f"x{axis} = {side}" for axis in range(d) for side in (0, 1)], dtype=h5py.string_dtype())
+    return cell_centres(n)  # face_u / face_v: the cell centres along the face's own axes
+
+
+# ----------------------------------------------------------------------------- reading
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -85,17 +246,30 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def check_format(h5: h5py.File) -> int:
+    """The file's format version; :class:`FormatError` unless this code reads it."""
+    version = int(h5.attrs.get("format_version", 1))
+    if version != FORMAT_VERSION:
+        raise FormatError(f"shard format {version} (written by pdeforge {h5.attrs.get('pdeforge_version', '< 0.2')}) "
+                          f"is not format {FORMAT_VERSION}: regenerate the dataset with this version (the same "
+                          "spec now names a new dataset id) or read it with the version that wrote it")
+    return version
+
+
 def read_sample(source, position: int) -> dict:
-    """Sample at ``position`` of a shard (path or file-like): x, y, index and solver record."""
+    """Sample at ``position`` of a shard (path or file-like): x, y, index, scalars, extras, solver record."""
     with h5py.File(source, "r") as h5:
-        out = {
-            "index": int(h5["sample_index"][position]),
+        check_format(h5)
+        return {
+            "index": int(h5[SAMPLE_DIM][position]),
             "x": h5["x"][position],
             "y": h5["y"][position],
+            "input_channels": json.loads(h5.attrs["input_channels"]),
+            "output_channels": json.loads(h5.attrs["output_channels"]),
             "solver": {k: _scalar(h5["solver"][k][position]) for k in h5["solver"]},
-            "params": {k: float(h5["params"][k][position]) for k in h5["params"]},
+            "scalars": {k: float(h5["scalars"][k][position]) for k in h5.get("scalars", {})},
+            "inputs": {k: h5["inputs"][k][position] for k in h5.get("inputs", {})},
         }
-    return out
 
 
 def _scalar(v):

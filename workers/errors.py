@@ -14,6 +14,7 @@ The tree::
         ├── JobNotFound(…, KeyError)            no such job in Redis nor dataset in storage
         ├── BatchNotFound(…, KeyError)          no such batch
         ├── JobConflict                         the request conflicts with the job's state
+        ├── DatasetNotReady                     a file or sample that is not finished yet
         └── PoisonShard                         a shard was delivered more than max_attempts times
 
 Errors carry context as attributes (``key``, ``backend`` -- the storage URL -- and
@@ -36,6 +37,7 @@ __all__ = [
     "JobNotFound",
     "BatchNotFound",
     "JobConflict",
+    "DatasetNotReady",
     "PoisonShard",
 ]
 
@@ -117,6 +119,10 @@ class BatchNotFound(JobError, KeyError):
 
 class JobConflict(JobError):
     """The request conflicts with the job's current state (e.g. deleting a running job's dataset)."""
+
+
+class DatasetNotReady(JobError):
+    """The dataset (or the shard holding a sample) is not finished yet."""
 
 
 class PoisonShard(JobError):

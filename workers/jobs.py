@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from . import keys, pipeline
 from .config import Settings
-from .errors import BatchNotFound, JobConflict, JobNotFound, ObjectNotFound
+from .errors import BatchNotFound, DatasetNotReady, JobConflict, JobNotFound, ObjectNotFound
 from .spec import JobBase
 from .state import JobStore
 from .status import ACTIVE, JobStatus
@@ -174,3 +174,23 @@ class JobService:
             except Exception as exc:  # noqa: BLE001 - reported, never raised
                 checks[name] = f"unreachable: {type(exc).__name__}"
         return checks
+
+    # ----- datasets: final or in progress --------------------------------------------------------
+    def dataset_manifest(self, dataset_id: str) -> dict:
+        """The final manifest; for a job in progress, the manifest of the shards finished so far
+        (``complete: false``, each listed shard ``final``)."""
+        if not keys.is_id(dataset_id):
+            raise JobNotFound(f"no dataset {dataset_id!r} (dataset ids are 16 hex digits)", job_id=dataset_id)
+        manifest = pipeline.storage_manifest(self.storage, dataset_id)
+        if manifest is not None:
+            return manifest
+        rec = self.get(dataset_id)  # JobNotFound when neither Redis nor storage knows it
+        try:
+            job, plan = pipeline.read_spec(self.storage, dataset_id), pipeline.read_plan(self.storage, dataset_id)
+        except ObjectNotFound:
+            raise DatasetNotReady(f"dataset {dataset_id} has no plan yet (job status: {rec['status']})",
+                                  job_id=dataset_id) from None
+        partial = pipeline.partial_manifest(self.storage, job, plan,
+                                            pipeline.finished_records(self.storage, dataset_id))
+        partial["status"] = rec["status"]
+        return partial

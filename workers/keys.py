@@ -7,6 +7,8 @@
     datasets/{id}/data/{split}/shard_{k:05d}.h5
     datasets/{id}/shards/{split}/shard_{k:05d}.json   # per-shard record: sha256, bytes, solver summary
     datasets/{id}/stats.json
+    datasets/{id}/README.md                           # dataset card (Hugging Face `datasets` YAML header)
+    datasets/{id}/croissant.json                      # Croissant 1.0 metadata, sha256 of every file
     datasets/{id}/manifest.json                       # written last: the dataset is complete iff it exists
 """
 
@@ -43,6 +45,14 @@ def plan(dataset_id: str) -> str:
 
 def stats(dataset_id: str) -> str:
     return prefix(dataset_id) + "stats.json"
+
+
+def card(dataset_id: str) -> str:
+    return prefix(dataset_id) + "README.md"
+
+
+def croissant(dataset_id: str) -> str:
+    return prefix(dataset_id) + "croissant.json"
 
 
 def manifest(dataset_id: str) -> str:

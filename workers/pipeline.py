@@ -27,17 +27,17 @@ from collections.abc import Callable
 
 import numpy as np
 
-from pdeforge.solvers import __version__
+from pdeforge import __version__
 from pdeforge.solvers.engines import EngineDecision, FactorCache, pilot
 from pdeforge.solvers.families import get_family
-from pdeforge.solvers.generate import generate
+from pdeforge.solvers.generate import solve_sequence
 from pdeforge.solvers.ordering import order_samples
 
-from . import keys
-from .dataset import sha256_file, write_shard
+from . import keys, metadata
+from .dataset import SAMPLE_ORDER, ShardWriter, claims, output_channels, sha256_file
 from .errors import JobCancelled, ObjectNotFound, StorageError
 from .records import Plan, ShardPlan, ShardRecord
-from .spec import JobBase, parse_spec
+from .spec import FORMAT_VERSION, JobBase, parse_spec
 from .storage import Storage, canonical_json
 
 
@@ -121,19 +121,28 @@ def existing_shard(storage: Storage, dataset_id: str, split: str, k: int) -> Sha
     return None
 
 
-def _moments(arr: np.ndarray) -> list[float]:
-    a = np.asarray(arr, dtype=np.float64)
-    return [float(a.size), float(a.sum()), float((a * a).sum())]
+def software_versions() -> dict[str, str]:
+    """Versions of PDEForge and the numerical libraries that produce a dataset (recorded in it)."""
+    from importlib import metadata
+
+    import h5py
+    import scipy
+
+    out = {"pdeforge": __version__, "numpy": np.__version__, "scipy": scipy.__version__, "h5py": h5py.__version__,
+           "hdf5": h5py.version.hdf5_version}
+    for dist in ("pyamg", "scikit-sparse"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = "not installed"
+    return out
 
 
-def shard_statistics(result) -> dict:
-    """Accumulators (count, sum, sum of squares) per input channel and for y."""
-    stats = {name: _moments(result.x[:, c]) for c, name in enumerate(result.input_names)}
-    if np.iscomplexobj(result.y):
-        stats["y.real"], stats["y.imag"] = _moments(result.y.real), _moments(result.y.imag)
-    else:
-        stats["y"] = _moments(result.y)
-    return stats
+def shard_attrs(job: JobBase, shard: ShardPlan) -> dict:
+    """Root attributes of a shard beyond the layout: identity, spec, claims, versions."""
+    return {"spec": job.canonical_json(), "dataset_id": job.dataset_id, "split": shard.split, "shard": shard.shard,
+            "claims": claims(job.output.dtype, job.solver.rtol, job.solver.atol),
+            "software_versions": software_versions()}
 
 
 def solver_summary(records) -> dict:
@@ -186,21 +195,25 @@ def solve_shard(
 
     check_cancel()
     t0 = time.perf_counter()
-    result = generate(family, spec, shard.indices, seed=job.seed, options=options, on_sample=on_sample, cache=cache)
-    seconds = time.perf_counter() - t0
-    attrs = {"spec": job.canonical_json(), "dataset_id": job.dataset_id, "family": job.family,
-             "grid": list(spec.shape), "split": shard.split, "shard": shard.shard}
     fd, tmp = tempfile.mkstemp(suffix=".h5", prefix="pdeforge-shard-")
     os.close(fd)
     try:
-        info = write_shard(tmp, result, attrs=attrs, coordinates=family.coordinates(spec),
-                           precision=job.output.dtype)
+        writer = ShardWriter(tmp, family, spec, len(shard.indices), precision=job.output.dtype,
+                             complex_storage=job.output.complex, compression=job.output.compression,
+                             attrs=shard_attrs(job, shard))
+        try:
+            meta = solve_sequence(family, spec, job.seed, shard.indices, options, writer, on_sample=on_sample,
+                                  cache=cache, precision=job.output.dtype)
+        except BaseException:
+            writer.abort()
+            raise
+        info = writer.close({"engine": meta["engine"]})
         record = ShardRecord(
             split=shard.split, shard=shard.shard, key=shard.key, bytes=os.path.getsize(tmp),
             sha256=sha256_file(tmp), samples=info["samples"], x=info["x"], y=info["y"],
-            first_index=int(result.indices[0]) if len(result.indices) else None,
-            solver={**solver_summary(result.records), "counters": result.meta.get("counters", {})},
-            stats=shard_statistics(result), seconds=seconds, input_names=result.input_names,
+            first_index=int(shard.indices[0]) if shard.indices else None,
+            solver={**solver_summary(writer.records), "counters": meta["counters"]},
+            stats=writer.moments, seconds=time.perf_counter() - t0, input_names=writer.in_names,
         )
         storage.put_file(shard.key, tmp, content_type="application/x-hdf5")
     finally:
@@ -211,6 +224,14 @@ def solve_shard(
 
 
 # ----------------------------------------------------------------------------- finalize
+#: what regenerating the same spec gives (stated in every manifest; tests/workers/test_dataset.py checks it)
+REPRODUCIBILITY = ("x (and scalars/, inputs/) are a pure function of (seed, sample index): bit-identical whenever the "
+                   "spec is generated again. y is bit-identical too when solver.engine names an engine (same "
+                   "library versions and CPU); with engine 'auto' the pilot may pick another engine on another run "
+                   "or machine, which changes y only within the solver tolerance (rtol).")
+
+
+
 def _combine_stats(records: list[ShardRecord]) -> dict:
     total: dict[str, list[float]] = {}
     for rec in records:
@@ -254,8 +275,61 @@ def _file_entry(storage: Storage, dataset_id: str, key: str, data: bytes | None 
             "sha256": hashlib.sha256(data).hexdigest()}
 
 
+def _shard_entry(dataset_id: str, r: ShardRecord) -> dict:
+    """A shard in the manifest; ``final``: the file will not change (its record is written after it)."""
+    return {"path": r.key.removeprefix(keys.prefix(dataset_id)), "bytes": r.bytes, "sha256": r.sha256,
+            "split": r.split, "shard": r.shard, "samples": r.samples, "x": r.x, "y": r.y, "final": True}
+
+
+def _put_bytes(storage: Storage, dataset_id: str, key: str, data: bytes, content_type: str) -> dict:
+    storage.put_bytes(key, data, content_type=content_type)
+    return _file_entry(storage, dataset_id, key, data)
+
+
+def _manifest_body(job: JobBase, plan: Plan, records: list[ShardRecord], files: list[dict], *,
+                   complete: bool) -> dict:
+    """Everything a manifest says about the dataset and its finished shards."""
+    family, spec = get_family(job.family), job.family_spec()
+    return {
+        "dataset_id": job.dataset_id, "format_version": FORMAT_VERSION, "complete": complete,
+        "family": job.family, "summary": family.summary, "grid": list(spec.shape), "samples": job.samples,
+        "input_names": family.input_names(spec), "output_names": output_channels(family, spec, job.output.complex),
+        "scalar_names": family.scalar_names(spec), "extra_inputs": [e.name for e in family.extra_inputs(spec)],
+        "boundary_conditions": family.boundary_conditions(spec),
+        "claims": claims(job.output.dtype, job.solver.rtol, job.solver.atol), "sample_order": SAMPLE_ORDER,
+        "reproducibility": REPRODUCIBILITY,
+        "splits": {name: {"samples": sum(r.samples for r in records if r.split == name),
+                          "shards": sum(1 for r in records if r.split == name),
+                          "shards_planned": len(plan.splits.get(name, []))}
+                   for name in keys.SPLITS},
+        "shards_total": plan.shards_total, "shards_final": len(records),
+        "files": files, "solver": _combine_solver(records), "ordering": plan.ordering, "engine": plan.engine,
+        "spec": job.model_dump(mode="json"), "pdeforge_version": __version__,
+        "software_versions": software_versions(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def finished_records(storage: Storage, dataset_id: str) -> list[ShardRecord]:
+    """Records of the shards finished so far (one listing; a record is only written after its file)."""
+    prefix = keys.prefix(dataset_id) + "shards/"
+    return [ShardRecord.from_json(storage.get_json(info.key)) for info in storage.list(prefix)
+            if info.key.endswith(".json")]
+
+
+def partial_manifest(storage: Storage, job: JobBase, plan: Plan, records: list[ShardRecord]) -> dict:
+    """The manifest of a dataset in progress: the finished (final) shards so far, ``complete: false``."""
+    dataset_id = job.dataset_id
+    files = [_file_entry(storage, dataset_id, keys.spec(dataset_id)),
+             _file_entry(storage, dataset_id, keys.plan(dataset_id))]
+    records = sorted(records, key=lambda r: (keys.SPLITS.index(r.split), r.shard))
+    files += [_shard_entry(dataset_id, r) for r in records]
+    return _manifest_body(job, plan, records, files, complete=False)
+
+
 def finalize(storage: Storage, job: JobBase, plan: Plan) -> dict:
-    """Check all shards, write ``stats.json`` and then ``manifest.json``; returns the manifest."""
+    """Check all shards; write ``stats.json``, ``README.md`` (dataset card) and ``croissant.json``,
+    then ``manifest.json`` last; returns the manifest."""
     dataset_id = job.dataset_id
     existing = storage_manifest(storage, dataset_id)
     if existing is not None:
@@ -272,27 +346,20 @@ def finalize(storage: Storage, job: JobBase, plan: Plan) -> dict:
              "fields": _combine_stats(train), "solver": _combine_solver(records),
              "solver_by_split": {name: _combine_solver([r for r in records if r.split == name])
                                  for name in keys.SPLITS if any(r.split == name for r in records)}}
-    stats_bytes = canonical_json(stats)
-    storage.put_bytes(keys.stats(dataset_id), stats_bytes, content_type="application/json")
-    family, spec = get_family(job.family), job.family_spec()
     files = [_file_entry(storage, dataset_id, keys.spec(dataset_id)),
              _file_entry(storage, dataset_id, keys.plan(dataset_id)),
-             _file_entry(storage, dataset_id, keys.stats(dataset_id), stats_bytes)]
-    for r in records:
-        files.append({"path": r.key.removeprefix(keys.prefix(dataset_id)), "bytes": r.bytes,
-                      "sha256": r.sha256, "split": r.split, "shard": r.shard, "samples": r.samples,
-                      "x": r.x, "y": r.y})
-    manifest = {
-        "dataset_id": dataset_id, "family": job.family, "grid": list(spec.shape),
-        "samples": job.samples, "input_names": family.input_names(spec), "scalar_names": family.scalar_names(spec),
-        "splits": {name: {"samples": sum(r.samples for r in records if r.split == name),
-                          "shards": sum(1 for r in records if r.split == name)}
-                   for name in keys.SPLITS},
-        "files": files, "solver": stats["solver"], "ordering": plan.ordering,
-        "engine": plan.engine,
-        "spec": job.model_dump(mode="json"), "pdeforge_version": __version__,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
+             _put_bytes(storage, dataset_id, keys.stats(dataset_id), canonical_json(stats), "application/json")]
+    shard_files = [_shard_entry(dataset_id, r) for r in records]
+    manifest = _manifest_body(job, plan, records, files + shard_files, complete=True)
+    family, spec = get_family(job.family), job.family_spec()
+    text = metadata.description(manifest)
+    features = metadata.hf_features(records[0].x, records[0].y, family.scalar_names(spec),
+                                    {e.name: list(e.shape) for e in family.extra_inputs(spec)}, job.output.dtype)
+    card = metadata.dataset_card(manifest, features, text).encode()
+    files.append(_put_bytes(storage, dataset_id, keys.card(dataset_id), card, "text/markdown"))
+    crate = canonical_json(metadata.croissant(manifest, files + shard_files, text))
+    files.append(_put_bytes(storage, dataset_id, keys.croissant(dataset_id), crate, "application/ld+json"))
+    manifest["files"] = files + shard_files
     storage.put_json(keys.manifest(dataset_id), manifest)  # last: the dataset is complete iff it exists
     return manifest
 

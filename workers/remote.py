@@ -1,8 +1,9 @@
-"""Read parts of stored shards without downloading them: a seekable file over ranged GETs."""
+"""Read parts of stored shards without downloading them: a seekable file over ranged reads."""
 
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from functools import lru_cache
 
 import numpy as np
@@ -13,15 +14,15 @@ from .storage import Storage
 
 
 class RangeFile(io.RawIOBase):
-    """Read-only, seekable view of one stored object; reads become ``get_range`` calls.
+    """Read-only, seekable view of one remote object of ``size`` bytes; reads become
+    ``read_range(start, end_inclusive)`` calls (a storage's ``get_range``, an HTTP Range GET).
 
     Reads are rounded up to ``block`` bytes and the last few blocks are cached, so
     h5py's small metadata reads do not each cost a request.
     """
 
-    def __init__(self, storage: Storage, key: str, *, block: int = 256 * 1024) -> None:
-        self.storage, self.key, self.block = storage, key, block
-        self.size = storage.stat(key).size
+    def __init__(self, read_range: Callable[[int, int], bytes], size: int, *, block: int = 256 * 1024) -> None:
+        self.read_range, self.size, self.block = read_range, size, block
         self.pos = 0
         self.requests = 0
         self._cache: dict[int, bytes] = {}
@@ -45,7 +46,7 @@ class RangeFile(io.RawIOBase):
             if len(self._cache) >= 64:
                 self._cache.pop(next(iter(self._cache)))
             start = i * self.block
-            self._cache[i] = self.storage.get_range(self.key, start, min(start + self.block, self.size) - 1)
+            self._cache[i] = self.read_range(start, min(start + self.block, self.size) - 1)
             self.requests += 1
         return self._cache[i]
 
@@ -60,6 +61,11 @@ class RangeFile(io.RawIOBase):
             done += len(chunk)
         self.pos += done
         return done
+
+
+def storage_file(storage: Storage, key: str) -> RangeFile:
+    """A :class:`RangeFile` over one object of ``storage``."""
+    return RangeFile(lambda start, end: storage.get_range(key, start, end), storage.stat(key).size)
 
 
 @lru_cache(maxsize=64)

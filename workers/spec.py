@@ -6,9 +6,10 @@ descriptions), so ranges are stated once and appear in the OpenAPI schema.  Cros
 rules that the dataclasses check (e.g. Helmholtz resolution) surface as
 validation errors on the ``params`` field.
 
-A spec's canonical JSON (defaults filled in, keys sorted) names its dataset:
-``dataset_id = sha256(canonical)[:16]``, so the same spec always names the same
-dataset.
+A spec's canonical JSON (defaults filled in, keys sorted) names its dataset together
+with the dataset format version: ``dataset_id = sha256("pdeforge-dataset/v<format>\n" +
+canonical)[:16]``, so the same spec always names the same dataset, and a spec
+submitted after a format change names a new one instead of an old-layout dataset.
 """
 
 from __future__ import annotations
@@ -92,12 +93,23 @@ class Split(BaseModel):
         return self
 
 
+#: the dataset (shard) format version; part of every dataset id (see module docstring)
+FORMAT_VERSION = 2
+
+
 class Output(BaseModel):
     """How the dataset is written."""
 
     model_config = STRICT
-    dtype: Literal["float32", "float64"] = Field("float32", description="storage precision of x and y")
+    dtype: Literal["float32", "float64"] = Field(
+        "float32", description="storage precision of x and y; the inputs are rounded to it before the system is "
+                               "assembled, the system is solved in float64 and y rounded to it")
     shard_samples: int = Field(100, ge=1, le=100_000, description="samples per HDF5 shard (at most)")
+    compression: Literal["none", "gzip", "blosc"] = Field(
+        "none", description="HDF5 filter of x, y and inputs/: gzip (level 4 + shuffle, any HDF5 reader) or "
+                            "blosc (zstd + shuffle; readers need `import hdf5plugin`)")
+    complex: Literal["complex", "real_imag"] = Field(
+        "complex", description="complex solutions: complex dtype (HDF5 compound r/i) or two real channels")
 
 
 SolverModel = model_for(SolverOptions, "Solver")
@@ -125,7 +137,8 @@ class JobBase(BaseModel):
 
     @property
     def dataset_id(self) -> str:
-        return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:16]
+        text = f"pdeforge-dataset/v{FORMAT_VERSION}\n" + self.canonical_json()
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     @model_validator(mode="after")
     def _consistent(self):

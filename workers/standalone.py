@@ -2,7 +2,8 @@
 
 Runs the same :mod:`pdeforge.workers.pipeline` functions as the distributed service -- plan,
 solve every shard, finalize -- with a process pool across cores, writing the
-identical layout into a local folder.  Finished shards are skipped, so an
+dataset's files straight into ``DIR`` (``DIR/manifest.json``, ``DIR/data/...``: the
+layout ``pdeforge download ID DIR`` produces).  Finished shards are skipped, so an
 interrupted run resumes where it stopped.
 """
 
@@ -18,10 +19,41 @@ from pathlib import Path
 from pdeforge.solvers.engines import FactorCache
 from pdeforge.solvers.threads import single_threaded_blas
 
-from . import pipeline
+from . import keys, pipeline
+from .errors import InvalidKey
 from .records import ShardPlan
 from .spec import JobBase, parse_spec
-from .storage import LocalStorage
+from .storage import LocalStorage, ObjectInfo
+
+
+class DatasetFolder(LocalStorage):
+    """A local folder holding ONE dataset at its top level: key ``datasets/<id>/<path>`` is the file
+    ``<folder>/<path>`` (the other keys do not exist), so the folder looks like a download."""
+
+    def __init__(self, root, dataset_id: str) -> None:
+        super().__init__(root)
+        self.dataset_prefix = keys.prefix(dataset_id)
+        self._plain = LocalStorage(self.root)  # the folder under its own keys (for listings)
+
+    def _path(self, key: str):
+        if key.rstrip("/") + "/" == self.dataset_prefix:
+            return self.root
+        if not key.startswith(self.dataset_prefix):
+            raise InvalidKey(f"this folder holds only {self.dataset_prefix}", key=key, backend=self.url)
+        return super()._path(key.removeprefix(self.dataset_prefix))
+
+    def list(self, prefix: str = ""):
+        folder, top = prefix.rstrip("/"), self.dataset_prefix.rstrip("/")
+        if folder in ("", "datasets", top):
+            inner = ""
+        elif folder.startswith(top + "/"):
+            inner = folder[len(top) + 1:]
+        else:
+            return iter(())
+        return (ObjectInfo(self.dataset_prefix + info.key, info.size, info.modified, info.etag)
+                for info in self._plain.list(inner))
+
+
 
 _counter = None  # per-process shared sample counter (set by the pool initializer)
 _cache: FactorCache | None = None  # per-process factor cache (factorize_once across shards)
@@ -29,7 +61,17 @@ _cache: FactorCache | None = None  # per-process factor cache (factorize_once ac
 
 def _init(counter) -> None:
     global _counter, _cache
+    single_threaded_blas()
     _counter, _cache = counter, FactorCache()
+
+
+def _pool_context():
+    """Workers forked from a clean server process, never from the caller: a caller that has run an
+    OpenMP-threaded solver (CHOLMOD uses OpenMP) cannot be forked safely (libgomp deadlocks in the
+    child).  The server preloads the pipeline, so starting a worker costs a fork, not an import."""
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["pdeforge.workers.standalone"])
+    return ctx
 
 
 def _bump(_done: int) -> None:
@@ -38,7 +80,8 @@ def _bump(_done: int) -> None:
 
 
 def _solve(root: str, spec_json: str, shard: dict) -> None:
-    pipeline.solve_shard(LocalStorage(root), parse_spec(spec_json), ShardPlan.from_json(shard), on_progress=_bump,
+    job = parse_spec(spec_json)
+    pipeline.solve_shard(DatasetFolder(root, job.dataset_id), job, ShardPlan.from_json(shard), on_progress=_bump,
                          cache=_cache)
 
 
@@ -48,21 +91,22 @@ def generate_local(job: JobBase, out: str | Path, *, workers: int | None = None,
 
     ``on_progress(samples_done, samples_total)`` is called a few times per second.
     """
-    single_threaded_blas()  # before the pool forks: its children inherit the limit
+    single_threaded_blas()  # sets the thread variables the pool's server process starts with
     root = Path(out).resolve()
     root.mkdir(parents=True, exist_ok=True)
-    storage = LocalStorage(root)
+    storage = DatasetFolder(root, job.dataset_id)
     pipeline.write_spec(storage, job)
     plan = pipeline.load_or_make_plan(storage, job)
     shards = plan.shards()
     pending = [s for s in shards if pipeline.existing_shard(storage, job.dataset_id, s.split, s.shard) is None]
     finished = sum(len(s.indices) for s in shards) - sum(len(s.indices) for s in pending)
     workers = max(1, min(workers or os.cpu_count() or 1, len(pending) or 1))
-    counter = mp.get_context("fork").Value("q", 0)
+    ctx = _pool_context()
+    counter = ctx.Value("q", 0)
     if on_progress:
         on_progress(finished, job.samples)
     if pending:
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"), initializer=_init,
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init,
                                  initargs=(counter,)) as pool:
             futures = {pool.submit(_solve, str(root), job.canonical_json(), s.to_json()) for s in pending}
             while futures:

@@ -1,4 +1,4 @@
-"""Dataset downloads: manifest, files (presigned redirect or ranged stream), single samples."""
+"""Datasets: manifest (final, or the finished shards of a running job), files, single samples, previews."""
 
 from __future__ import annotations
 
@@ -9,41 +9,36 @@ import numpy as np
 from fastapi import APIRouter, HTTPException, Query, Response
 from fastapi.responses import FileResponse, RedirectResponse
 
-from pdeforge.workers import keys, pipeline
+from pdeforge.workers import keys
 from pdeforge.workers.dataset import read_sample
-from pdeforge.workers.errors import JobNotFound, ObjectNotFound
-from pdeforge.workers.remote import RangeFile, locate_sample
+from pdeforge.workers.errors import DatasetNotReady, ObjectNotFound
+from pdeforge.workers.remote import locate_sample, storage_file
 
 from ..deps import ServiceDep, StorageDep
-from ..errors import DatasetNotReady
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
-
-def _manifest(dataset_id: str, service) -> dict:
-    if not keys.is_id(dataset_id):
-        raise JobNotFound(f"no dataset {dataset_id!r} (dataset ids are 16 hex digits)")
-    manifest = pipeline.storage_manifest(service.storage, dataset_id)
-    if manifest is None:
-        rec = service.get(dataset_id)  # 404 when unknown
-        raise DatasetNotReady(f"dataset {dataset_id} is not complete yet (job status: {rec['status']})")
-    return manifest
+NOT_READY = {409: {"description": "not finished yet (the dataset, or the shard holding the sample)"}}
 
 
-@router.get("/{dataset_id}")
+@router.get("/{dataset_id}", responses=NOT_READY)
 def get_manifest(dataset_id: str, service: ServiceDep) -> dict:
-    """The dataset's manifest: files with bytes and sha256, shapes, dtypes, counts, solver summary."""
-    return _manifest(dataset_id, service)
+    """The manifest: files with bytes and sha256, shapes, dtypes, counts, claims, solver summary; while the
+    job runs, the shards finished so far (``complete: false``; every listed shard is ``final``)."""
+    return service.dataset_manifest(dataset_id)
 
 
 @router.get("/{dataset_id}/files/{path:path}", responses={
     200: {"description": "the file (local storage; supports HTTP Range)"},
     307: {"description": "redirect to a presigned URL (S3 storage)"},
-    404: {"description": "no such file in the dataset"}})
+    404: {"description": "no such file in the dataset"}, **NOT_READY})
 def get_file(dataset_id: str, path: str, service: ServiceDep, storage: StorageDep):
-    """Download one file of the dataset (only paths listed in the manifest are served)."""
-    manifest = _manifest(dataset_id, service)
+    """Download one file listed in the (final or partial) manifest; finished shards while the job runs."""
+    manifest = service.dataset_manifest(dataset_id)
     entry = next((f for f in manifest["files"] if f["path"] == path), None)
+    if path == "manifest.json" and not manifest["complete"]:
+        raise DatasetNotReady(f"dataset {dataset_id} is not complete yet: manifest.json is written last "
+                              f"({manifest['shards_final']}/{manifest['shards_total']} shards final)")
     if entry is None and path != "manifest.json":
         raise HTTPException(404, f"no file {path!r} in dataset {dataset_id}")
     key = keys.prefix(dataset_id) + path
@@ -53,39 +48,71 @@ def get_file(dataset_id: str, path: str, service: ServiceDep, storage: StorageDe
     local = storage.local_path(key)
     if local is None or not local.is_file():
         raise ObjectNotFound(f"{key} missing", key=key)
-    media = "application/x-hdf5" if path.endswith(".h5") else "application/json"
+    media = {"h5": "application/x-hdf5", "md": "text/markdown"}.get(path.rsplit(".", 1)[-1], "application/json")
     headers = {"ETag": f'"{entry["sha256"]}"'} if entry else {}
     return FileResponse(local, media_type=media, filename=path.rsplit("/", 1)[-1], headers=headers)
 
 
-@router.get("/{dataset_id}/samples/{index}", responses={
-    200: {"content": {"application/json": {}, "application/octet-stream": {}},
-          "description": "x, y and the solver record of one sample (JSON, or .npy of y / x)"}})
-def get_sample(
-    dataset_id: str, index: int, service: ServiceDep, storage: StorageDep,
-    format: Annotated[Literal["json", "npy"], Query(description="json, or npy (a structured array)")] = "json",
-):
-    """One sample by global index, read from its shard without downloading the shard."""
-    manifest = _manifest(dataset_id, service)
+def _read(dataset_id: str, index: int, service, storage) -> tuple[dict, str, int]:
+    """(sample, split, shard) of global ``index``, read from its shard without downloading it."""
+    manifest = service.dataset_manifest(dataset_id)
     if not 0 <= index < manifest["samples"]:
         raise HTTPException(404, f"sample index {index} out of range; allowed: 0 <= index < {manifest['samples']}")
     found = locate_sample(storage, dataset_id, index)
     if found is None:
         raise HTTPException(404, f"sample {index} is not in dataset {dataset_id}")
     split, shard, key, position = found
+    if not any(f.get("shard") == shard and f.get("split") == split for f in manifest["files"]):
+        raise DatasetNotReady(f"sample {index} is in shard {keys.shard_name(split, shard)}, which is not "
+                              "finished yet")
     local = storage.local_path(key)
-    source = local if local is not None else RangeFile(storage, key)
-    sample = read_sample(source, position)
+    return read_sample(local if local is not None else storage_file(storage, key), position), split, shard
+
+
+SAMPLE_RESPONSES = {200: {"content": {"application/json": {}, "application/octet-stream": {}, "image/png": {}},
+                          "description": "one sample: JSON, .npy (a structured array) or a PNG preview"},
+                    **NOT_READY}
+
+
+@router.get("/{dataset_id}/samples/{index}.png", response_class=Response, responses={
+    200: {"content": {"image/png": {}}, "description": "input channels and solution, with colour bars"},
+    **NOT_READY})
+def get_sample_png(dataset_id: str, index: int, service: ServiceDep, storage: StorageDep) -> Response:
+    """A PNG preview of one sample: every input channel and the solution side by side."""
+    return _png(dataset_id, index, service, storage)
+
+
+@router.get("/{dataset_id}/samples/{index}", responses=SAMPLE_RESPONSES)
+def get_sample(
+    dataset_id: str, index: int, service: ServiceDep, storage: StorageDep,
+    format: Annotated[Literal["json", "npy", "png"],
+                      Query(description="json, npy (a structured array) or png (a preview image)")] = "json",
+):
+    """One sample by global index: inputs, solution, scalars, extra inputs and solver record."""
+    if format == "png":
+        return _png(dataset_id, index, service, storage)
+    sample, split, shard = _read(dataset_id, index, service, storage)
     if format == "npy":
         buf = io.BytesIO()
         np.save(buf, _structured(sample))
         return Response(buf.getvalue(), media_type="application/octet-stream",
                         headers={"Content-Disposition": f'attachment; filename="sample_{index}.npy"'})
-    y = sample["y"]
     return {"dataset_id": dataset_id, "index": sample["index"], "split": split, "shard": shard,
-            "x": sample["x"].tolist(),
-            "y": y.tolist() if not np.iscomplexobj(y) else {"real": y.real.tolist(), "imag": y.imag.tolist()},
-            "solver": sample["solver"], "params": sample["params"]}
+            "input_channels": sample["input_channels"], "output_channels": sample["output_channels"],
+            "x": sample["x"].tolist(), "y": _json_array(sample["y"]), "scalars": sample["scalars"],
+            "inputs": {k: v.tolist() for k, v in sample["inputs"].items()}, "solver": sample["solver"]}
+
+
+def _png(dataset_id: str, index: int, service, storage) -> Response:
+    from pdeforge.workers.preview import render_png
+
+    sample, split, shard = _read(dataset_id, index, service, storage)
+    png = render_png(sample, title=f"{dataset_id} sample {index} ({split})")
+    return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+
+
+def _json_array(y: np.ndarray):
+    return y.tolist() if not np.iscomplexobj(y) else {"real": y.real.tolist(), "imag": y.imag.tolist()}
 
 
 def _structured(sample: dict) -> np.ndarray:

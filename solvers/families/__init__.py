@@ -6,7 +6,7 @@ sparse linear system A(p_i) u_i = b(p_i) on a cell-centred finite-volume grid.
 
 from ..registry import Registry
 from .advection_diffusion import AdvectionDiffusion, AdvectionDiffusionSpec
-from .base import FamilySpec, PDEFamily, Sample
+from .base import ExtraInput, FamilySpec, PDEFamily, Sample
 from .darcy import Darcy, DarcySpec
 from .forcing import ForcingSpec
 from .helmholtz import Helmholtz, HelmholtzSpec
@@ -23,7 +23,7 @@ def get_family(name: str) -> PDEFamily:
 
 
 __all__ = [
-    "FAMILIES", "get_family", "PDEFamily", "FamilySpec", "Sample", "ForcingSpec",
+    "FAMILIES", "get_family", "PDEFamily", "FamilySpec", "Sample", "ExtraInput", "ForcingSpec",
     "Darcy", "DarcySpec", "Poisson", "PoissonSpec", "Helmholtz", "HelmholtzSpec",
     "AdvectionDiffusion", "AdvectionDiffusionSpec",
 ]

@@ -12,7 +12,10 @@ trivial here) and first-order upwind advection in conservative form
 :math:`\nabla\cdot(vu)` (equal to :math:`v\cdot\nabla u` as div v = 0); boundary
 inflow carries u = 0.  Matrix: real, **non-symmetric**, an M-matrix for any Péclet
 number (upwinding).  The operator varies between samples.  2-D only.
-Inputs stored in a dataset: cell-centred ``vx``, ``vy`` (and ``f`` if random); scalar ``nu``.
+Inputs stored in a dataset: the scaled stream function ψ at the vertices (``inputs/psi``,
+(n+1, n+1): the face velocities, hence A, follow from it exactly), ``f`` if random,
+scalar ``nu`` (also a constant channel when it varies); channels ``vx``, ``vy`` are the
+cell averages of the face velocities (model features, derived from ψ).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import numpy as np
 from ..capabilities import Capabilities, MatrixClass
 from ..fields import GRFSpec, grf_feature_scale, grf_features, sample_grf
 from ..params import fail, param
-from .base import (STREAM_FORCING, STREAM_VELOCITY, FamilySpec, PDEFamily, Sample, stack_features,
+from .base import (STREAM_FORCING, STREAM_VELOCITY, ExtraInput, FamilySpec, PDEFamily, Sample, stack_features,
                    uniform_scalar)
 from .forcing import ForcingSpec
 from .fv import diffusion, upwind_advection
@@ -62,11 +65,29 @@ class AdvectionDiffusion(PDEFamily):
     def capabilities(self, spec: AdvectionDiffusionSpec) -> Capabilities:
         return Capabilities(MatrixClass.NONSYMMETRIC, spec.dim, operator_varies=True, m_matrix=True)
 
-    def input_names(self, spec: AdvectionDiffusionSpec) -> list[str]:
-        return ["vx", "vy", "f"] if spec.forcing.random else ["vx", "vy"]
+    def field_names(self, spec: AdvectionDiffusionSpec) -> list[str]:
+        return ["f"] if spec.forcing.random else []
+
+    def derived_names(self, spec: AdvectionDiffusionSpec) -> list[str]:
+        return ["vx", "vy"]
+
+    def derived(self, spec: AdvectionDiffusionSpec, sample: Sample) -> dict[str, np.ndarray]:
+        v0, v1 = face_velocities(sample.extras["psi"], spec.h)
+        return {"vx": 0.5 * (v0[:-1] + v0[1:]), "vy": 0.5 * (v1[:, :-1] + v1[:, 1:])}
 
     def scalar_names(self, spec: AdvectionDiffusionSpec) -> list[str]:
         return ["nu"]
+
+    def varying_scalars(self, spec: AdvectionDiffusionSpec) -> list[str]:
+        return ["nu"] if spec.nu_max > spec.nu_min else []
+
+    def extra_inputs(self, spec: AdvectionDiffusionSpec) -> list[ExtraInput]:
+        return [ExtraInput("psi", self._psi_shape(spec), ("vertex_x", "vertex_y"),
+                           "stream function at the cell vertices (scaled: max face speed = velocity)")]
+
+    def boundary_conditions(self, spec: AdvectionDiffusionSpec) -> str:
+        return ("u = 0 on every boundary face (Dirichlet, ghost value at distance h/2); the advective flux "
+                "carries u = 0 in through inflow faces and the cell value out through outflow faces")
 
     def _psi_shape(self, spec: AdvectionDiffusionSpec) -> tuple[int, int]:
         return (spec.n + 1, spec.n + 1)
@@ -74,15 +95,10 @@ class AdvectionDiffusion(PDEFamily):
     def sample(self, spec: AdvectionDiffusionSpec, seed: int, index: int) -> Sample:
         psi = sample_grf(spec.stream, self._psi_shape(spec), seed, index, STREAM_VELOCITY)
         v0, v1 = face_velocities(psi, spec.h)
-        scale = spec.velocity / max(np.abs(v0).max(), np.abs(v1).max(), 1e-300)
-        v0, v1 = v0 * scale, v1 * scale
-        fields = {
-            "vx": 0.5 * (v0[:-1] + v0[1:]),
-            "vy": 0.5 * (v1[:, :-1] + v1[:, 1:]),
-            "f": spec.forcing.sample(spec.shape, seed, index, STREAM_FORCING),
-        }
+        psi = psi * (spec.velocity / max(np.abs(v0).max(), np.abs(v1).max(), 1e-300))
+        fields = {"f": spec.forcing.sample(spec.shape, seed, index, STREAM_FORCING)} if spec.forcing.random else {}
         nu = uniform_scalar(spec.nu_min, spec.nu_max, seed, index, 0, log=True)
-        return Sample(index, fields, {"nu": nu}, {"v0": v0, "v1": v1})
+        return Sample(index, fields, {"nu": nu}, {"psi": psi})
 
     def features(self, spec: AdvectionDiffusionSpec, seed: int, indices) -> np.ndarray:
         shape = self._psi_shape(spec)
@@ -97,5 +113,6 @@ class AdvectionDiffusion(PDEFamily):
 
     def assemble(self, spec: AdvectionDiffusionSpec, sample: Sample):
         st = diffusion(np.ones(spec.shape), spec.h).scaled(sample.scalars["nu"])
-        st = st + upwind_advection([sample.params["v0"], sample.params["v1"]], spec.h)
-        return st.tocsr(), sample.fields["f"].ravel().astype(np.float64)
+        st = st + upwind_advection(face_velocities(sample.extras["psi"], spec.h), spec.h)
+        f = sample.fields["f"] if spec.forcing.random else spec.forcing.fixed(spec.shape)
+        return st.tocsr(), np.asarray(f, dtype=np.float64).ravel()

@@ -1,4 +1,19 @@
-"""The interface every PDE family implements, and the per-sample record."""
+"""The interface every PDE family implements, and the per-sample record.
+
+What a sample's solution depends on is split three ways, so that a dataset stores it
+*exactly* and a reader can rebuild the operator and right-hand side from the file alone:
+
+* ``fields``  -- cell-centred inputs (shape = grid), stored as channels of ``x``;
+* ``scalars`` -- per-sample numbers (``k``, ``nu``), stored in ``scalars/`` and, where they
+  vary between samples, also as constant channels of ``x``;
+* ``extras``  -- inputs that live on another grid (a stream function on the vertices,
+  Dirichlet data on the boundary faces), stored beside ``x`` under ``inputs/``.
+
+:meth:`PDEFamily.assemble` reads nothing else, and :meth:`Sample.rounded` rounds all of
+it to the storage precision first, so the stored inputs *are* the inputs that were
+solved.  Channels of ``x`` that are derived from extras (cell-averaged velocities) are
+model features: :meth:`PDEFamily.derived` recomputes them from the (rounded) extras.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +29,13 @@ from ..capabilities import Capabilities
 from ..fields import sample_rng
 from ..params import param, validate
 from .fv import cell_centres
+
+#: the boundary condition of the Dirichlet families, in the words stored in every file
+DIRICHLET_ZERO = ("u = 0 on every boundary face (Dirichlet, imposed through a ghost value at distance h/2 "
+                  "outside the boundary cell)")
+
+#: dimension names of the axes of one boundary face array (d - 1 of them)
+FACE_DIMS = ("face_u", "face_v")
 
 #: Random streams (see :func:`pdeforge.solvers.fields.sample_rng`): one per random input.
 STREAM_SCALARS, STREAM_COEFFICIENT, STREAM_FORCING, STREAM_BOUNDARY, STREAM_MEDIUM, STREAM_VELOCITY = range(6)
@@ -46,13 +68,37 @@ class FamilySpec:
 
 @dataclass
 class Sample:
-    """One member of a family: its parameter fields on the grid and its scalar parameters."""
+    """One member of a family: its inputs (see module docstring)."""
 
     index: int
     fields: dict[str, np.ndarray]
     scalars: dict[str, float] = dataclasses.field(default_factory=dict)
-    #: other random parameters needed for assembly (e.g. series coefficients)
-    params: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    extras: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+
+    def rounded(self, dtype) -> Sample:
+        """This sample with every input rounded to ``dtype`` (e.g. float32) and held in float64/complex128
+        again: exactly the values a dataset of that precision stores."""
+        dtype = np.dtype(dtype)
+
+        def r(a):
+            a = np.asarray(a)
+            wide = np.complex128 if np.iscomplexobj(a) else np.float64
+            low = np.result_type(dtype, np.complex64) if np.iscomplexobj(a) else dtype
+            return a.astype(low).astype(wide)
+
+        return Sample(self.index, {k: r(v) for k, v in self.fields.items()},
+                      {k: float(r(v)) for k, v in self.scalars.items()},
+                      {k: r(v) for k, v in self.extras.items()})
+
+
+@dataclass(frozen=True)
+class ExtraInput:
+    """An input stored in its own dataset ``inputs/<name>`` (its grid is not the cells)."""
+
+    name: str
+    shape: tuple[int, ...]
+    dims: tuple[str, ...]
+    doc: str
 
 
 class PDEFamily(ABC):
@@ -79,12 +125,40 @@ class PDEFamily(ABC):
         return self.capabilities(spec).dtype
 
     @abstractmethod
-    def input_names(self, spec: FamilySpec) -> list[str]:
-        """Names of the input channels stored in a dataset's ``x``."""
+    def field_names(self, spec: FamilySpec) -> list[str]:
+        """Names of the cell-centred inputs in ``Sample.fields`` (channels of ``x``)."""
+
+    def derived_names(self, spec: FamilySpec) -> list[str]:
+        """Channels of ``x`` derived from the extras (model features; not used by :meth:`assemble`)."""
+        return []
+
+    def derived(self, spec: FamilySpec, sample: Sample) -> dict[str, np.ndarray]:
+        """The derived channels of ``sample``, computed from its (rounded) extras."""
+        return {}
 
     def scalar_names(self, spec: FamilySpec) -> list[str]:
         """Names of the per-sample scalar parameters (may be empty)."""
         return []
+
+    def varying_scalars(self, spec: FamilySpec) -> list[str]:
+        """The scalars that differ between samples: they also become constant channels of ``x``."""
+        return []
+
+    def extra_inputs(self, spec: FamilySpec) -> list[ExtraInput]:
+        """Inputs stored beside ``x`` (``inputs/<name>``) because they live on another grid."""
+        return []
+
+    def input_names(self, spec: FamilySpec) -> list[str]:
+        """Channels of ``x``, in order: fields, derived fields, varying scalars."""
+        return [*self.field_names(spec), *self.derived_names(spec), *self.varying_scalars(spec)]
+
+    def output_names(self, spec: FamilySpec) -> list[str]:
+        """Channels of ``y`` (the solution fields)."""
+        return ["u"]
+
+    @abstractmethod
+    def boundary_conditions(self, spec: FamilySpec) -> str:
+        """The boundary conditions of this spec, in words (stored in every file)."""
 
     @abstractmethod
     def sample(self, spec: FamilySpec, seed: int, index: int) -> Sample:
@@ -99,8 +173,21 @@ class PDEFamily(ABC):
         """The system (A in the grid's fixed CSR pattern, b) of ``sample``."""
 
     def inputs(self, spec: FamilySpec, sample: Sample) -> np.ndarray:
-        """The input channels (C, *grid) for a dataset, in :meth:`input_names` order."""
-        return np.stack([sample.fields[name] for name in self.input_names(spec)])
+        """The input channels (C, *grid) of ``x``, in :meth:`input_names` order."""
+        derived = self.derived(spec, sample)
+        channels = [sample.fields[name] for name in self.field_names(spec)]
+        channels += [derived[name] for name in self.derived_names(spec)]
+        channels += [np.full(spec.shape, sample.scalars[name]) for name in self.varying_scalars(spec)]
+        return np.stack(channels) if channels else np.zeros((0, *spec.shape))
+
+    def stored_sample(self, spec: FamilySpec, index: int, x: np.ndarray, scalars: dict[str, float],
+                      extras: dict[str, np.ndarray]) -> Sample:
+        """The sample as a dataset stores it: fields from the channels of ``x``, scalars, extras.
+        ``assemble`` of it rebuilds exactly the system that was solved."""
+        names = self.input_names(spec)
+        fields = {name: np.asarray(x[names.index(name)], dtype=np.float64) for name in self.field_names(spec)}
+        return Sample(index, fields, {k: float(v) for k, v in scalars.items()},
+                      {k: np.asarray(v) for k, v in extras.items()})
 
     def coordinates(self, spec: FamilySpec) -> np.ndarray:
         """1-D cell-centre coordinates (the same on every axis)."""

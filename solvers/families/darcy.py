@@ -12,7 +12,7 @@ lognormal with alpha = 2.5, tau = 7, f = 1.
 
 Matrix: real symmetric positive definite (an M-matrix).  The operator varies
 between samples unless the coefficient is ``constant``.  2-D and 3-D.
-Inputs stored in a dataset: ``a`` (and ``f`` if it is random).
+Inputs stored in a dataset: channel ``a`` (and ``f`` if it is random).
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ import numpy as np
 from ..capabilities import Capabilities, MatrixClass
 from ..params import param
 from ..fields import CoefficientSpec, grf_feature_scale, grf_features
-from .base import STREAM_COEFFICIENT, STREAM_FORCING, FamilySpec, PDEFamily, Sample, stack_features
+from .base import (DIRICHLET_ZERO, STREAM_COEFFICIENT, STREAM_FORCING, FamilySpec, PDEFamily, Sample,
+                   stack_features)
 from .forcing import ForcingSpec
 from .fv import diffusion
 
@@ -52,13 +53,17 @@ class Darcy(PDEFamily):
         return Capabilities(MatrixClass.SPD, spec.dim, operator_varies=spec.coefficient.random, m_matrix=True,
                             laplacian_scale=constant)
 
-    def input_names(self, spec: DarcySpec) -> list[str]:
+    def field_names(self, spec: DarcySpec) -> list[str]:
         return ["a", "f"] if spec.forcing.random else ["a"]
 
+    def boundary_conditions(self, spec: DarcySpec) -> str:
+        return DIRICHLET_ZERO
+
     def sample(self, spec: DarcySpec, seed: int, index: int) -> Sample:
-        a = spec.coefficient.sample(spec.shape, seed, index, STREAM_COEFFICIENT)
-        f = spec.forcing.sample(spec.shape, seed, index, STREAM_FORCING)
-        return Sample(index, {"a": a, "f": f})
+        fields = {"a": spec.coefficient.sample(spec.shape, seed, index, STREAM_COEFFICIENT)}
+        if spec.forcing.random:
+            fields["f"] = spec.forcing.sample(spec.shape, seed, index, STREAM_FORCING)
+        return Sample(index, fields)
 
     def features(self, spec: DarcySpec, seed: int, indices) -> np.ndarray:
         blocks = []
@@ -71,4 +76,5 @@ class Darcy(PDEFamily):
 
     def assemble(self, spec: DarcySpec, sample: Sample):
         A = diffusion(sample.fields["a"], spec.h).tocsr()
-        return A, sample.fields["f"].ravel().astype(np.float64)
+        f = sample.fields["f"] if spec.forcing.random else spec.forcing.fixed(spec.shape)
+        return A, np.asarray(f, dtype=np.float64).ravel()

@@ -60,6 +60,12 @@ class ForcingSpec:
             return self.value * np.exp(-r2 / (2 * self.width**2))
         return np.full(tuple(shape), float(self.value))
 
+    def fixed(self, shape: tuple[int, ...]) -> np.ndarray:
+        """f for the deterministic kinds (``constant``, ``gaussian``): the same for every sample."""
+        if self.random:
+            raise ValueError(f"forcing kind {self.kind!r} is random: f is stored per sample")
+        return self.sample(shape, 0, 0, 0)
+
     def features(self, shape: tuple[int, ...], seed: int, indices, stream: int) -> tuple[np.ndarray, float]:
         """(features, RMS scale) for the ordering; empty for deterministic kinds."""
         if self.kind == "grf":

@@ -151,19 +151,24 @@ def boundary_face_points(n: int, d: int, axis: int, side: int) -> np.ndarray:
     return pts
 
 
-def dirichlet_rhs(a: np.ndarray, h: float, boundary_values) -> np.ndarray:
+def boundary_faces(n: int, d: int, values) -> np.ndarray:
+    """Dirichlet data on every boundary face: ``values(points)`` at the face centres of each
+    boundary ``x_axis = side``, stacked as ``(2 d, n, ..., n)`` in the order
+    ``(axis 0, side 0), (axis 0, side 1), (axis 1, side 0), ...``."""
+    return np.stack([values(boundary_face_points(n, d, axis, side)) for axis in range(d) for side in (0, 1)])
+
+
+def dirichlet_rhs(a: np.ndarray, h: float, faces: np.ndarray) -> np.ndarray:
     r"""Right-hand-side contribution :math:`2 a_P g_f / h^2` of Dirichlet data g.
 
-    ``boundary_values(axis, side, points)`` returns g at the face centres ``points``.
+    ``faces`` holds g at the boundary face centres as :func:`boundary_faces` stacks them.
     """
     d = a.ndim
-    n = a.shape[0]
     rhs = np.zeros(a.shape)
     for axis in range(d):
         for side in (0, 1):
             layer = boundary_layer(d, axis, side)
-            g = boundary_values(axis, side, boundary_face_points(n, d, axis, side))
-            rhs[layer] += 2.0 * a[layer] * g / (h * h)
+            rhs[layer] += 2.0 * a[layer] * faces[2 * axis + side] / (h * h)
     return rhs
 
 

@@ -17,7 +17,8 @@ Boundary conditions and matrix class:
 Discretisation: cell-centred finite volumes (:mod:`.fv`).  The operator varies
 between samples (medium and, if sampled, k; fixed when contrast = 0 and k_min =
 k_max).  2-D and 3-D.
-Inputs stored in a dataset: ``c`` (and ``f`` if random); scalar ``k``.
+Inputs stored in a dataset: channel ``c`` (and ``f`` if random); scalar ``k`` (also a
+constant channel when it varies between samples).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import numpy as np
 from ..capabilities import Capabilities, MatrixClass
 from ..fields import GRFSpec, grf_feature_scale, grf_features, pointwise_std, sample_grf
 from ..params import fail, param
-from .base import (STREAM_FORCING, STREAM_MEDIUM, FamilySpec, PDEFamily, Sample, stack_features,
+from .base import (DIRICHLET_ZERO, STREAM_FORCING, STREAM_MEDIUM, FamilySpec, PDEFamily, Sample, stack_features,
                    uniform_scalar)
 from .forcing import ForcingSpec
 from .fv import boundary_layer, diffusion
@@ -66,18 +67,29 @@ class Helmholtz(PDEFamily):
         matrix = MatrixClass.COMPLEX_SYMMETRIC if spec.boundary == "impedance" else MatrixClass.SYMMETRIC_INDEFINITE
         return Capabilities(matrix, spec.dim, operator_varies=spec.contrast > 0 or spec.k_max > spec.k_min)
 
-    def input_names(self, spec: HelmholtzSpec) -> list[str]:
+    def field_names(self, spec: HelmholtzSpec) -> list[str]:
         return ["c", "f"] if spec.forcing.random else ["c"]
 
     def scalar_names(self, spec: HelmholtzSpec) -> list[str]:
         return ["k"]
 
+    def varying_scalars(self, spec: HelmholtzSpec) -> list[str]:
+        return ["k"] if spec.k_max > spec.k_min else []
+
+    def boundary_conditions(self, spec: HelmholtzSpec) -> str:
+        if spec.boundary == "impedance":
+            return ("first-order absorbing (impedance) condition du/dn = i k u on every boundary face "
+                    "(one-sided, -i k / h per boundary face on the diagonal)")
+        return DIRICHLET_ZERO
+
     def sample(self, spec: HelmholtzSpec, seed: int, index: int) -> Sample:
         g = sample_grf(spec.medium, spec.shape, seed, index, STREAM_MEDIUM)
         c = spec.contrast * np.tanh(g / pointwise_std(spec.medium, spec.shape))
-        f = spec.forcing.sample(spec.shape, seed, index, STREAM_FORCING)
+        fields = {"c": c}
+        if spec.forcing.random:
+            fields["f"] = spec.forcing.sample(spec.shape, seed, index, STREAM_FORCING)
         k = uniform_scalar(spec.k_min, spec.k_max, seed, index, 0)
-        return Sample(index, {"c": c, "f": f}, {"k": k})
+        return Sample(index, fields, {"k": k})
 
     def features(self, spec: HelmholtzSpec, seed: int, indices) -> np.ndarray:
         blocks = []
@@ -100,4 +112,5 @@ class Helmholtz(PDEFamily):
                 for side in (0, 1):
                     st.diag[boundary_layer(spec.dim, axis, side)] -= 1j * k / spec.h
         st.diag -= k * k * (1.0 + sample.fields["c"])
-        return st.tocsr(), sample.fields["f"].ravel().astype(self.dtype(spec))
+        f = sample.fields["f"] if spec.forcing.random else spec.forcing.fixed(spec.shape)
+        return st.tocsr(), np.asarray(f).ravel().astype(self.dtype(spec))

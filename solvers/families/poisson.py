@@ -3,8 +3,11 @@ r"""Poisson: :math:`-\Delta u = f` in :math:`(0,1)^d`, :math:`u = g` on the boun
 f is random: a GRF (``grf``) or a truncated tensor Chebyshev series with
 coefficients ~ U[-1, 1] (``chebyshev``, as in SKR's Poisson set).  The Dirichlet
 data g are zero or, with ``boundary="chebyshev"``, the trace of another random
-Chebyshev series of degree ``boundary_degree`` (its values on the whole grid are
-stored as input channel ``g``).
+Chebyshev series of degree ``boundary_degree``: its values at the boundary face
+centres are what the system uses (stored exactly as ``inputs/boundary``, shape
+(2d, n, ..., n), faces ordered (axis 0 low, axis 0 high, axis 1 low, ...)); the same
+series at the cell centres is channel ``g`` of ``x`` (a smooth extension, as a model
+feature).
 
 Discretisation: the cell-centred finite-volume Laplacian of :mod:`.fv` (a ≡ 1),
 Dirichlet data entering b through the ghost-cell flux :math:`2 g_f / h^2`.
@@ -23,9 +26,10 @@ import numpy as np
 from ..capabilities import Capabilities, MatrixClass
 from ..fields import chebyshev_coefficients, chebyshev_eval, chebyshev_grid
 from ..params import param
-from .base import STREAM_BOUNDARY, STREAM_FORCING, FamilySpec, PDEFamily, Sample, stack_features
+from .base import (DIRICHLET_ZERO, FACE_DIMS, STREAM_BOUNDARY, STREAM_FORCING, ExtraInput, FamilySpec, PDEFamily,
+                   Sample, stack_features)
 from .forcing import ForcingSpec
-from .fv import cell_centres, diffusion, dirichlet_rhs
+from .fv import boundary_faces, cell_centres, diffusion, dirichlet_rhs
 
 
 @dataclass(frozen=True)
@@ -55,8 +59,21 @@ class Poisson(PDEFamily):
     def capabilities(self, spec: PoissonSpec) -> Capabilities:
         return Capabilities(MatrixClass.SPD, spec.dim, operator_varies=False, m_matrix=True, laplacian_scale=1.0)
 
-    def input_names(self, spec: PoissonSpec) -> list[str]:
+    def field_names(self, spec: PoissonSpec) -> list[str]:
         return ["f", "g"] if spec.boundary == "chebyshev" else ["f"]
+
+    def extra_inputs(self, spec: PoissonSpec) -> list[ExtraInput]:
+        if spec.boundary != "chebyshev":
+            return []
+        return [ExtraInput("boundary", (2 * spec.dim, *(spec.n,) * (spec.dim - 1)),
+                           ("boundary_face", *FACE_DIMS[: spec.dim - 1]),
+                           "Dirichlet data g at the boundary face centres")]
+
+    def boundary_conditions(self, spec: PoissonSpec) -> str:
+        if spec.boundary == "chebyshev":
+            return ("u = g on every boundary face (Dirichlet, through a ghost value at distance h/2); g at the "
+                    "face centres is inputs/boundary")
+        return DIRICHLET_ZERO
 
     def _boundary_coefficients(self, spec: PoissonSpec, seed: int, index: int) -> np.ndarray:
         return chebyshev_coefficients(spec.boundary_degree, spec.dim, spec.boundary_scale,
@@ -66,8 +83,8 @@ class Poisson(PDEFamily):
         sample = Sample(index, {"f": spec.forcing.sample(spec.shape, seed, index, STREAM_FORCING)})
         if spec.boundary == "chebyshev":
             coeffs = self._boundary_coefficients(spec, seed, index)
-            sample.params["g"] = coeffs
             sample.fields["g"] = chebyshev_grid(coeffs, cell_centres(spec.n))
+            sample.extras["boundary"] = boundary_faces(spec.n, spec.dim, lambda pts: chebyshev_eval(coeffs, pts))
         return sample
 
     def features(self, spec: PoissonSpec, seed: int, indices) -> np.ndarray:
@@ -81,6 +98,5 @@ class Poisson(PDEFamily):
     def assemble(self, spec: PoissonSpec, sample: Sample):
         b = sample.fields["f"].astype(np.float64).copy()
         if spec.boundary == "chebyshev":
-            coeffs = sample.params["g"]
-            b += dirichlet_rhs(np.ones(spec.shape), spec.h, lambda axis, side, pts: chebyshev_eval(coeffs, pts))
+            b += dirichlet_rhs(np.ones(spec.shape), spec.h, sample.extras["boundary"])
         return laplacian(spec.shape), b.ravel()

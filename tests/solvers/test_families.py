@@ -69,11 +69,11 @@ def test_poisson_operator_is_one_shared_matrix():
 
 def test_poisson_boundary_data_are_reproduced_for_harmonic_solution():
     # u = x0 + 2 x1 is harmonic; with f = 0 and g = u on the boundary the FV solution is exact
-    from pdeforge.solvers.families.fv import dirichlet_rhs
+    from pdeforge.solvers.families.fv import boundary_faces, dirichlet_rhs
     fam = get_family("poisson")
     spec = fam.spec(n=16)
     h = spec.h
-    b = dirichlet_rhs(np.ones(spec.shape), h, lambda axis, side, p: p[..., 0] + 2 * p[..., 1])
+    b = dirichlet_rhs(np.ones(spec.shape), h, boundary_faces(spec.n, 2, lambda p: p[..., 0] + 2 * p[..., 1]))
     from pdeforge.solvers.families.poisson import laplacian
     u = spla.spsolve(laplacian(spec.shape).tocsc(), b.ravel()).reshape(spec.shape)
     c = (np.arange(16) + 0.5) * h

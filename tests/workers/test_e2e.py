@@ -73,7 +73,7 @@ def check_dataset(cluster: Cluster, job: JobBase) -> tuple[dict, dict]:
     for split in keys.SPLITS:
         in_split = [s for s in shards.values() if s["plan"].split == split]
         assert manifest["splits"][split] == {"samples": sum(len(s["sample_index"]) for s in in_split),
-                                             "shards": len(in_split)}
+                                             "shards": len(in_split), "shards_planned": len(in_split)}
     return manifest, shards
 
 
@@ -352,7 +352,7 @@ def test_pdeforge_generate_writes_the_same_dataset_as_the_service(cluster, tmp_p
     out = tmp_path / "local"
     subprocess.run([sys.executable, "-m", "pdeforge.app.cli", "generate", str(spec_file), "--out", str(out),
                     "--workers", "2", "--quiet"], check=True, timeout=300)
-    root = out / "datasets" / job.dataset_id
+    root = out  # generate --out DIR writes the dataset into DIR, like download
     local = json.loads((root / "manifest.json").read_text())
     remote = cluster.storage.get_json(keys.manifest(job.dataset_id))
     assert sorted(f["path"] for f in local["files"]) == sorted(f["path"] for f in remote["files"])

@@ -158,33 +158,36 @@ def test_solve_shard_writes_the_documented_hdf5(storage):
     assert record.key == shard.key and (record.split, record.shard) == ("train", 1)
     assert storage.get_json(keys.shard_record(job.dataset_id, "train", 1)) == record.to_json()
     S, n = len(shard.indices), job.grid.n
-    family, spec = get_family("darcy"), job.family_spec()
     with read_h5(storage, shard.key) as h5:
-        assert set(h5) == {"x", "y", "sample_index", "x-coordinate", "y-coordinate", "solver", "params"}
+        assert set(h5) == {"x", "y", "sample_index", "grid_x", "grid_y", "channel_in", "channel_out", "solver"}
         for name in ("x", "y"):
-            assert h5[name].shape == (S, n, n) and h5[name].dtype == np.float32
-            assert h5[name].chunks == (1, n, n)
+            assert h5[name].shape == (S, 1, n, n) and h5[name].dtype == np.float32
+            assert h5[name].chunks == (1, 1, n, n)
+        assert [c.decode() for c in h5["channel_in"][:]] == ["a"] and [c.decode() for c in h5["channel_out"][:]] == ["u"]
         assert h5["sample_index"].dtype == np.int64 and h5["sample_index"][:].tolist() == shard.indices
-        for axis in ("x-coordinate", "y-coordinate"):
-            assert np.allclose(h5[axis][:], family.coordinates(spec))
-        assert set(h5["solver"]) == {"iterations", "matvecs", "residual", "seconds", "converged", "fallback",
-                                     "engine"}
+        for axis in ("grid_x", "grid_y"):
+            assert np.allclose(h5[axis][:], (np.arange(n) + 0.5) / n)
+        assert set(h5["solver"]) == {"iterations", "matvecs", "residual", "residual_stored", "seconds", "converged",
+                                     "fallback", "engine"}
         assert h5["solver/residual"].dtype == np.float64
         assert h5["solver/iterations"].dtype == np.int64 and h5["solver/converged"].dtype == bool
         assert all(len(h5["solver"][k]) == S for k in h5["solver"])
         assert [e.decode() for e in h5["solver/engine"][:]] == [shard.engine] * S  # auto: the pilot's choice
-        assert len(h5["params"]) == 0  # darcy has no scalar parameters
+        # every axis is a dimension scale
+        assert [dim[0].name for dim in h5["x"].dims] == ["/sample_index", "/channel_in", "/grid_x", "/grid_y"]
         attrs = dict(h5.attrs)
     assert attrs["spec"] == job.canonical_json() and attrs["dataset_id"] == job.dataset_id
-    assert attrs["pdeforge_version"] == __version__ and attrs["family"] == "darcy"
-    assert json.loads(attrs["grid"]) == [n, n] and json.loads(attrs["input_names"]) == ["a"]
+    assert attrs["pdeforge_version"] == __version__ and attrs["family"] == "darcy" and attrs["format_version"] == 2
+    assert json.loads(attrs["grid"]) == [n, n] and json.loads(attrs["input_channels"]) == ["a"]
     assert attrs["split"] == "train" and attrs["shard"] == 1
+    assert "u = 0 on every boundary face" in attrs["boundary_conditions"]
+    assert "rounded to float32" in attrs["claims"] and "solve order" in attrs["sample_order"]
     assert record.samples == S and record.first_index == shard.indices[0]
-    assert record.x == {"shape": [S, n, n], "dtype": "float32"}
+    assert record.x == {"shape": [S, 1, n, n], "dtype": "float32"}
     assert record.solver["samples"] == S and record.solver["unconverged"] == 0
 
 
-def test_solve_shard_float64_with_channels_and_scalar_params(local):
+def test_solve_shard_float64_with_channels_scalars_and_extra_inputs(local):
     job = make_job("advection_diffusion", samples=6, seed=9, shard_samples=6,
                    params={"nu_min": 0.005, "nu_max": 0.05}, output={"dtype": "float64"}, split={
                        "train": 1.0, "valid": 0.0, "test": 0.0})
@@ -192,15 +195,17 @@ def test_solve_shard_float64_with_channels_and_scalar_params(local):
     record = pipeline.solve_shard(local, job, shard)
     n = job.grid.n
     with read_h5(local, shard.key) as h5:
-        assert h5["x"].shape == (6, 2, n, n) and h5["x"].chunks == (1, 2, n, n)
+        assert h5["x"].shape == (6, 3, n, n) and h5["x"].chunks == (1, 3, n, n)
+        assert json.loads(h5.attrs["input_channels"]) == ["vx", "vy", "nu"]
         assert h5["x"].dtype == h5["y"].dtype == np.float64
-        nu = h5["params/nu"][:]
+        nu = h5["scalars/nu"][:]
         assert nu.dtype == np.float64 and np.all((0.005 <= nu) & (nu <= 0.05)) and np.ptp(nu) > 0
-        assert json.loads(h5.attrs["input_names"]) == ["vx", "vy"]
+        assert h5["inputs/psi"].shape == (6, n + 1, n + 1)
         family, spec = get_family(job.family), job.family_spec()
         for pos, index in enumerate(h5["sample_index"][:]):
             sample = family.sample(spec, job.seed, int(index))
-            assert nu[pos] == sample.scalars["nu"]
+            assert nu[pos] == sample.scalars["nu"] and np.all(h5["x"][pos, 2] == nu[pos])
+            np.testing.assert_array_equal(h5["inputs/psi"][pos], sample.extras["psi"])
             assert np.array_equal(h5["x"][pos], family.inputs(spec, sample))
     assert record.x["dtype"] == record.y["dtype"] == "float64"
 
@@ -214,7 +219,7 @@ def test_solve_shard_does_not_recompute_a_finished_shard(storage, monkeypatch):
     def boom(*args, **kwargs):
         raise AssertionError("a finished shard was solved again")
 
-    monkeypatch.setattr(pipeline, "generate", boom)
+    monkeypatch.setattr(pipeline, "solve_sequence", boom)
     assert pipeline.solve_shard(storage, job, shard) == record
     assert pipeline.existing_shard(storage, job.dataset_id, "train", 0) == record
     assert {k: storage.stat(k) for k in versions} == versions
@@ -235,8 +240,8 @@ def test_solve_shard_recomputes_a_damaged_shard(local, monkeypatch, damage):
     assert pipeline.existing_shard(local, job.dataset_id, "train", 0) is None
 
     calls = []
-    real = pipeline.generate
-    monkeypatch.setattr(pipeline, "generate", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = pipeline.solve_sequence
+    monkeypatch.setattr(pipeline, "solve_sequence", lambda *a, **k: calls.append(1) or real(*a, **k))
     again = pipeline.solve_shard(local, job, shard)
     assert calls == [1]
     data = local.get_bytes(shard.key)
@@ -261,7 +266,7 @@ def test_cancellation_stops_a_shard_within_one_sample(local, monkeypatch):
     def boom(*args, **kwargs):
         raise AssertionError("a cancelled shard must not start solving")
 
-    monkeypatch.setattr(pipeline, "generate", boom)
+    monkeypatch.setattr(pipeline, "solve_sequence", boom)
     with pytest.raises(JobCancelled):
         pipeline.solve_shard(local, job, shard, should_cancel=lambda: True)
 
@@ -281,14 +286,13 @@ def test_stored_solutions_match_an_independent_direct_solve(local, family, param
             indices = h5["sample_index"][:].tolist()
         assert np.all(residual <= rtol), residual
         for pos, index in enumerate(indices):
-            sample = fam.sample(spec, job.seed, index)
+            sample = fam.sample(spec, job.seed, index).rounded(np.float32)  # what the file stores
             A, b = fam.assemble(spec, sample)
             reference = spla.spsolve(sp.csc_matrix(A), b)
             stored = y[pos].astype(np.float64).ravel()
             err = np.linalg.norm(stored - reference) / np.linalg.norm(reference)
             assert err <= 1e-6, f"sample {index}: relative error {err:.2e} against SuperLU"
-            inputs = fam.inputs(spec, sample).astype(np.float32)
-            assert np.array_equal(x[pos], inputs[0] if len(inputs) == 1 else inputs)
+            assert np.array_equal(x[pos], fam.inputs(spec, sample).astype(np.float32))
         seen += indices
     assert sorted(seen) == list(range(job.samples))
 
@@ -332,15 +336,16 @@ def test_finalize_writes_checked_manifest_and_train_statistics(tmp_path):
 
     prefix = keys.prefix(job.dataset_id)
     paths = {e["path"] for e in manifest["files"]}
-    assert {"spec.json", "plan.json", "stats.json"} <= paths
+    assert {"spec.json", "plan.json", "stats.json", "README.md", "croissant.json"} <= paths
     assert {s.key.removeprefix(prefix) for s in shards_of(plan)} <= paths
-    assert len(paths) == 3 + plan.shards_total
+    assert len(paths) == 5 + plan.shards_total
     for entry in manifest["files"]:
         data = storage.get_bytes(prefix + entry["path"])
         assert entry["bytes"] == len(data) and entry["sha256"] == sha256(data), entry["path"]
     parts = pipeline.split_indices(job)
     for name in keys.SPLITS:
-        assert manifest["splits"][name] == {"samples": len(parts[name]), "shards": len(plan.splits[name])}
+        assert manifest["splits"][name] == {"samples": len(parts[name]), "shards": len(plan.splits[name]),
+                                            "shards_planned": len(plan.splits[name])}
     assert manifest["samples"] == job.samples and manifest["input_names"] == ["a"]
     assert manifest["solver"]["samples"] == job.samples
 
@@ -352,7 +357,7 @@ def test_finalize_writes_checked_manifest_and_train_statistics(tmp_path):
         with read_h5(storage, shard.key) as h5:
             xs.append(h5["x"][:].astype(np.float64))
             ys.append(h5["y"][:].astype(np.float64))
-    for name, values in (("a", np.concatenate(xs)), ("y", np.concatenate(ys))):
+    for name, values in (("x/a", np.concatenate(xs)), ("y/u", np.concatenate(ys))):
         got = stats["fields"][name]
         assert got["count"] == values.size == len(parts["train"]) * job.grid.n ** 2
         assert got["mean"] == pytest.approx(values.mean(), rel=1e-6), name

@@ -28,10 +28,9 @@ from urllib.parse import unquote, urlsplit
 
 from .base import ObjectInfo, Storage, canonical_json, guess_content_type, normalize_prefix, validate_key
 from .local import LocalStorage
-from .s3 import S3Storage
 
 __all__ = [
-    "BACKENDS",
+    "SCHEMES",
     "LocalStorage",
     "ObjectInfo",
     "S3Storage",
@@ -43,7 +42,16 @@ __all__ = [
     "validate_key",
 ]
 
-BACKENDS = {"file": LocalStorage, "s3": S3Storage}
+SCHEMES = ("file", "s3")
+
+
+def __getattr__(name: str):
+    # the S3 backend needs boto3 (the service extra): imported only when asked for
+    if name == "S3Storage":
+        from .s3 import S3Storage
+
+        return S3Storage
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def open_storage(url: str, **s3_options) -> Storage:
@@ -68,6 +76,8 @@ def open_storage(url: str, **s3_options) -> Storage:
     if parts.scheme == "s3":
         if not parts.netloc or "@" in parts.netloc or ":" in parts.netloc:
             raise ValueError(f"S3 URL must be s3://bucket[/prefix], got {url!r}")
+        from .s3 import S3Storage
+
         return S3Storage(parts.netloc, unquote(parts.path).strip("/"), **s3_options)
     raise ValueError(f"unknown storage URL scheme {parts.scheme!r} in {url!r}; "
-                     f"valid schemes: {', '.join(sorted(BACKENDS))}")
+                     f"valid schemes: {', '.join(SCHEMES)}")
