@@ -28,6 +28,7 @@ import scipy.sparse as sp
 from ..capabilities import Capabilities
 from ..fields import sample_rng
 from ..params import param, validate
+from ..timestepping import TimeSpec, TrajectoryRecord
 from .fv import cell_centres
 
 #: the boundary condition of the Dirichlet families, in the words stored in every file
@@ -38,15 +39,21 @@ DIRICHLET_ZERO = ("u = 0 on every boundary face (Dirichlet, imposed through a gh
 FACE_DIMS = ("face_u", "face_v")
 
 #: Random streams (see :func:`pdeforge.solvers.fields.sample_rng`): one per random input.
-STREAM_SCALARS, STREAM_COEFFICIENT, STREAM_FORCING, STREAM_BOUNDARY, STREAM_MEDIUM, STREAM_VELOCITY = range(6)
+(STREAM_SCALARS, STREAM_COEFFICIENT, STREAM_FORCING, STREAM_BOUNDARY, STREAM_MEDIUM, STREAM_VELOCITY,
+ STREAM_INITIAL, STREAM_INITIAL_2) = range(8)
+
+#: how a family relates to time: steady only, transient when the spec has a time block, always transient
+STEADY, OPTIONAL_TIME, TRANSIENT = "steady", "optional", "transient"
 
 
 @dataclass(frozen=True)
 class FamilySpec:
-    """Grid common to all families: ``n`` cells per axis in ``dim`` dimensions."""
+    """Grid common to all families: ``n`` cells per axis in ``dim`` dimensions; ``time`` (a
+    :class:`~pdeforge.solvers.timestepping.TimeSpec`) makes a transient spec."""
 
     n: int = param(64, ge=8, le=1024, doc="cells per axis")
     dim: int = param(2, choices=(2, 3), doc="space dimension")
+    time: TimeSpec | None = None
 
     def __post_init__(self) -> None:
         validate(self)
@@ -111,6 +118,10 @@ class PDEFamily(ABC):
     name: ClassVar[str]
     Spec: ClassVar[type[FamilySpec]]
     summary: ClassVar[str]
+    #: STEADY, OPTIONAL_TIME (a time block makes it transient) or TRANSIENT
+    time_dependence: ClassVar[str] = STEADY
+    #: the time block a TRANSIENT family gets when the spec has none
+    default_time: ClassVar[TimeSpec | None] = None
 
     def spec(self, **params) -> FamilySpec:
         """Build and validate a spec of this family (``ValueError`` names a bad parameter)."""
@@ -192,6 +203,21 @@ class PDEFamily(ABC):
     def coordinates(self, spec: FamilySpec) -> np.ndarray:
         """1-D cell-centre coordinates (the same on every axis)."""
         return cell_centres(spec.n)
+
+    # ----- time-dependent families (spec.time is not None) -------------------------------------------
+    def initial_state(self, spec: FamilySpec, sample: Sample) -> np.ndarray:
+        """The state at t = 0, ``(C_out, *grid)`` (a transient family's u0 field, by default)."""
+        return np.stack([sample.fields[f"{name}0"] for name in self.output_names(spec)])
+
+    def explicit(self, spec: FamilySpec, sample: Sample, b: np.ndarray):
+        """``g(u)`` of ``u_t = -L u + g(u)`` (flat arrays): by default the constant forcing ``b`` of
+        :meth:`assemble`; reaction terms override it."""
+        return lambda u: b
+
+    def integrate(self, spec: FamilySpec, sample: Sample, on_frame, options) -> TrajectoryRecord:
+        """Own time stepper of families without a linear system (pseudo-spectral ones); families with
+        one are stepped by :func:`pdeforge.solvers.timestepping.integrate` with an engine."""
+        raise TypeError(f"{self.name} is stepped through its linear system (it has no own stepper)")
 
 
 def stack_features(blocks: list[tuple[np.ndarray, float]], count: int) -> np.ndarray:
