@@ -39,8 +39,9 @@ class Capabilities:
     dims: int
     operator_varies: bool
     m_matrix: bool = False
-    #: c with A = c L, L the cell-centred Dirichlet Laplacian; None otherwise
-    laplacian_scale: float | None = None
+    #: "dirichlet" / "neumann" when A = s I + c L with L the cell-centred Laplacian with those
+    #: boundary faces and constants s >= 0, c > 0 (no variable coefficient); None otherwise
+    constant_laplacian: str | None = None
     #: A is a (2d+1)-point stencil in the grid's fixed CSR pattern (pdeforge.solvers.families.fv)
     tensor_stencil: bool = True
     time_dependent: bool = False
@@ -72,8 +73,8 @@ class Capabilities:
         text = self.matrix.value + (" M-matrix" if self.m_matrix else "")
         if not self.linear_system:
             return text
-        if self.laplacian_scale is not None:
-            text += f", {self.laplacian_scale:g} x the Dirichlet Laplacian"
+        if self.constant_laplacian is not None:
+            text += f", s I + c L with L the {self.constant_laplacian} Laplacian"
         return text + (", varies between samples" if self.operator_varies else ", the same for every sample")
 
 
@@ -90,7 +91,8 @@ FIXED_OPERATOR = Requirement("a fixed operator (only the right-hand side varies 
                              lambda c: c.linear_system and not c.operator_varies)
 DEFINITE = Requirement("a symmetric positive definite operator or an M-matrix (multigrid diverges on "
                        "indefinite operators)", lambda c: c.spd or c.m_matrix)
-LAPLACIAN = Requirement("a constant-coefficient Dirichlet Laplacian (A = c L)",
-                        lambda c: c.laplacian_scale is not None)
+LAPLACIAN = Requirement("a constant-coefficient Laplacian (A = s I + c L, Dirichlet or zero-flux faces)",
+                        lambda c: c.constant_laplacian is not None)
+OWN_STEPPER = Requirement("a family with its own (pseudo-spectral) time stepper", lambda c: not c.linear_system)
 TENSOR_STENCIL = Requirement("a (2d+1)-point stencil on the tensor grid",
                              lambda c: c.linear_system and c.tensor_stencil)

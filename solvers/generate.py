@@ -44,6 +44,7 @@ from .krylov import SolveResult
 from .options import SolverOptions
 from .ordering import order_samples
 from .residual import meets_tolerance, true_residual
+from .timestepping import integrate
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,10 @@ class SampleRecord:
     fallback: bool = False
     message: str = ""
     residual_stored: float | None = None
+    #: trajectories: implicit steps taken, estimated relative time error, distinct step matrices
+    steps: int = 0
+    time_error_estimate: float | None = None
+    operators: int = 0
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -79,20 +84,23 @@ class SolvedSample:
     position: int
     sample: Sample
     inputs: np.ndarray  # (C_in, *grid): the channels of x
-    y: np.ndarray  # (C_out, *grid): the float64 (complex128) solution
+    y: np.ndarray | None  # (C_out, *grid): the float64 (complex128) solution; None for trajectories
     record: SampleRecord
 
 
 class Sink(Protocol):
-    """Receives the solved samples of a sequence in solve order."""
+    """Receives the solved samples of a sequence in solve order; a trajectory's frames arrive first,
+    one by one (``add_frame``), as the integrator reaches them."""
 
     def add(self, solved: SolvedSample) -> None: ...
+
+    def add_frame(self, position: int, k: int, frame: np.ndarray) -> None: ...
 
 
 @dataclass
 class GenerationResult:
-    """Arrays in solve order: ``x`` (S, C_in, *grid), ``y`` (S, C_out, *grid), ``indices`` (S,),
-    ``scalars`` {name: (S,)}, ``extras`` {name: (S, *shape)}."""
+    """Arrays in solve order: ``x`` (S, C_in, *grid), ``y`` (S, C_out, *grid) -- trajectories
+    (S, T, C_out, *grid) --, ``indices`` (S,), ``scalars`` {name: (S,)}, ``extras`` {name: (S, *shape)}."""
 
     indices: np.ndarray
     x: np.ndarray
@@ -112,14 +120,20 @@ class ArraySink:
     def __init__(self, fam: PDEFamily, spec: FamilySpec, count: int) -> None:
         self.input_names, self.output_names = fam.input_names(spec), fam.output_names(spec)
         self.x = np.empty((count, len(self.input_names), *spec.shape))
-        self.y = np.empty((count, len(self.output_names), *spec.shape), dtype=fam.dtype(spec))
+        frames = () if spec.time is None else (spec.time.frames,)
+        self.y = np.empty((count, *frames, len(self.output_names), *spec.shape), dtype=fam.dtype(spec))
         self.scalars = {name: np.empty(count) for name in fam.scalar_names(spec)}
         self.extras = {e.name: np.empty((count, *e.shape)) for e in fam.extra_inputs(spec)}
         self.records: list[SampleRecord] = []
 
+    def add_frame(self, position: int, k: int, frame: np.ndarray) -> None:
+        self.y[position, k] = frame
+
     def add(self, solved: SolvedSample) -> None:
         pos, s = solved.position, solved.sample
-        self.x[pos], self.y[pos] = solved.inputs, solved.y
+        self.x[pos] = solved.inputs
+        if solved.y is not None:
+            self.y[pos] = solved.y
         for name in self.scalars:
             self.scalars[name][pos] = s.scalars[name]
         for name in self.extras:
@@ -179,7 +193,12 @@ def solve_sequence(fam: PDEFamily, spec: FamilySpec, seed: int, order: Sequence[
         sample = fam.sample(spec, seed, int(index))
         return sample if precision is None else sample.rounded(precision)
 
-    if engine.block and not fam.capabilities(spec).operator_varies and len(order):
+    caps = fam.capabilities(spec)
+    if caps.time_dependent:
+        stepper = _Trajectories(fam, spec, engine, options, sink, on_sample, cache, fixed=not caps.operator_varies)
+        for pos, index in enumerate(order):
+            stepper.run(pos, draw(index))
+    elif engine.block and not caps.operator_varies and len(order):
         _solve_block(fam, spec, order, draw, engine, verifier)
     else:
         for pos, index in enumerate(order):
@@ -190,6 +209,68 @@ def solve_sequence(fam: PDEFamily, spec: FamilySpec, seed: int, order: Sequence[
             x, res = engine.solve(A, b)
             verifier.add(pos, sample, A, b, x, res, t2 - t1, time.perf_counter() - t2)
     return {"family": fam.name, "engine": decision.as_dict(), "counters": dict(engine.counters)}
+
+
+class _Trajectories:
+    """Integrates the samples of a transient spec, one trajectory each, streaming frames to the sink.
+
+    Families with a linear system are stepped by :func:`~pdeforge.solvers.timestepping.integrate`,
+    each step solved by the engine from the predictor (warm start) and verified by its true
+    residual (falling back to a direct solve, whose factorization is then kept for the
+    trajectory); families without one step themselves (``family.integrate``).
+    """
+
+    def __init__(self, fam, spec, engine: Engine, options: SolverOptions, sink: Sink, on_sample, cache,
+                 *, fixed: bool) -> None:
+        self.fam, self.spec, self.engine, self.options, self.sink, self.on_sample = \
+            fam, spec, engine, options, sink, on_sample
+        # a fixed operator (the capabilities say so): assembled once, its step matrices shared by every
+        # trajectory (and by the worker's factorization, through the cache)
+        self.fixed, self.L = fixed, None
+        self.memo = (cache.memo if cache is not None else {}) if fixed else None
+        self.direct: Engine | None = None
+
+    def _solve(self, M, rhs, x0):
+        o = self.options
+        x, res = self.engine.solve(M, rhs, x0)
+        ok, rel = meets_tolerance(M, rhs, x, o.rtol, o.atol)
+        info = {"iterations": res.iterations, "matvecs": res.matvecs, "precond_applies": res.precond_applies,
+                "residual": rel, "converged": ok, "fallback": False}
+        if not ok and o.fallback and not self.engine.exact:
+            if self.direct is None:
+                self.direct = DirectEngine(o, self.fam, self.spec)
+            x, dres = self.direct.solve(M, rhs)
+            ok, rel = meets_tolerance(M, rhs, x, o.rtol, o.atol)
+            info.update(residual=rel, converged=ok, fallback=True, matvecs=info["matvecs"] + dres.matvecs)
+        return x, info
+
+    def run(self, pos: int, sample: Sample) -> None:
+        fam, spec = self.fam, self.spec
+        t0 = time.perf_counter()
+        shape = (len(fam.output_names(spec)), *spec.shape)
+
+        def on_frame(k: int, u: np.ndarray) -> None:
+            self.sink.add_frame(pos, k, np.asarray(u).reshape(shape))
+
+        if fam.capabilities(spec).linear_system:
+            L, b = fam.assemble(spec, sample)
+            if self.fixed:
+                self.L = L = self.L if self.L is not None else L
+            rec = integrate(L, fam.initial_state(spec, sample), fam.explicit(spec, sample, b), spec.time,
+                            self._solve, on_frame, memo=self.memo)
+        else:
+            rec = fam.integrate(spec, sample, on_frame, self.options)
+        seconds = time.perf_counter() - t0
+        engine = "direct" if rec.fallbacks == rec.steps and rec.steps else self.engine.name
+        message = (f"{rec.steps} steps ({spec.time.scheme}, dt={spec.time.dt:g}), max step residual "
+                   f"{rec.residual_max:.2e}, {rec.operators} step matrices, time error ~{rec.time_error_estimate:.1e}"
+                   + (f", {rec.fallbacks} steps re-solved directly" if rec.fallbacks else ""))
+        record = SampleRecord(sample.index, engine, rec.converged, rec.residual_max, rec.iterations, rec.matvecs,
+                              rec.precond_applies, seconds, seconds, fallback=rec.fallbacks > 0, message=message,
+                              steps=rec.steps, time_error_estimate=rec.time_error_estimate, operators=rec.operators)
+        self.sink.add(SolvedSample(pos, sample, fam.inputs(spec, sample), None, record))
+        if self.on_sample is not None:
+            self.on_sample(record)
 
 
 def _solve_block(fam, spec, order, draw, engine: Engine, verifier: _Verifier) -> None:

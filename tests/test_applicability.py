@@ -17,7 +17,7 @@ from pdeforge.workers.spec import parse_spec
 
 FIXED = "a fixed operator"
 DEFINITE = "an M-matrix"
-LAPLACIAN = "a constant-coefficient Dirichlet Laplacian"
+LAPLACIAN = "a constant-coefficient Laplacian"
 
 #: case -> (family, spec parameters, {engine: why it does not apply}); unlisted engines apply
 TABLE = {

@@ -52,7 +52,9 @@ COMPRESSIONS = ("none", "gzip", "blosc")
 SAMPLE_ORDER = ("solve order: consecutive samples are similar (greedy/hilbert ordering of the split); "
                 "shuffle before training -- a prefix is a clustered subset")
 _SOLVER_FIELDS = {"iterations": np.int64, "matvecs": np.int64, "residual": np.float64,
-                  "residual_stored": np.float64, "seconds": np.float64, "converged": bool, "fallback": bool}
+                  "residual_stored": np.float64, "seconds": np.float64, "converged": bool, "fallback": bool,
+                  "steps": np.int64, "time_error_estimate": np.float64, "operators": np.int64}
+TIME_DIM = "time"
 
 
 class FormatError(ValueError):
@@ -74,9 +76,19 @@ def output_channels(family: PDEFamily, spec: FamilySpec, complex_storage: str) -
     return names
 
 
-def claims(precision: str, rtol: float, atol: float) -> str:
+def claims(precision: str, rtol: float, atol: float, time=None) -> str:
     """What every shard says about its arrays (true of them: checked by the tests)."""
     bits = {"float32": 24, "float64": 53}[precision]
+    if time is not None:
+        return (f"For every sample i: y[i, k] is the state at time[k] of the time integrator ({time.scheme}, "
+                f"dt = {time.dt:g}, {time.steps} steps) started from the stored initial condition and inputs of "
+                f"sample i (x, scalars/, inputs/: rounded to {precision} before the run), computed in float64 and "
+                f"rounded to {precision} (relative rounding <= 2^-{bits} per entry); y[i, 0] is the stored initial "
+                f"condition. Every implicit step solved its linear system to a true relative residual <= "
+                f"max(rtol, atol/||b||) with rtol = {rtol:g}, atol = {atol:g}; solver/residual[i] is the largest over "
+                f"the steps. solver/time_error_estimate[i] estimates the relative time-discretisation error of "
+                f"the stored frames (step doubling over the first frame interval), which no residual measures; "
+                f"solver/residual_stored is NaN (a trajectory has no single system to check).")
     return (f"For every sample i: y[i] is the solution of the linear system assembled (in float64) from the "
             f"stored inputs of sample i (the fields in x, scalars/, inputs/), solved in float64 to a true "
             f"relative residual solver/residual[i] = ||b - A y64|| / ||b|| <= max(rtol, atol/||b||) with "
@@ -108,6 +120,8 @@ class ShardWriter:
                  complex_storage: str = "complex", compression: str = "none", attrs: dict | None = None) -> None:
         self.family, self.spec, self.count = family, spec, count
         self.complex_storage, self.precision = complex_storage, precision
+        self.time = spec.time
+        self._previous: tuple[int, np.ndarray] | None = None  # the last frame written (one-frame differences)
         self.xdt, self.ydt = storage_dtypes(family, spec, precision, complex_storage)
         self.in_names = family.input_names(spec)
         self.out_names = output_channels(family, spec, complex_storage)
@@ -133,6 +147,8 @@ class ShardWriter:
         for dim in grid:
             self._scale(dim, cell_centres(n)).attrs["units"] = "1 (unit domain)"
         self._scale(SAMPLE_DIM, np.zeros(S, np.int64))
+        if self.time is not None:
+            self._scale(TIME_DIM, self.time.frame_times()).attrs["units"] = "1 (time of the PDE)"
         self._scale("channel_in", np.array(self.in_names, dtype=h5py.string_dtype()))
         self._scale("channel_out", np.array(self.out_names, dtype=h5py.string_dtype()))
         extras = fam.extra_inputs(spec)
@@ -141,10 +157,13 @@ class ShardWriter:
                 if dim not in h5:
                     self._scale(dim, _dim_values(dim, size, n, d))
         chunked = dict(_compression(compression)) if S else {}
+        frames = () if self.time is None else (TIME_DIM,)
         for name, dt, channels, dims in (("x", self.xdt, self.in_names, ("channel_in",)),
-                                         ("y", self.ydt, self.out_names, ("channel_out",))):
-            shape = (S, len(channels), *spec.shape)
-            ds = h5.create_dataset(name, shape=shape, dtype=dt, chunks=(1, *shape[1:]) if S else None, **chunked)
+                                         ("y", self.ydt, self.out_names, (*frames, "channel_out"))):
+            lead = (self.time.frames,) if (name == "y" and self.time is not None) else ()
+            shape = (S, *lead, len(channels), *spec.shape)
+            chunk = (1, *(1 for _ in lead), *shape[1 + len(lead):])
+            ds = h5.create_dataset(name, shape=shape, dtype=dt, chunks=chunk if S else None, **chunked)
             ds.attrs["channels"] = json.dumps(channels)
             ds.attrs["layout"] = json.dumps([SAMPLE_DIM, *dims, *grid])
             self._attach(ds, (SAMPLE_DIM, *dims, *grid))
@@ -167,28 +186,48 @@ class ShardWriter:
             "scalars": json.dumps(fam.scalar_names(spec)),
             "extra_inputs": json.dumps([e.name for e in extras]), "sample_order": SAMPLE_ORDER,
             "precision": self.precision, "complex": self.complex_storage,
+            "time": json.dumps(None if self.time is None else {
+                "t_end": self.time.t_end, "dt": self.time.dt, "frames": self.time.frames, "scheme": self.time.scheme,
+                "steps": self.time.steps, "axis": "y[i, k] is the state at time[k]"}),
         })
         for key, value in attrs.items():
             h5.attrs[key] = value if isinstance(value, (str, int, float)) else json.dumps(value)
 
     # ----- samples -----------------------------------------------------------------------------------
+    def _stored_y(self, y: np.ndarray) -> np.ndarray:
+        if self.family.capabilities(self.spec).complex and self.complex_storage == "real_imag":
+            y = np.concatenate([y.real, y.imag])
+        return y.astype(self.ydt)
+
+    def _y_moments(self, prefix: str, y: np.ndarray) -> None:
+        for c, name in enumerate(self.out_names):
+            if np.iscomplexobj(y):
+                self._moments(f"{prefix}/{name}.real", y[c].real)
+                self._moments(f"{prefix}/{name}.imag", y[c].imag)
+            else:
+                self._moments(f"{prefix}/{name}", y[c])
+
+    def add_frame(self, position: int, k: int, frame: np.ndarray) -> None:
+        """Frame k of trajectory ``position``, written as it is produced (statistics of the frames and
+        of the one-frame differences ``dy`` accumulate from the stored values)."""
+        y = self._stored_y(frame)
+        self.h5["y"][position, k] = y
+        self._y_moments("y", y)
+        if self._previous is not None and self._previous[0] == position and k > 0:
+            self._y_moments("dy", y.astype(np.float64) - self._previous[1])
+        self._previous = (position, y.astype(np.float64))
+
     def add(self, solved: SolvedSample) -> None:
         h5, pos, s = self.h5, solved.position, solved.sample
         x = solved.inputs.astype(self.xdt)
-        y = solved.y
-        if self.family.capabilities(self.spec).complex and self.complex_storage == "real_imag":
-            y = np.concatenate([y.real, y.imag])
-        y = y.astype(self.ydt)
-        h5["x"][pos], h5["y"][pos] = x, y
+        h5["x"][pos] = x
+        if solved.y is not None:
+            y = self._stored_y(solved.y)
+            h5["y"][pos] = y
+            self._y_moments("y", y)
         h5[SAMPLE_DIM][pos] = s.index
         for c, name in enumerate(self.in_names):
             self._moments(f"x/{name}", x[c])
-        for c, name in enumerate(self.out_names):
-            if np.iscomplexobj(y):
-                self._moments(f"y/{name}.real", y[c].real)
-                self._moments(f"y/{name}.imag", y[c].imag)
-            else:
-                self._moments(f"y/{name}", y[c])
         for name, value in s.scalars.items():
             h5[f"scalars/{name}"][pos] = value
             self._moments(f"scalars/{name}", np.array([value]))
@@ -212,7 +251,7 @@ class ShardWriter:
             raise RuntimeError(f"shard got {len(recs)} samples but was created for {self.count}")
         for name, dt in _SOLVER_FIELDS.items():
             values = [getattr(r, name) for r in recs]
-            if name == "residual_stored":
+            if name in ("residual_stored", "time_error_estimate"):
                 values = [np.nan if v is None else v for v in values]
             h5[f"solver/{name}"][:] = np.asarray(values, dtype=dt)
         h5["solver/engine"][:] = [r.engine for r in recs]

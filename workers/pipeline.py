@@ -141,7 +141,7 @@ def software_versions() -> dict[str, str]:
 def shard_attrs(job: JobBase, shard: ShardPlan) -> dict:
     """Root attributes of a shard beyond the layout: identity, spec, claims, versions."""
     return {"spec": job.canonical_json(), "dataset_id": job.dataset_id, "split": shard.split, "shard": shard.shard,
-            "claims": claims(job.output.dtype, job.solver.rtol, job.solver.atol),
+            "claims": claims(job.output.dtype, job.solver.rtol, job.solver.atol, job.family_spec().time),
             "software_versions": software_versions()}
 
 
@@ -157,6 +157,9 @@ def solver_summary(records) -> dict:
         "engines": dict(Counter(r.engine for r in records)),
         "fallbacks": int(sum(r.fallback for r in records)),
         "unconverged": int(sum(not r.converged for r in records)),
+        "steps_sum": int(sum(r.steps for r in records)),
+        "time_error_max": max((r.time_error_estimate for r in records if r.time_error_estimate is not None),
+                              default=None),
     }
 
 
@@ -266,6 +269,9 @@ def _combine_solver(records: list[ShardRecord]) -> dict:
         "engines": dict(engines),
         "fallbacks": sum(r.solver["fallbacks"] for r in records),
         "unconverged": sum(r.solver["unconverged"] for r in records),
+        "steps_per_sample": sum(r.solver.get("steps_sum", 0) for r in records) / max(samples, 1),
+        "time_error_max": max((r.solver["time_error_max"] for r in records if r.solver.get("time_error_max") is not None),
+                              default=None),
     }
 
 
@@ -296,7 +302,9 @@ def _manifest_body(job: JobBase, plan: Plan, records: list[ShardRecord], files: 
         "input_names": family.input_names(spec), "output_names": output_channels(family, spec, job.output.complex),
         "scalar_names": family.scalar_names(spec), "extra_inputs": [e.name for e in family.extra_inputs(spec)],
         "boundary_conditions": family.boundary_conditions(spec),
-        "claims": claims(job.output.dtype, job.solver.rtol, job.solver.atol), "sample_order": SAMPLE_ORDER,
+        "time": None if spec.time is None else {**dataclasses.asdict(spec.time), "steps": spec.time.steps,
+                                                "frame_times": spec.time.frame_times().tolist()},
+        "claims": claims(job.output.dtype, job.solver.rtol, job.solver.atol, spec.time), "sample_order": SAMPLE_ORDER,
         "reproducibility": REPRODUCIBILITY,
         "splits": {name: {"samples": sum(r.samples for r in records if r.split == name),
                           "shards": sum(1 for r in records if r.split == name),

@@ -25,7 +25,9 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, create_model, mo
 
 from pdeforge.solvers.engines import check_engine
 from pdeforge.solvers.families import FAMILIES, FamilySpec
+from pdeforge.solvers.families.base import OPTIONAL_TIME, STEADY, TRANSIENT
 from pdeforge.solvers.options import SolverOptions
+from pdeforge.solvers.timestepping import TimeSpec
 
 #: fields of FamilySpec that live in ``grid`` rather than ``params``
 GRID_FIELDS = ("n", "dim")
@@ -39,12 +41,14 @@ def _annotation(tp: Any, meta: dict) -> Any:
 
 
 @lru_cache(maxsize=None)
-def model_for(dc_type: type, name: str, exclude: tuple[str, ...] = ()) -> type[BaseModel]:
-    """A strict pydantic model mirroring the :func:`param` fields of dataclass ``dc_type``."""
+def model_for(dc_type: type, name: str, exclude: tuple[str, ...] = (), only: tuple[str, ...] | None = None,
+              doc: str | None = None) -> type[BaseModel]:
+    """A strict pydantic model mirroring the :func:`param` fields of dataclass ``dc_type`` (all but
+    ``exclude``, or ``only`` those)."""
     hints = typing.get_type_hints(dc_type)
     fields: dict[str, Any] = {}
     for f in dataclasses.fields(dc_type):
-        if f.name in exclude or "doc" not in f.metadata:
+        if f.name in exclude or "doc" not in f.metadata or (only is not None and f.name not in only):
             continue
         meta = f.metadata
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
@@ -56,7 +60,7 @@ def model_for(dc_type: type, name: str, exclude: tuple[str, ...] = ()) -> type[B
             continue
         bounds = {k: meta[k] for k in ("ge", "gt", "le", "lt") if meta.get(k) is not None}
         fields[f.name] = (_annotation(hints[f.name], meta), Field(default, description=meta["doc"], **bounds))
-    return create_model(name, __config__=STRICT, **fields)
+    return create_model(name, __config__=STRICT, __doc__=doc, **fields)
 
 
 def to_dataclass(dc_type: type, model: BaseModel, **extra) -> Any:
@@ -67,14 +71,6 @@ def to_dataclass(dc_type: type, model: BaseModel, **extra) -> Any:
         value = getattr(model, name)
         kwargs[name] = to_dataclass(hints[name], value) if isinstance(value, BaseModel) else value
     return dc_type(**kwargs)
-
-
-class Grid(BaseModel):
-    """The computational grid: ``n`` cells per axis in ``dim`` dimensions of the unit cube."""
-
-    model_config = STRICT
-    n: int = Field(64, ge=8, le=1024, description="cells per axis")
-    dim: Literal[2, 3] = Field(2, description="space dimension")
 
 
 class Split(BaseModel):
@@ -115,9 +111,11 @@ class Output(BaseModel):
 SolverModel = model_for(SolverOptions, "Solver")
 
 
+TimeModel = model_for(TimeSpec, "Time", doc="Time-dependent families: interval, step, stored frames, scheme.")
+
+
 class JobBase(BaseModel):
     model_config = STRICT
-    grid: Grid = Field(default_factory=Grid)
     samples: int = Field(1000, ge=1, le=10_000_000, description="number of samples in the dataset")
     seed: int = Field(0, ge=0, le=2**63 - 1, description="dataset seed: sample i is a pure function of (seed, i)")
     split: Split = Field(default_factory=Split)
@@ -127,7 +125,9 @@ class JobBase(BaseModel):
     # ----- derived objects -------------------------------------------------
     def family_spec(self) -> FamilySpec:
         family = FAMILIES[self.family]  # type: ignore[attr-defined]
-        return to_dataclass(family.Spec, self.params, n=self.grid.n, dim=self.grid.dim)  # type: ignore[attr-defined]
+        block = getattr(self, "time", None)
+        time = None if block is None else to_dataclass(TimeSpec, block)
+        return to_dataclass(family.Spec, self.params, n=self.grid.n, dim=self.grid.dim, time=time)  # type: ignore[attr-defined]
 
     def solver_options(self) -> SolverOptions:
         return to_dataclass(SolverOptions, self.solver)
@@ -140,6 +140,15 @@ class JobBase(BaseModel):
         text = f"pdeforge-dataset/v{FORMAT_VERSION}\n" + self.canonical_json()
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
+    @model_validator(mode="before")
+    @classmethod
+    def _time_block(cls, data):
+        if isinstance(data, dict) and "time" in data and "time" not in cls.model_fields:
+            with_time = ", ".join(n for n, f in FAMILIES.items() if f.time_dependence != STEADY)
+            raise ValueError(f"time=<block> is not allowed for {data.get('family')}, a steady family; allowed: no "
+                             f"time block (families that take one: {with_time})")
+        return data
+
     @model_validator(mode="after")
     def _consistent(self):
         # cross-field rules of the family and solver; the message names the full field path
@@ -149,6 +158,8 @@ class JobBase(BaseModel):
             except ValueError as exc:
                 text = str(exc)
                 name = text.split("=", 1)[0]
+                if name.startswith(("time.", "grid.")):  # already a full path
+                    raise ValueError(text) from None
                 raise ValueError(f"{where}.{text}" if name.isidentifier() or "." in name else text) from None
         try:  # the one applicability rule (pdeforge.solvers.engines.refusal), as a 422 on solver.engine
             check_engine(self.solver.engine, FAMILIES[self.family], self.family_spec())  # type: ignore[attr-defined]
@@ -159,15 +170,23 @@ class JobBase(BaseModel):
 
 def _job_model(name: str) -> type[JobBase]:
     family = FAMILIES[name]
-    params = model_for(family.Spec, family.Spec.__name__.removesuffix("Spec") + "Params", GRID_FIELDS)
+    stem = family.Spec.__name__.removesuffix("Spec")
+    params = model_for(family.Spec, stem + "Params", GRID_FIELDS)
+    grid = model_for(family.Spec, stem + "Grid", only=GRID_FIELDS,
+                     doc="The computational grid: ``n`` cells per axis in ``dim`` dimensions of the unit cube.")
     title = "".join(p.title() for p in name.split("_")) + "Job"
-    return create_model(
-        title,
-        __base__=JobBase,
-        __doc__=f"A dataset of the `{name}` family: {family.summary}.",
-        family=(Literal[name], Field(description="PDE family")),
-        params=(params, Field(default_factory=params, description="family parameters")),
-    )
+    fields = {"family": (Literal[name], Field(description="PDE family")),
+              "grid": (grid, Field(default_factory=grid)),
+              "params": (params, Field(default_factory=params, description="family parameters"))}
+    if family.time_dependence == TRANSIENT:
+        default = dataclasses.asdict(family.default_time)
+        fields["time"] = (TimeModel, Field(default_factory=lambda v=default: TimeModel.model_validate(v),
+                                           description="time interval, step, stored frames and scheme"))
+    elif family.time_dependence == OPTIONAL_TIME:
+        fields["time"] = (TimeModel | None, Field(None, description="makes the family transient: time interval, "
+                                                                   "step, stored frames and scheme"))
+    return create_model(title, __base__=JobBase, __doc__=f"A dataset of the `{name}` family: {family.summary}.",
+                        **fields)
 
 
 JOB_MODELS: dict[str, type[JobBase]] = {name: _job_model(name) for name in FAMILIES}

@@ -87,9 +87,13 @@ def _solve(root: str, spec_json: str, shard: dict) -> None:
 
 def generate_local(job: JobBase, out: str | Path, *, workers: int | None = None,
                    on_progress: Callable[[int, int], None] | None = None) -> dict:
-    """Write dataset ``job`` under folder ``out``; returns the manifest.
+    """Write dataset ``job`` into folder ``out``; returns the manifest.
 
-    ``on_progress(samples_done, samples_total)`` is called a few times per second.
+    ``on_progress(samples_done, samples_total)`` is called a few times per second.  With
+    ``workers=1`` (or one shard left) the shards are solved in this process; otherwise by a
+    pool of processes started from a clean server process, so -- as for every
+    ``multiprocessing`` program -- a script calling this must guard its top level with
+    ``if __name__ == "__main__":``.
     """
     single_threaded_blas()  # sets the thread variables the pool's server process starts with
     root = Path(out).resolve()
@@ -101,13 +105,22 @@ def generate_local(job: JobBase, out: str | Path, *, workers: int | None = None,
     pending = [s for s in shards if pipeline.existing_shard(storage, job.dataset_id, s.split, s.shard) is None]
     finished = sum(len(s.indices) for s in shards) - sum(len(s.indices) for s in pending)
     workers = max(1, min(workers or os.cpu_count() or 1, len(pending) or 1))
-    ctx = _pool_context()
-    counter = ctx.Value("q", 0)
     if on_progress:
         on_progress(finished, job.samples)
-    if pending:
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init,
-                                 initargs=(counter,)) as pool:
+    if workers == 1:
+        cache, count = FactorCache(), [finished]
+
+        def bump(_done: int) -> None:
+            count[0] += 1
+            if on_progress:
+                on_progress(count[0], job.samples)
+
+        for shard in pending:
+            pipeline.solve_shard(storage, job, shard, on_progress=bump, cache=cache)
+    elif pending:
+        ctx = _pool_context()
+        counter = ctx.Value("q", 0)
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init, initargs=(counter,)) as pool:
             futures = {pool.submit(_solve, str(root), job.canonical_json(), s.to_json()) for s in pending}
             while futures:
                 done, futures = wait(futures, timeout=0.25, return_when=FIRST_COMPLETED)

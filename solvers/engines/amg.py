@@ -71,7 +71,7 @@ class AmgEngine(Engine):
         self._A = A
         return self._ml
 
-    def solve(self, A, b):
+    def solve(self, A, b, x0=None):
         t0 = time.perf_counter()
         ml = self._hierarchy(A)
         setup = time.perf_counter() - t0
@@ -87,12 +87,12 @@ class AmgEngine(Engine):
                     deadline()
 
             # SciPy's cg stops at ||r|| <= max(rtol ||b||, atol): atol is absolute, as ours
-            x, info = spla.cg(A, b, rtol=o.rtol, atol=o.atol, maxiter=o.maxiter, M=M, callback=step)
+            x, info = spla.cg(A, b, x0=x0, rtol=o.rtol, atol=o.atol, maxiter=o.maxiter, M=M, callback=step)
             its, converged = count[0], info == 0
             res = residual_result(self.name, A, b, x, t0, iterations=its, matvecs=its + 2, precond_applies=its + 1,
                                   setup=setup, converged=converged, message=f"SA-AMG + CG, {its} iterations")
         else:
-            x, _, kres = gmres(A, b, rtol=o.rtol, atol=o.atol, maxiter=o.maxiter, M=M, m=o.restart,
+            x, _, kres = gmres(A, b, x0, rtol=o.rtol, atol=o.atol, maxiter=o.maxiter, M=M, m=o.restart,
                                callback=self.callback(), full_output=True)
             its = kres.iterations
             res = residual_result(self.name, A, b, x, t0, iterations=its, matvecs=kres.matvecs + 1,

@@ -30,10 +30,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..residual import meets_tolerance
+from ..timestepping import StepMatrices
 from .base import PilotAborted
 from .registry import ENGINES, applicable_engines
 
 PILOT_SAMPLES = 2
+#: implicit steps of the first trajectory the pilot times (transient specs)
+PILOT_STEPS = 3
 BUDGET = 1.5
 FIRST_BUDGET = 3.0
 #: the most a float32 factorization gained over float64 in bench.engines (1.2-1.4x)
@@ -84,7 +87,7 @@ def candidates(family, spec) -> list[str]:
     directs = [name for name in ("direct", "direct_mixed") if name in ok and direct_ok]
     iterative = [name for name in ("amg",) if name in ok]
     out += (iterative + directs) if large else (directs[:1] + iterative + directs[1:])
-    out += [name for name in ("skr",) if name in ok]
+    out += [name for name in ("skr", "pseudo_spectral") if name in ok]
     return out
 
 
@@ -100,13 +103,29 @@ def choose_engine(results: dict[str, dict], order: list[str]) -> tuple[str, str]
     return name, f"fastest in pilot: {name} {best * 1e3:.1f} ms/sample" + (f" (vs {others})" if others else "")
 
 
+def pilot_systems(family, spec, seed: int, indices) -> list:
+    """The systems the pilot times: the first samples' systems; for a transient spec, a few implicit
+    steps of the first trajectory (its step matrix, several right-hand sides: set-up then steady)."""
+    first = [int(i) for i in list(indices)[:PILOT_SAMPLES]]
+    if spec.time is None:
+        return [family.assemble(spec, family.sample(spec, seed, i)) for i in first]
+    if not family.capabilities(spec).linear_system or not first:
+        return []
+    sample = family.sample(spec, seed, first[0])
+    L, b = family.assemble(spec, sample)
+    dt = spec.time.dt
+    shift, scale = {"backward_euler": (1.0, dt), "crank_nicolson": (1.0, 0.5 * dt), "bdf2": (1.5, dt)}[spec.time.scheme]
+    M = StepMatrices(L).get(shift, scale)
+    u0 = family.initial_state(spec, sample).ravel()
+    return [(M, (1.0 + 0.1 * j) * u0 + dt * b) for j in range(PILOT_STEPS)]
+
+
 def pilot(family, spec, seed: int, indices, options) -> EngineDecision:
     """Solve ``indices`` with every candidate (time-boxed); returns the decision."""
     order = candidates(family, spec)
-    systems = []
-    for i in list(indices)[:PILOT_SAMPLES]:
-        sample = family.sample(spec, seed, int(i))
-        systems.append(family.assemble(spec, sample))
+    if len(order) == 1:
+        return EngineDecision("auto", order[0], f"the only engine that applies: {order[0]}", order)
+    systems = pilot_systems(family, spec, seed, indices)
     results: dict[str, dict] = {}
     best_first = best_steady = np.inf
     t_pilot = time.perf_counter()

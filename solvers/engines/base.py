@@ -60,8 +60,9 @@ class Engine(ABC):
         self.deadline: float | None = None
 
     @abstractmethod
-    def solve(self, A, b) -> tuple[np.ndarray, SolveResult]:
-        """Solve one system of the sequence; returns the solution and its record."""
+    def solve(self, A, b, x0=None) -> tuple[np.ndarray, SolveResult]:
+        """Solve one system of the sequence; returns the solution and its record.  ``x0``: an
+        initial guess (iterative engines start from it; exact ones ignore it)."""
 
     def solve_block(self, A, B) -> tuple[np.ndarray, list[SolveResult]]:
         """Solve ``A X = B`` for the columns of ``B`` (default: one by one)."""
@@ -97,6 +98,8 @@ class FactorCache:
     def __init__(self, size: int = 4) -> None:
         self.size = size
         self._items: dict[int, tuple[object, object]] = {}
+        #: matrices derived from fixed operators (time-step matrices), shared by all their trajectories
+        self.memo: dict = {}
 
     def get(self, A):
         entry = self._items.get(id(A))
@@ -132,7 +135,7 @@ class BlockSolves:
 
     block = True
 
-    def solve(self, A, b):
+    def solve(self, A, b, x0=None):
         X, results = self.solve_block(A, b[:, None])
         return X[:, 0], results[0]
 

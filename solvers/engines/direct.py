@@ -78,7 +78,7 @@ class DirectEngine(Engine):
         self.counters["factorizations"] += 1
         return factorize(A)
 
-    def solve(self, A, b):
+    def solve(self, A, b, x0=None):
         t0 = time.perf_counter()
         reused = A is self._A
         if not reused:
@@ -97,7 +97,7 @@ class DirectMixedEngine(Engine):
         super().__init__(options, family, spec, **kwargs)
         self._A = self._lu = None
 
-    def solve(self, A, b):
+    def solve(self, A, b, x0=None):
         t0 = time.perf_counter()
         if A is not self._A:
             self._A, self._lu = A, factorize(A, single=True)

@@ -61,9 +61,9 @@ class SkrEngine(PreconditionedEngine):
         super().__init__(options, family, spec, **kwargs)
         self.recycle = RecycleSpace()
 
-    def solve(self, A, b):
+    def solve(self, A, b, x0=None):
         o = self.options
-        x, _, res = gcrodr(A, b, rtol=o.rtol, atol=o.atol, maxiter=o.maxiter, M=self.preconditioner(A),
+        x, _, res = gcrodr(A, b, x0, rtol=o.rtol, atol=o.atol, maxiter=o.maxiter, M=self.preconditioner(A),
                            m=o.restart, k=o.recycle, recycle=self.recycle, callback=self.callback(),
                            full_output=True)
         self.observe(res.iterations)
@@ -76,9 +76,9 @@ class GmresEngine(PreconditionedEngine):
 
     name = "gmres"
 
-    def solve(self, A, b):
+    def solve(self, A, b, x0=None):
         o = self.options
-        x, _, res = gmres(A, b, rtol=o.rtol, atol=o.atol, maxiter=o.maxiter, M=self.preconditioner(A),
+        x, _, res = gmres(A, b, x0, rtol=o.rtol, atol=o.atol, maxiter=o.maxiter, M=self.preconditioner(A),
                           m=o.restart, callback=self.callback(), full_output=True)
         self.observe(res.iterations)
         return x, res

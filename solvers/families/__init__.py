@@ -9,11 +9,13 @@ from .advection_diffusion import AdvectionDiffusion, AdvectionDiffusionSpec
 from .base import ExtraInput, FamilySpec, PDEFamily, Sample
 from .darcy import Darcy, DarcySpec
 from .forcing import ForcingSpec
+from .heat import Heat, HeatSpec
 from .helmholtz import Helmholtz, HelmholtzSpec
 from .poisson import Poisson, PoissonSpec
+from .reaction_diffusion import ReactionDiffusion, ReactionDiffusionSpec
 
 FAMILIES: Registry[PDEFamily] = Registry("family")
-for _family in (Darcy(), Poisson(), Helmholtz(), AdvectionDiffusion()):
+for _family in (Darcy(), Poisson(), Helmholtz(), AdvectionDiffusion(), Heat(), ReactionDiffusion()):
     FAMILIES.register(_family.name, _family)
 
 
@@ -25,5 +27,5 @@ def get_family(name: str) -> PDEFamily:
 __all__ = [
     "FAMILIES", "get_family", "PDEFamily", "FamilySpec", "Sample", "ExtraInput", "ForcingSpec",
     "Darcy", "DarcySpec", "Poisson", "PoissonSpec", "Helmholtz", "HelmholtzSpec",
-    "AdvectionDiffusion", "AdvectionDiffusionSpec",
+    "AdvectionDiffusion", "AdvectionDiffusionSpec", "Heat", "HeatSpec", "ReactionDiffusion", "ReactionDiffusionSpec",
 ]

@@ -12,6 +12,11 @@ trivial here) and first-order upwind advection in conservative form
 :math:`\nabla\cdot(vu)` (equal to :math:`v\cdot\nabla u` as div v = 0); boundary
 inflow carries u = 0.  Matrix: real, **non-symmetric**, an M-matrix for any Péclet
 number (upwinding).  The operator varies between samples.  2-D only.
+Transient (a ``time`` block in the spec): :math:`u_t + v\cdot\nabla u - \nu\Delta u = f` from
+:math:`u_0` = ``initial_scale`` x a GRF, the same operator stepped implicitly
+(:mod:`pdeforge.solvers.timestepping`; one step matrix per trajectory); channel ``u0`` is
+added to x and y holds the frames (T, 1, n, n).
+
 Inputs stored in a dataset: the scaled stream function ψ at the vertices (``inputs/psi``,
 (n+1, n+1): the face velocities, hence A, follow from it exactly), ``f`` if random,
 scalar ``nu`` (also a constant channel when it varies); channels ``vx``, ``vy`` are the
@@ -27,8 +32,8 @@ import numpy as np
 from ..capabilities import Capabilities, MatrixClass
 from ..fields import GRFSpec, grf_feature_scale, grf_features, sample_grf
 from ..params import fail, param
-from .base import (STREAM_FORCING, STREAM_VELOCITY, ExtraInput, FamilySpec, PDEFamily, Sample, stack_features,
-                   uniform_scalar)
+from .base import (OPTIONAL_TIME, STREAM_FORCING, STREAM_INITIAL, STREAM_VELOCITY, ExtraInput, FamilySpec,
+                   PDEFamily, Sample, stack_features, uniform_scalar)
 from .forcing import ForcingSpec
 from .fv import diffusion, upwind_advection
 
@@ -40,6 +45,8 @@ class AdvectionDiffusionSpec(FamilySpec):
     stream: GRFSpec = param(GRFSpec(), doc="GRF of the stream function psi")
     velocity: float = param(1.0, gt=0.0, le=1e4, doc="maximal face speed max|v_f|")
     forcing: ForcingSpec = param(ForcingSpec(), doc="source f(x): constant or grf")
+    initial: GRFSpec = param(GRFSpec(alpha=2.5, tau=7.0), doc="transient (time block): GRF of u0")
+    initial_scale: float = param(1.0, gt=0.0, le=1e6, doc="transient (time block): u0 = initial_scale * GRF")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -62,11 +69,14 @@ class AdvectionDiffusion(PDEFamily):
     Spec = AdvectionDiffusionSpec
     summary = "-nu Laplace(u) + v.grad(u) = f, v = curl(psi) with psi a GRF (divergence free), upwind; non-symmetric"
 
+    time_dependence = OPTIONAL_TIME
+
     def capabilities(self, spec: AdvectionDiffusionSpec) -> Capabilities:
-        return Capabilities(MatrixClass.NONSYMMETRIC, spec.dim, operator_varies=True, m_matrix=True)
+        return Capabilities(MatrixClass.NONSYMMETRIC, spec.dim, operator_varies=True, m_matrix=True,
+                            time_dependent=spec.time is not None)
 
     def field_names(self, spec: AdvectionDiffusionSpec) -> list[str]:
-        return ["f"] if spec.forcing.random else []
+        return [*(["u0"] if spec.time is not None else []), *(["f"] if spec.forcing.random else [])]
 
     def derived_names(self, spec: AdvectionDiffusionSpec) -> list[str]:
         return ["vx", "vy"]
@@ -97,6 +107,8 @@ class AdvectionDiffusion(PDEFamily):
         v0, v1 = face_velocities(psi, spec.h)
         psi = psi * (spec.velocity / max(np.abs(v0).max(), np.abs(v1).max(), 1e-300))
         fields = {"f": spec.forcing.sample(spec.shape, seed, index, STREAM_FORCING)} if spec.forcing.random else {}
+        if spec.time is not None:
+            fields["u0"] = spec.initial_scale * sample_grf(spec.initial, spec.shape, seed, index, STREAM_INITIAL)
         nu = uniform_scalar(spec.nu_min, spec.nu_max, seed, index, 0, log=True)
         return Sample(index, fields, {"nu": nu}, {"psi": psi})
 
@@ -109,6 +121,9 @@ class AdvectionDiffusion(PDEFamily):
             span = np.log(spec.nu_max / spec.nu_min)
             blocks.append((np.log(nus / spec.nu_min) / span, np.sqrt(1 / 3)))
         blocks.append(spec.forcing.features(spec.shape, seed, indices, STREAM_FORCING))
+        if spec.time is not None:
+            blocks.append((grf_features(spec.initial, spec.shape, seed, indices, STREAM_INITIAL),
+                           grf_feature_scale(spec.initial, spec.shape)))
         return stack_features(blocks, len(indices))
 
     def assemble(self, spec: AdvectionDiffusionSpec, sample: Sample):

@@ -49,9 +49,8 @@ class Darcy(PDEFamily):
     Spec = DarcySpec
     summary = "-div(a grad u) = f, u = 0 on the boundary; random permeability a (lognormal/threshold GRF)"
     def capabilities(self, spec: DarcySpec) -> Capabilities:
-        constant = None if spec.coefficient.random else float(spec.coefficient.value)
         return Capabilities(MatrixClass.SPD, spec.dim, operator_varies=spec.coefficient.random, m_matrix=True,
-                            laplacian_scale=constant)
+                            constant_laplacian=None if spec.coefficient.random else "dirichlet")
 
     def field_names(self, spec: DarcySpec) -> list[str]:
         return ["a", "f"] if spec.forcing.random else ["a"]

@@ -57,7 +57,7 @@ class Poisson(PDEFamily):
     Spec = PoissonSpec
     summary = "-Laplace(u) = f, u = g on the boundary; random f (GRF/Chebyshev) and optional random g; fixed operator"
     def capabilities(self, spec: PoissonSpec) -> Capabilities:
-        return Capabilities(MatrixClass.SPD, spec.dim, operator_varies=False, m_matrix=True, laplacian_scale=1.0)
+        return Capabilities(MatrixClass.SPD, spec.dim, operator_varies=False, m_matrix=True, constant_laplacian="dirichlet")
 
     def field_names(self, spec: PoissonSpec) -> list[str]:
         return ["f", "g"] if spec.boundary == "chebyshev" else ["f"]
