@@ -9,11 +9,13 @@ tensor grid ``spec.shape`` (d = 1, 2, 3; any n >= 2, odd n included):
   computed in stencil form by strided sums (O(N), no sparse products);
 * smoothing: ``nu = 2`` red-black Gauss--Seidel sweeps before (red first) and after
   (black first) the coarse correction -- a symmetric cycle for symmetric A;
-* the coarse correction is over-corrected, :math:`x \mathrel{+}= \beta P e_c`, with
-  :math:`\beta = 1.9` for symmetric operators (piecewise-constant interpolation
-  under-estimates the coarse correction; with :math:`\beta = 1` the count grows with
-  every level) and :math:`\beta \to 1` as the operator becomes advection-dominated
-  (skewness :math:`\sum|a_{ij}-a_{ji}| / \sum|a_{ij}+a_{ji}|` from 0.5 to 0.9);
+* the coarse correction is over-corrected, :math:`x \mathrel{+}= \beta_\ell P e_c`:
+  :math:`\beta = 1.9` for diffusion (piecewise-constant interpolation under-estimates
+  the coarse correction; with :math:`\beta = 1` the count grows with every level),
+  fading linearly to 1 per level as the operator becomes advection-dominated
+  (skewness :math:`\sum|a_{ij}-a_{ji}| / \sum|a_{ij}+a_{ji}|` from 0.5 to 0.9) or as a
+  mass term (``I/dt``) dominates the coarse operator (interior diagonal excess from
+  0 to 0.2), where the Galerkin correction is already nearly exact;
 * the coarsest grid (<= 64 cells) is solved exactly (dense inverse);
 * Krylov: CG on symmetric operators, FGMRES(``restart``) otherwise; convergence on
   the true residual ``||b - A x|| <= max(rtol ||b||, atol)``.

@@ -122,6 +122,7 @@ class LevelGrid:
     br: tuple               # A_br: black rows, red columns
     full: tuple             # the whole operator in red-black order
     mirror: np.ndarray      # for each A_rb entry (i, j), the A_br entry (j, i): symmetry test
+    interior: np.ndarray    # natural indices of the cells without a boundary face
     # transfers to the next coarser level (None on the coarsest): CSR (indptr, indices), values 1
     R_red: tuple | None = None    # coarse x red    (restriction of the red residual)
     P_red: tuple | None = None    # red x coarse    (prolongation, = R_red^T)
@@ -190,9 +191,10 @@ def _level(shape: tuple[int, ...], coarse: bool) -> LevelGrid:
     br = _block(mask, perm[n_red:], off, pos, 0, False)
     full = _block(mask, perm, off, pos, 0, True)
     mirror = _mirror(rb, br, n_red)
-    _frozen(perm, scatter, take_diag, mirror)
+    interior = np.flatnonzero(mask.all(axis=1))
+    _frozen(perm, scatter, take_diag, mirror, interior)
     if coarse:
-        return LevelGrid(tuple(shape), N, n_red, perm, scatter, take_diag, rb, br, full, mirror)
+        return LevelGrid(tuple(shape), N, n_red, perm, scatter, take_diag, rb, br, full, mirror, interior)
     cshape = tuple(n // 2 for n in shape)
     _, cpos, _ = _rb_order(cshape)
     idx = np.indices(shape).reshape(d, N)
@@ -202,7 +204,7 @@ def _level(shape: tuple[int, ...], coarse: bool) -> LevelGrid:
     P_red = _indicator(np.arange(n_red), agg[red], n_red, Nc)
     R_red = _indicator(agg[red], np.arange(n_red), Nc, n_red)
     P_black = _indicator(np.arange(N - n_red), agg[black], N - n_red, Nc)
-    return LevelGrid(tuple(shape), N, n_red, perm, scatter, take_diag, rb, br, full, mirror,
+    return LevelGrid(tuple(shape), N, n_red, perm, scatter, take_diag, rb, br, full, mirror, interior,
                      R_red, P_red, P_black)
 
 

@@ -55,11 +55,22 @@ NU = 2
 SKEW = (0.5, 0.9)
 
 
-def default_beta(skewness: float) -> float:
-    """Over-correction for an operator of the given skewness (0: symmetric)."""
+#: the over-correction fades to 1 as the interior diagonal excess of the coarse operator
+#: (the share of the diagonal not balanced by its row: a mass or reaction term) reaches MASS_FULL
+MASS_FULL = 0.2
+
+
+def default_beta(skewness: float, mass: float = 0.0) -> float:
+    """Over-correction for a coarse operator of the given skewness and interior diagonal excess.
+
+    Piecewise-constant interpolation loses energy on diffusion (hence beta = BETA),
+    but is exact for a mass term and over-corrects advection-dominated operators, so
+    beta falls linearly to 1 with either measure.
+    """
     lo, hi = SKEW
-    t = min(max((skewness - lo) / (hi - lo), 0.0), 1.0)
-    return BETA + t * (1.0 - BETA)
+    t_skew = min(max((skewness - lo) / (hi - lo), 0.0), 1.0)
+    t_mass = min(max(mass / MASS_FULL, 0.0), 1.0)
+    return BETA + max(t_skew, t_mass) * (1.0 - BETA)
 
 
 def _spmv_add(shape, csr, data, x, y):
@@ -165,6 +176,14 @@ class _Level:
         return M
 
 
+def _interior_excess(L: _Level) -> float:
+    """Share of the diagonal not balanced by the row (mass/reaction term), over rows without boundary faces."""
+    d = (L.S.shape[0] - 1) // 2
+    rows = L.g.interior if len(L.g.interior) else slice(None)
+    diag = L.S[d][rows].sum()
+    return float(L.S[:, rows].sum() / diag) if diag > 0 else 0.0
+
+
 class Multigrid:
     """Structured cell-agglomeration multigrid preconditioner for one grid; refill with :meth:`setup`.
 
@@ -173,8 +192,8 @@ class Multigrid:
     shape : grid ``(n,)*d`` (any n >= 2, d in 1..3); the structure is built once per
         shape (cached, see :func:`.grid.grid_hierarchy`).
     beta : over-correction factor of the coarse-grid correction (1 = plain Galerkin);
-        None: :data:`BETA` for symmetric operators, :func:`default_beta` of the
-        skewness for non-symmetric ones (decided at each :meth:`setup`).
+        None (default): per level, :func:`default_beta` of the operator's skewness and
+        of the coarse operator's interior diagonal excess (decided at each :meth:`setup`).
     nu : red-black Gauss--Seidel sweeps before and after the coarse correction.
 
     Attributes
@@ -182,7 +201,8 @@ class Multigrid:
     applications : cycles applied so far.  ``setups`` : operators set up so far.
     symmetric : whether the current operator is symmetric (decided in :meth:`setup`).
     skewness : ``sum|a_ij - a_ji| / sum|a_ij + a_ji|`` over the off-diagonal pairs.
-    beta : the over-correction in use for the current operator.
+    betas : over-correction of the correction from level ``i + 1`` into level ``i``.
+    beta : ``betas[0]`` (the finest correction).
     """
 
     def __init__(self, shape, *, beta: float | None = None, nu: int = NU) -> None:
@@ -191,11 +211,11 @@ class Multigrid:
         self.grid: GridHierarchy = grid_hierarchy(tuple(shape))
         self.shape = self.grid.shape
         self.beta_option, self.nu = beta, int(nu)
-        self.beta = BETA if beta is None else float(beta)
         self.skewness = 0.0
         d = len(self.shape)
         gl = self.grid.levels
         self.levels = [_Level(g, d, gl[i + 1].N if i + 1 < len(gl) else None) for i, g in enumerate(gl)]
+        self.betas = [BETA if beta is None else float(beta)] * (len(gl) - 1)
         self.symmetric: bool | None = None
         self.coarse_inverse: np.ndarray | None = None
         self.applications = 0
@@ -218,11 +238,11 @@ class Multigrid:
                 self.skewness = 0.0 if self.symmetric else float(
                     np.abs(upper - lower).sum() / max(np.abs(upper + lower).sum(), 1e-300))
                 self.symmetric = self.symmetric or self.skewness <= 1e-12
-                if self.beta_option is None:
-                    self.beta = default_beta(self.skewness)
             if i + 1 < len(levels):
                 C = levels[i + 1]
                 coarse_stencil(L.S.reshape(-1, *L.g.shape), C.S.reshape(-1, *C.g.shape))
+                if self.beta_option is None:
+                    self.betas[i] = default_beta(self.skewness, _interior_excess(C))
         M = levels[-1].dense()
         inv = np.linalg.inv(M)
         if not np.all(np.isfinite(inv)):
@@ -230,6 +250,10 @@ class Multigrid:
         self.coarse_inverse = inv
         self.setups += 1
         return self
+
+    @property
+    def beta(self) -> float:
+        return self.betas[0] if self.betas else 1.0
 
     # ----- application -------------------------------------------------------------------------------
     def _cycle(self, i: int, b: np.ndarray) -> np.ndarray:
@@ -261,8 +285,9 @@ class Multigrid:
         _spmv_add((Nc, nr), g.R_red, L.Rw, s, bc)
         # 3. over-corrected coarse-grid correction x += beta P e_c
         ec = self._cycle(i + 1, bc)
-        if self.beta != 1.0:
-            ec *= self.beta
+        beta = self.betas[i]
+        if beta != 1.0:
+            ec *= beta
         _spmv_add((nr, Nc), g.P_red, L.ones_r, ec, xr)
         _spmv_add((nb, Nc), g.P_black, L.ones_b, ec, xb)
         # 4. post-smoothing, backward sweeps: black, red, ...
