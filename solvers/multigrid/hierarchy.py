@@ -4,8 +4,9 @@ r"""Per-operator values of the hierarchy and the multigrid V-cycle (the precondi
 values of every level for the current operator: the stacked stencil, red-black
 diagonal and off-diagonal blocks, Galerkin coarse operators and the inverse of
 the coarsest operator.  :meth:`Multigrid.setup` refills them for a new operator
-on the same grid (the structure is reused, nothing is allocated);
-:meth:`Multigrid.apply_rb` / :meth:`Multigrid.__call__` apply one cycle.
+on the same grid (the structure is reused; only values are computed, into the
+level arrays allocated once); :meth:`Multigrid.apply_rb` / :meth:`Multigrid.__call__`
+apply one cycle.  A :class:`Multigrid` owns work arrays: one per thread.
 
 Cycle at level :math:`\ell` for :math:`A_\ell x = b` from :math:`x = 0`:
 
@@ -14,11 +15,12 @@ Cycle at level :math:`\ell` for :math:`A_\ell x = b` from :math:`x = 0`:
 2. residual: after a sweep ending on black the black residual is zero, so only
    :math:`r_r = b_r - D_r x_r - A_{rb} x_b` is formed and restricted,
    :math:`b_c = P_r^T r_r` (:math:`P` the aggregate indicator, :math:`R = P^T`);
-3. over-corrected coarse-grid correction :math:`x \mathrel{+}= \beta P e_c` with
+3. over-corrected coarse-grid correction :math:`x \mathrel{+}= \beta_\ell P e_c` with
    :math:`e_c` one cycle of level :math:`\ell+1` for :math:`A_c e_c = b_c` (the exact
-   solution on the coarsest level).  :math:`\beta > 1` compensates the energy that
-   piecewise-constant interpolation loses (Hutchinson--Raithby's additive
-   correction; Braess's scaled aggregation cycle);
+   solution on the coarsest level).  :math:`\beta_\ell > 1` compensates the energy
+   that piecewise-constant interpolation loses on diffusion (Hutchinson--Raithby's
+   additive correction; Braess's scaled aggregation cycle); it fades to 1 where a
+   mass term or advection dominates (:func:`default_beta`);
 4. post-smoothing: ``nu`` backward sweeps (black, then red), so that with a
    symmetric :math:`A` the cycle is a symmetric operator and preconditions CG.
 

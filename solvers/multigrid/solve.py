@@ -139,7 +139,11 @@ def mg_cg(A, b, x0=None, *, rtol=1e-8, atol=0.0, maxiter=None, M=None, shape=Non
             return done(0, True, its, f"converged in {its} iterations")
         restarts += 1
         if restarts > MAX_TRUE_RESIDUAL_RESTARTS:
-            return done(-2, False, its, f"true residual {r_norm:.3e} stagnates above tolerance {tol:.3e}")
+            out = np.empty_like(x)
+            out[perm] = x
+            floor = np.finfo(np.float64).eps * float(np.linalg.norm(abs(A) @ np.abs(out)))
+            return done(-2, False, its, f"true residual {r_norm:.3e} stagnates above tolerance {tol:.3e} "
+                                        f"(rounding floor of ||b - A x|| ~ eps || |A| |x| || = {floor:.1e})")
 
 
 def mg_gmres(A, b, x0=None, *, rtol=1e-8, atol=0.0, maxiter=None, M=None, shape=None, m=40, callback=None,
