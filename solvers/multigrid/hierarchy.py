@@ -42,6 +42,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..families.fv import stencil_pattern
+from .deflation import ClusterDeflation, cluster_deflation
 from .grid import GridHierarchy, coarse_stencil, grid_hierarchy
 
 try:  # the compiled kernel behind scipy's CSR products, without the Python-level checks
@@ -220,12 +221,18 @@ class Multigrid:
         self.betas = [BETA if beta is None else float(beta)] * (len(gl) - 1)
         self.symmetric: bool | None = None
         self.coarse_inverse: np.ndarray | None = None
+        self.deflation: ClusterDeflation | None = None
         self.applications = 0
         self.setups = 0
 
     # ----- set-up: values only ---------------------------------------------------------------------
-    def setup(self, A) -> Multigrid:
-        """Fill every level for the operator ``A`` (Galerkin coarse operators, coarsest inverse)."""
+    def setup(self, A, *, deflate: bool = False) -> Multigrid:
+        """Fill every level for the operator ``A`` (Galerkin coarse operators, coarsest inverse).
+
+        ``deflate``: also build the deflation of high-coefficient clusters
+        (:mod:`.deflation`; symmetric operators only), used by :func:`.mg_cg`;
+        ``self.deflation`` stays None when the operator has no such clusters.
+        """
         data = pattern_data(A, self.shape)
         levels = self.levels
         L0 = levels[0]
@@ -250,6 +257,7 @@ class Multigrid:
         if not np.all(np.isfinite(inv)):
             raise np.linalg.LinAlgError("the coarsest Galerkin operator is singular")
         self.coarse_inverse = inv
+        self.deflation = cluster_deflation(levels[0]) if deflate and self.symmetric else None
         self.setups += 1
         return self
 

@@ -37,17 +37,17 @@ def _finish(method, A, b, x, info, converged, its, starts, cycles, matvecs, t0, 
     return result
 
 
-def _preconditioner(A, M, shape, options) -> tuple[Multigrid, float]:
+def _preconditioner(A, M, shape, options, deflate=False) -> tuple[Multigrid, float]:
     t0 = time.perf_counter()
     if M is None:
-        M = Multigrid(infer_shape(A) if shape is None else shape, **options).setup(A)
+        M = Multigrid(infer_shape(A) if shape is None else shape, **options).setup(A, deflate=deflate)
     elif not isinstance(M, Multigrid):
         raise TypeError(f"M must be a Multigrid set up for A (or None), got {type(M).__name__}")
     return M, time.perf_counter() - t0
 
 
 def mg_cg(A, b, x0=None, *, rtol=1e-8, atol=0.0, maxiter=None, M=None, shape=None, callback=None,
-          full_output=False, **options):
+          full_output=False, deflate=False, **options):
     """Solve the SPD system ``A x = b`` by multigrid-preconditioned CG.
 
     The direction update uses the Polak--Ribière form
@@ -61,10 +61,14 @@ def mg_cg(A, b, x0=None, *, rtol=1e-8, atol=0.0, maxiter=None, M=None, shape=Non
     b, x0 : right-hand side and initial guess (default zero), natural (C) order.
     rtol, atol : stop when ``||b - A x|| <= max(rtol ||b||, atol)`` (true residual).
     maxiter : CG iterations (default 1000).
-    M : a :class:`Multigrid` already set up for ``A`` (reuse); built when None.
+    M : a :class:`Multigrid` already set up for ``A`` (reuse); built when None.  If it
+        carries a cluster deflation (``M.setup(A, deflate=True)``), the preconditioner
+        is the balancing combination ``Q + (I - QA) M (I - AQ)`` (two more products
+        with A per iteration; see :mod:`.deflation`).
     shape : the grid; inferred from ``A`` when None.
     callback : ``callback(residual_norm)`` after every iteration (may raise to abort).
     full_output : also return the :class:`~solvers.krylov.SolveResult`.
+    deflate : when ``M`` is built here, with cluster deflation.
     **options : passed to :class:`Multigrid` when it is built here (``beta``, ``nu``).
 
     Returns
@@ -73,7 +77,7 @@ def mg_cg(A, b, x0=None, *, rtol=1e-8, atol=0.0, maxiter=None, M=None, shape=Non
     (iterations done), < 0 breakdown (recurrence and true residual disagree).
     """
     t0 = time.perf_counter()
-    M, setup = _preconditioner(A, M, shape, options)
+    M, setup = _preconditioner(A, M, shape, options, deflate)
     maxiter = 1000 if maxiter is None else int(maxiter)
     b = np.asarray(b, dtype=np.float64).ravel()
     perm = M.grid.levels[0].perm
@@ -83,6 +87,18 @@ def mg_cg(A, b, x0=None, *, rtol=1e-8, atol=0.0, maxiter=None, M=None, shape=Non
     matvec = M.matvec_rb
     cycles0 = M.applications
     matvecs = 0
+    D = M.deflation
+    if D is None:
+        precondition = M.apply_rb
+    else:
+        def precondition(r):  # balancing form: Q r + (I - Q A) M (I - A Q) r
+            nonlocal matvecs
+            q = D.project(r)
+            m = M.apply_rb(r - matvec(q))
+            m -= D.project(matvec(m))
+            m += q
+            matvecs += 2
+            return m
     if x0 is None:
         x = np.zeros_like(b_rb)
         r = b_rb.copy()
@@ -106,7 +122,7 @@ def mg_cg(A, b, x0=None, *, rtol=1e-8, atol=0.0, maxiter=None, M=None, shape=Non
     its = 0
     while True:
         # (re)start: steepest-descent direction from the current residual
-        z = M.apply_rb(r)
+        z = precondition(r)
         p = z.copy()
         rz = r @ z
         while its < maxiter:
@@ -124,7 +140,7 @@ def mg_cg(A, b, x0=None, *, rtol=1e-8, atol=0.0, maxiter=None, M=None, shape=Non
                 callback(r_norm)
             if r_norm <= tol:
                 break
-            z = M.apply_rb(r)
+            z = precondition(r)
             # flexible (Polak--Ribiere) update: beta = z_new^T (r_new - r_old) / (z_old^T r_old)
             beta = -alpha * (z @ q) / rz
             rz = r @ z

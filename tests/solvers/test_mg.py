@@ -290,3 +290,35 @@ def test_engine_refuses_complex_families():
     fam = get_family("helmholtz")
     with pytest.raises(ValueError, match="real operator"):
         MgEngine(SolverOptions(engine="auto"), fam, fam.spec(n=32, dim=2))
+
+
+# ----------------------------------------------------------------------------- deflation
+def test_cluster_deflation_finds_the_inclusions_and_cuts_iterations():
+    n = 40
+    a = inclusions(n, 2, 1e4)
+    A, b = diffusion(a, 1.0 / n).tocsr(), np.ones(n * n)
+    M = Multigrid((n, n)).setup(A, deflate=True)
+    assert M.deflation is not None and M.deflation.k == 25  # the 5 x 5 inclusions
+    members = np.sort(M.grid.levels[0].perm[M.deflation.members])
+    assert np.array_equal(members, np.flatnonzero(a.ravel() > 1))
+    assert Multigrid((n, n)).setup(diffusion(np.ones((n, n)), 1.0 / n).tocsr(), deflate=True).deflation is None
+
+
+@pytest.mark.parametrize("contrast", [1e3, 1e6])
+def test_deflation_on_high_contrast_3d(contrast):
+    A, b = darcy_system(24, 3, threshold(contrast))
+    _, info, plain = mg_cg(A, b, rtol=RTOL, full_output=True)
+    x, info, res = mg_cg(A, b, rtol=RTOL, full_output=True, deflate=True)
+    assert info == 0 and res.iterations < plain.iterations
+    assert res.matvecs >= 2 * res.precond_applies  # two products with A per balancing step
+    assert_solved(A, b, x, RTOL, reference=spla.spsolve(A.tocsc(), b))
+
+
+def test_engine_switches_deflation_on_after_a_slow_solve():
+    eng, records = engine_sequence("darcy", dict(n=24, dim=3, coefficient=threshold(1e6)), count=4)
+    its = [r[3].iterations for r in records]
+    assert its[0] > 20 and eng.counters["deflations"] == 3  # from the second system on
+    assert all("clusters deflated" in r[3].message for r in records[1:])
+    assert max(its[1:]) < its[0]
+    eng, _ = engine_sequence("darcy", dict(n=24, dim=3), count=3)  # healthy counts: never switched on
+    assert eng.counters["deflations"] == 0
