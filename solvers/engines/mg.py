@@ -24,7 +24,8 @@ tensor grid ``spec.shape`` (d = 1, 2, 3; any n >= 2, odd n included):
   ``DEFLATE_AFTER`` iterations, the following systems also deflate the cluster
   indicators (connected components of the high faces; ``Q + (I - QA) M (I - AQ)``,
   two more products with A per iteration) -- e.g. 3-D 48^3, contrast 1e6: 166 -> 27
-  iterations;
+  iterations; if a deflated solve does not get below ``DEFLATE_KEEP`` times the
+  count that switched it on (2-D fields, where it helps less), it is dropped again;
 * Krylov: CG on symmetric operators, FGMRES(``restart``) otherwise; convergence on
   the true residual ``||b - A x|| <= max(rtol ||b||, atol)``.
 
@@ -74,8 +75,11 @@ from ..multigrid import Multigrid, infer_shape, mg_cg, mg_gmres
 from .base import Engine, residual_result
 
 #: a symmetric solve needing more iterations than this switches cluster deflation on
-#: for the rest of the sequence (healthy counts are 8-12; high-contrast fields 17-300)
+#: (healthy counts are 8-12; high-contrast fields 17-300)
 DEFLATE_AFTER = 20
+#: deflation is dropped again for the rest of the sequence unless it cuts the iterations
+#: below this fraction of those that switched it on (a deflated iteration costs ~1.3 plain ones)
+DEFLATE_KEEP = 0.6
 
 
 class MgEngine(Engine):
@@ -89,6 +93,7 @@ class MgEngine(Engine):
         self._A = None
         self._deflate = False
         self._A_deflated = False
+        self._trigger: int | None = None  # iterations of the solve that switched deflation on
 
     def _preconditioner(self, A) -> Multigrid:
         shape = tuple(self.spec.shape) if self.spec is not None else infer_shape(A)
@@ -120,8 +125,11 @@ class MgEngine(Engine):
             krylov = f"FGMRES({o.restart})"
         self.counters["cycles"] += kres.precond_applies
         its = kres.iterations
-        if M.symmetric and not self._deflate and its > DEFLATE_AFTER:
-            self._deflate = True  # from the next system on (see the module docstring)
+        if M.symmetric and self._trigger is None and its > DEFLATE_AFTER:
+            self._deflate, self._trigger = True, its  # from the next system on (see the module docstring)
+        elif self._deflate and M.deflation is not None and its > DEFLATE_KEEP * self._trigger:
+            self._deflate = False  # it does not pay here: plain cycles for the rest of the sequence
+            self.counters["deflation_dropped"] += 1
         deflated = f", {M.deflation.k} clusters deflated" if M.symmetric and M.deflation is not None else ""
         message = f"structured MG (beta={M.beta:.2f}, nu={M.nu}{deflated}) + {krylov}, {its} iterations"
         if not kres.converged:

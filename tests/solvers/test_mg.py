@@ -322,3 +322,14 @@ def test_engine_switches_deflation_on_after_a_slow_solve():
     assert max(its[1:]) < its[0]
     eng, _ = engine_sequence("darcy", dict(n=24, dim=3), count=3)  # healthy counts: never switched on
     assert eng.counters["deflations"] == 0
+
+
+def test_engine_drops_deflation_that_does_not_pay(monkeypatch):
+    import solvers.engines.mg as mg_engine
+
+    monkeypatch.setattr(mg_engine, "DEFLATE_AFTER", 5)
+    eng, records = engine_sequence("darcy", dict(n=32, dim=2, coefficient=threshold(1e3)), count=4)
+    its = [r[3].iterations for r in records]  # 12, then 9 deflated: not below 0.6 x 12
+    assert its[0] > 5 and its[1] > mg_engine.DEFLATE_KEEP * its[0]
+    assert eng.counters["deflations"] == 1 and eng.counters["deflation_dropped"] == 1
+    assert "clusters deflated" in records[1][3].message and "clusters" not in records[2][3].message
