@@ -3,6 +3,7 @@
     python -m bench.multigrid            # 128², 256², 32³, 48³ x {lognormal, threshold 4 / 1e3 / 1e6}
     python -m bench.multigrid --large    # adds 512² and 64³
     python -m bench.multigrid --quick    # smoke run
+    python -m bench.multigrid --advection --no-darcy --no-growth   # advection-diffusion rows only
 
 Per row, at rtol 1e-8, medians over the samples after a warm-up sample (the sorted
 sequence of ``samples_for`` samples, seed 0, greedy ordering as ``solvers.generate``):
@@ -45,6 +46,8 @@ KINDS = ("lognormal", "threshold4", "threshold1e3", "threshold1e6")
 ROWS = [(128, 2), (256, 2), (32, 3), (48, 3)]
 LARGE_ROWS = [(512, 2), (64, 3)]
 QUICK_ROWS = [(64, 2), (16, 3)]
+ADVECTION_KINDS = ("advection1", "advection10", "advection100")
+ADVECTION_SIZES = (64, 128, 256)
 GROWTH = {2: (64, 128, 256, 512), 3: (16, 32, 48, 64)}
 QUICK_GROWTH = {2: (32, 64, 128), 3: (8, 16, 32)}
 METHODS = ("mg", "fresh_sa", "amg")
@@ -73,8 +76,12 @@ def sorted_sequence(kind, n, dim, count, seed=0):
     from solvers.families import get_family
     from solvers.ordering import order_systems
 
-    family = get_family("darcy")
-    spec = family.spec(n=n, dim=dim, coefficient=coefficient(kind, n, dim))
+    if kind.startswith("advection"):  # advection_diffusion with max face speed V (nu = 0.01)
+        family = get_family("advection_diffusion")
+        spec = family.spec(n=n, dim=dim, velocity=float(kind.removeprefix("advection")))
+    else:
+        family = get_family("darcy")
+        spec = family.spec(n=n, dim=dim, coefficient=coefficient(kind, n, dim))
     indices = np.arange(count)
     order = order_systems(family.features(spec, seed, indices), method="greedy")
     return family, spec, [int(i) for i in indices[order]]
@@ -146,14 +153,25 @@ def run_amg(kind, n, dim, count):
 
 
 def run_fresh_sa(kind, n, dim, count):
+    """A new PyAMG hierarchy per sample: SA + CG (Darcy), RS + GMRES(40) (advection--diffusion)."""
     import pyamg
     import scipy.sparse.linalg as spla
+
+    from solvers.krylov import gmres
 
     family, spec, order = sorted_sequence(kind, n, dim, count)
     rows = []
     for i in order:
         A, b = family.assemble(spec, family.sample(spec, 0, i))
         t0 = time.perf_counter()
+        if kind.startswith("advection"):
+            ml = pyamg.ruge_stuben_solver(A)
+            t1 = time.perf_counter()
+            x, _, res = gmres(A, b, rtol=RTOL, M=ml.aspreconditioner(), m=40, maxiter=2000, full_output=True)
+            t2 = time.perf_counter()
+            rows.append({"setup": t1 - t0, "solve": t2 - t1, "total": t2 - t0, "iterations": res.iterations,
+                         "residual": true_residual(A, b, x)})
+            continue
         ml = pyamg.smoothed_aggregation_solver(A)
         t1 = time.perf_counter()
         its = [0]
@@ -265,25 +283,30 @@ def main(argv=None) -> dict:
     ap.add_argument("--large", action="store_true", help="add 512^2 and 64^3")
     ap.add_argument("--quick", action="store_true", help="smoke run")
     ap.add_argument("--no-growth", action="store_true", help="skip the iteration-growth table")
+    ap.add_argument("--no-darcy", action="store_true", help="skip the Darcy rows")
+    ap.add_argument("--advection", action="store_true",
+                    help="add advection-diffusion rows (max face speed 1, 10, 100; nu = 0.01) at 64^2..256^2")
     ap.add_argument("--out", default="bench/results/multigrid.json")
     args = ap.parse_args(argv)
     sizes = QUICK_ROWS if args.quick else ROWS + (LARGE_ROWS if args.large else [])
     growth_sizes = QUICK_GROWTH if args.quick else GROWTH
     t_start = time.perf_counter()
     rows = []
-    for n, dim in sizes:
-        for kind in KINDS:
-            count = 3 if args.quick else samples_for(n, dim)
-            res = {m: forked(_child, m, kind, n, dim, count) for m in METHODS}
-            row = {"kind": kind, "grid": f"{n}^{dim}", "n": n, "dim": dim, "samples": count, "methods": res}
-            mg = res["mg"]
-            for other in ("fresh_sa", "amg"):
-                if "total" in mg and "total" in res[other]:
-                    row[f"x_{other}"] = res[other]["total"] / mg["total"]
-            rows.append(row)
-            print(f"# {kind} {n}^{dim}: " + ", ".join(
-                f"{m}={r.get('error') or '%.1f ms / %.0f it' % (1e3 * r['total'], r['iterations'])}"
-                for m, r in res.items()), flush=True)
+    cases = [] if args.no_darcy else [(kind, n, dim) for n, dim in sizes for kind in KINDS]
+    if args.advection:
+        cases += [(kind, n, 2) for kind in ADVECTION_KINDS for n in ADVECTION_SIZES[: 2 if args.quick else 3]]
+    for kind, n, dim in cases:
+        count = 3 if args.quick else samples_for(n, dim)
+        res = {m: forked(_child, m, kind, n, dim, count) for m in METHODS}
+        row = {"kind": kind, "grid": f"{n}^{dim}", "n": n, "dim": dim, "samples": count, "methods": res}
+        mg = res["mg"]
+        for other in ("fresh_sa", "amg"):
+            if "total" in mg and "total" in res[other]:
+                row[f"x_{other}"] = res[other]["total"] / mg["total"]
+        rows.append(row)
+        print(f"# {kind} {n}^{dim}: " + ", ".join(
+            f"{m}={r.get('error') or '%.1f ms / %.0f it' % (1e3 * r['total'], r['iterations'])}"
+            for m, r in res.items()), flush=True)
 
     growth = []
     if not args.no_growth:
@@ -295,11 +318,13 @@ def main(argv=None) -> dict:
                     print(f"# growth {kind} {dim}-D{' fixed' if fixed else ''}: {g}", flush=True)
     elapsed = time.perf_counter() - t_start
 
-    print("\n## mg vs PyAMG on Darcy, rtol 1e-8 (medians after a warm-up sample; ms per sample)\n")
+    print("\n## mg vs PyAMG, rtol 1e-8 (medians after a warm-up sample; ms per sample)\n")
+    print("Darcy: fresh PyAMG = SA + CG; advectionV (advection_diffusion, max face speed V, nu = 0.01): "
+          "fresh PyAMG = RS + GMRES(40), amg = RS + GMRES with hierarchy reuse, mg = FGMRES(40).\n")
     print("[k/S > rtol: ...]: k of S samples ended with a true residual above rtol (max shown); 'direct': the "
           "true residual of a sparse direct solve of the worst such system (the float64 floor).\n")
     print("| coefficient | grid | mg set-up | mg solve | mg it | mg total | 100 SpMV | total / 100 SpMV | "
-          "fresh SA total (it) | amg total (it) | x fresh SA | x amg |")
+          "fresh PyAMG total (it) | amg total (it) | x fresh PyAMG | x amg |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         m = r["methods"]

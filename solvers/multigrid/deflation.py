@@ -81,8 +81,15 @@ def cluster_deflation(level) -> ClusterDeflation | None:
     new = np.cumsum(keep) - 1
     members = np.flatnonzero(keep[comp])
     labels = new[comp[members]]
-    # E = Z^T A Z: sum of A over pairs of clusters
-    Z = sp.csr_matrix((np.ones(len(members)), (members, labels)), shape=(N, k))
-    A = sp.csr_matrix((level.A_full, g.full[1], g.full[0]), shape=(N, N))
-    E = (Z.T @ (A @ Z)).toarray()
+    # E = Z^T A Z: E[k, l] sums the entries of A with row in cluster k and column in cluster l
+    label_of = np.full(N, -1)
+    label_of[members] = labels
+    indptr, indices = g.full[0], g.full[1]
+    counts = np.diff(indptr)[members]
+    entries = np.repeat(indptr[members] - np.r_[0, np.cumsum(counts)[:-1]], counts) + np.arange(counts.sum())
+    col_label = label_of[indices[entries]]
+    inside = col_label >= 0
+    row_label = np.repeat(labels, counts)[inside]
+    E = np.bincount(row_label * k + col_label[inside], weights=level.A_full[entries[inside]],
+                    minlength=k * k).reshape(k, k)
     return ClusterDeflation(members, labels, k, np.linalg.inv(E), N)
