@@ -129,6 +129,11 @@ class LevelGrid:
     P_black: tuple | None = None  # black x coarse
 
 
+def _index_type(size: int):
+    """int32 gather indices where they fit (half the memory and bandwidth of int64)."""
+    return np.int32 if size < 2**31 else np.int64
+
+
 def _offsets(shape):
     d = len(shape)
     strides = [int(np.prod(shape[a + 1:])) for a in range(d)]
@@ -150,7 +155,7 @@ def _block(mask, rows_nat, offsets, col_pos, shift, keep_diag):
     r, slot = np.nonzero(m)  # row-major: slots ascending = columns ascending
     cell = rows_nat[r]
     cols = col_pos[cell + offsets[slot]] - shift
-    return _frozen(indptr, cols.astype(np.int32), (slot * N + cell).astype(np.int64))
+    return _frozen(indptr, cols.astype(np.int32), (slot * N + cell).astype(_index_type(k * N)))
 
 
 def _mirror(rb, br, n_red):
@@ -185,12 +190,13 @@ def _level(shape: tuple[int, ...], coarse: bool) -> LevelGrid:
     perm, pos, n_red = _rb_order(shape)
     off = _offsets(shape)
     row, slot = np.nonzero(mask)
-    scatter = (slot * N + row).astype(np.int64)
-    take_diag = (d * N + perm).astype(np.int64)
+    itype = _index_type((2 * d + 1) * N)
+    scatter = (slot * N + row).astype(itype)
+    take_diag = (d * N + perm).astype(itype)
     rb = _block(mask, perm[:n_red], off, pos, n_red, False)
     br = _block(mask, perm[n_red:], off, pos, 0, False)
     full = _block(mask, perm, off, pos, 0, True)
-    mirror = _mirror(rb, br, n_red)
+    mirror = _mirror(rb, br, n_red).astype(_index_type(len(br[2])))
     interior = np.flatnonzero(mask.all(axis=1))
     _frozen(perm, scatter, take_diag, mirror, interior)
     if coarse:
