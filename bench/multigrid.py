@@ -1,0 +1,366 @@
+"""Structured multigrid (engine ``mg``) against PyAMG, on Darcy with the coefficients users use.
+
+    python -m bench.multigrid            # 128², 256², 32³, 48³ x {lognormal, threshold 4 / 1e3 / 1e6}
+    python -m bench.multigrid --large    # adds 512² and 64³
+    python -m bench.multigrid --quick    # smoke run
+    python -m bench.multigrid --advection --no-darcy --no-growth   # advection-diffusion rows only
+
+Per row, at rtol 1e-8, medians over the samples after a warm-up sample (the sorted
+sequence of ``samples_for`` samples, seed 0, greedy ordering as ``solvers.generate``):
+
+* ``mg``        -- :class:`solvers.engines.mg.MgEngine` over the sequence: set-up ms
+  (Galerkin values, coarsest inverse), solve ms, iterations, total ms per sample;
+* ``100 SpMV``  -- the time of 100 products ``A @ b`` (SciPy CSR), measured in the mg
+  process right before each solve, and the ratio total / (100 SpMV);
+* ``fresh SA``  -- a new PyAMG smoothed-aggregation hierarchy per sample + CG (what a
+  user runs today);
+* ``amg``       -- :class:`solvers.engines.amg.AmgEngine` over the same sorted sequence
+  (hierarchy reused, Galerkin products recomputed).
+
+Ratios ``x fresh SA`` and ``x amg`` are their total / mg total (> 1: mg faster).  Each
+method runs in a forked process; ``mg`` deflates high-coefficient clusters from the
+second system on when the first needed more than 20 iterations (the engine's rule).
+A second table gives the iteration counts as n doubles (2-D 64..512, 3-D 16..64;
+sample 0) of mg without and with cluster deflation and of fresh SA, for the GRF
+fields and for the same threshold geometry refined by nearest neighbour from the
+smallest grid (fixed interfaces).  Prints markdown and writes JSON to ``bench/results/multigrid.json``.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import multiprocessing as mp  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+RTOL = 1e-8
+KINDS = ("lognormal", "threshold4", "threshold1e3", "threshold1e6")
+ROWS = [(128, 2), (256, 2), (32, 3), (48, 3)]
+LARGE_ROWS = [(512, 2), (64, 3)]
+QUICK_ROWS = [(64, 2), (16, 3)]
+ADVECTION_KINDS = ("advection1", "advection10", "advection100")
+ADVECTION_SIZES = (64, 128, 256)
+GROWTH = {2: (64, 128, 256, 512), 3: (16, 32, 48, 64)}
+QUICK_GROWTH = {2: (32, 64, 128), 3: (8, 16, 32)}
+METHODS = ("mg", "fresh_sa", "amg")
+
+
+def samples_for(n: int, dim: int) -> int:
+    return 6 if n**dim <= 300_000 else 4
+
+
+def coefficient(kind: str, n: int, dim: int):
+    """``lognormal``: std(log a) = 1 (GRF rescaled); ``thresholdC``: contrast C (4 is FNO's 12/3)."""
+    from solvers.fields import CoefficientSpec, GRFSpec, pointwise_std
+
+    if kind == "lognormal":
+        grf = GRFSpec()
+        unit = GRFSpec(sigma=grf.amplitude(dim) / pointwise_std(grf, (n,) * dim))
+        return CoefficientSpec(kind="lognormal", grf=unit, scale=1.0)
+    contrast = float(kind.removeprefix("threshold"))
+    if contrast == 4:
+        return CoefficientSpec(kind="threshold", high=12.0, low=3.0)
+    return CoefficientSpec(kind="threshold", high=contrast, low=1.0)
+
+
+def sorted_sequence(kind, n, dim, count, seed=0):
+    """The family, spec and the sample indices in the order ``solvers.generate`` solves them."""
+    from solvers.families import get_family
+    from solvers.ordering import order_systems
+
+    if kind.startswith("advection"):  # advection_diffusion with max face speed V (nu = 0.01)
+        family = get_family("advection_diffusion")
+        spec = family.spec(n=n, dim=dim, velocity=float(kind.removeprefix("advection")))
+    else:
+        family = get_family("darcy")
+        spec = family.spec(n=n, dim=dim, coefficient=coefficient(kind, n, dim))
+    indices = np.arange(count)
+    order = order_systems(family.features(spec, seed, indices), method="greedy")
+    return family, spec, [int(i) for i in indices[order]]
+
+
+# ----------------------------------------------------------------------------- methods
+def true_residual(A, b, x) -> float:
+    """||b - A x|| / ||b||, recomputed (the stopping tests of the methods differ; this one decides)."""
+    return float(np.linalg.norm(b - A @ x) / np.linalg.norm(b))
+
+
+def direct_residual(A, b) -> float:
+    """True residual of a sparse direct solve: the float64 floor a method can be held to."""
+    from solvers.engines.direct import HAVE_CHOLMOD
+
+    if HAVE_CHOLMOD:
+        from sksparse.cholmod import cholesky
+
+        return true_residual(A, b, cholesky(A.tocsc())(b))
+    import scipy.sparse.linalg as spla
+
+    return true_residual(A, b, spla.spsolve(A.tocsc(), b))
+
+
+def run_engine(engine_cls, kind, n, dim, count, spmv=False):
+    from solvers.options import SolverOptions
+
+    family, spec, order = sorted_sequence(kind, n, dim, count)
+    engine = engine_cls(SolverOptions(engine="auto", rtol=RTOL), family, spec)
+    rows = []
+    for i in order:
+        A, b = family.assemble(spec, family.sample(spec, 0, i))
+        t_spmv = None
+        if spmv:
+            t0 = time.perf_counter()
+            for _ in range(100):
+                A @ b
+            t_spmv = time.perf_counter() - t0
+        x, rec = engine.solve(A, b)
+        rows.append({"setup": rec.setup_seconds, "solve": rec.seconds - rec.setup_seconds,
+                     "total": rec.seconds, "iterations": rec.iterations, "spmv100": t_spmv,
+                     "residual": true_residual(A, b, x)})
+    return rows, dict(engine.counters)
+
+
+def run_mg(kind, n, dim, count):
+    from solvers.engines.mg import MgEngine
+    from solvers.multigrid import grid_hierarchy
+
+    grid_hierarchy.cache_clear()
+    t0 = time.perf_counter()
+    grid_hierarchy((n,) * dim)
+    pattern = time.perf_counter() - t0
+    rows, counters = run_engine(MgEngine, kind, n, dim, count, spmv=True)
+    extra = {"counters": counters, "pattern_build_ms": 1e3 * pattern}
+    missed = [k for k, r in enumerate(rows) if not r["residual"] <= RTOL * 1.0001]
+    if missed:  # is rtol attainable at all? the residual of a direct solve of the same systems
+        family, spec, order = sorted_sequence(kind, n, dim, count)
+        extra["direct_residual"] = max(direct_residual(*family.assemble(spec, family.sample(spec, 0, order[k])))
+                                       for k in missed)
+    return rows, extra
+
+
+def run_amg(kind, n, dim, count):
+    from solvers.engines.amg import AmgEngine
+
+    rows, counters = run_engine(AmgEngine, kind, n, dim, count)
+    return rows, {"counters": counters}
+
+
+def run_fresh_sa(kind, n, dim, count):
+    """A new PyAMG hierarchy per sample: SA + CG (Darcy), RS + GMRES(40) (advection--diffusion)."""
+    import pyamg
+    import scipy.sparse.linalg as spla
+
+    from solvers.krylov import gmres
+
+    family, spec, order = sorted_sequence(kind, n, dim, count)
+    rows = []
+    for i in order:
+        A, b = family.assemble(spec, family.sample(spec, 0, i))
+        t0 = time.perf_counter()
+        if kind.startswith("advection"):
+            ml = pyamg.ruge_stuben_solver(A)
+            t1 = time.perf_counter()
+            x, _, res = gmres(A, b, rtol=RTOL, M=ml.aspreconditioner(), m=40, maxiter=2000, full_output=True)
+            t2 = time.perf_counter()
+            rows.append({"setup": t1 - t0, "solve": t2 - t1, "total": t2 - t0, "iterations": res.iterations,
+                         "residual": true_residual(A, b, x)})
+            continue
+        ml = pyamg.smoothed_aggregation_solver(A)
+        t1 = time.perf_counter()
+        its = [0]
+        x, info = spla.cg(A, b, rtol=RTOL, M=ml.aspreconditioner(), maxiter=2000,
+                          callback=lambda _x: its.__setitem__(0, its[0] + 1))
+        t2 = time.perf_counter()
+        rows.append({"setup": t1 - t0, "solve": t2 - t1, "total": t2 - t0, "iterations": its[0],
+                     "residual": true_residual(A, b, x)})
+    return rows, {}
+
+
+RUNNERS = {"mg": run_mg, "fresh_sa": run_fresh_sa, "amg": run_amg}
+
+
+def _child(conn, method, kind, n, dim, count):
+    try:
+        rows, extra = RUNNERS[method](kind, n, dim, count)
+        steady = rows[1:] if len(rows) > 2 else rows  # the first sample is the warm-up
+        med = {k: float(np.median([r[k] for r in steady])) for k in ("setup", "solve", "total", "iterations")}
+        if rows[0].get("spmv100") is not None:
+            med["spmv100"] = float(np.median([r["spmv100"] for r in steady]))
+            med["ratio_spmv"] = float(np.median([r["total"] / r["spmv100"] for r in steady]))
+        res = [r["residual"] for r in rows]
+        conn.send({**med, "samples": len(rows), "iterations_all": [r["iterations"] for r in rows],
+                   "max_residual": max(res), "unconverged": sum(not r <= RTOL * 1.0001 for r in res), **extra})
+    except Exception as exc:  # reported in the table, never silently dropped
+        conn.send({"error": f"{type(exc).__name__}: {exc}"})
+    conn.close()
+
+
+def forked(target, *args, timeout=900):
+    ctx = mp.get_context("fork")
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=target, args=(child, *args))
+    proc.start()
+    if not parent.poll(timeout):
+        proc.kill()
+        proc.join()
+        return {"error": f"timeout after {timeout} s"}
+    out = parent.recv()
+    proc.join()
+    return out
+
+
+# ----------------------------------------------------------------------------- growth check
+def refined_threshold(kind, n, dim, base):
+    """The threshold field of grid ``base`` refined by nearest neighbour to n (n a multiple of base)."""
+    family, spec, _ = sorted_sequence(kind, base, dim, 1)
+    a = family.sample(spec, 0, 0).fields["a"]
+    for axis in range(dim):
+        a = np.repeat(a, n // base, axis=axis)
+    return a
+
+
+def _growth_child(conn, kind, dim, sizes, fixed):
+    import pyamg
+    import scipy.sparse.linalg as spla
+
+    from solvers.families.fv import diffusion
+    from solvers.multigrid import mg_cg
+
+    out = {"mg": {}, "mg_deflated": {}, "fresh_sa": {}}
+    try:
+        for n in sizes:
+            if fixed and n % sizes[0]:
+                continue
+            if fixed:
+                a = refined_threshold(kind, n, dim, sizes[0])
+                A, b = diffusion(a, 1.0 / n).tocsr(), np.ones(n**dim)
+            else:
+                family, spec, _ = sorted_sequence(kind, n, dim, 1)
+                A, b = family.assemble(spec, family.sample(spec, 0, 0))
+            for key, deflate in (("mg", False), ("mg_deflated", True)):
+                x, info, res = mg_cg(A, b, rtol=RTOL, maxiter=1000, full_output=True, deflate=deflate)
+                out[key][n] = res.iterations if info == 0 else f"{res.iterations} (info {info})"
+            ml = pyamg.smoothed_aggregation_solver(A)
+            its = [0]
+            _, info = spla.cg(A, b, rtol=RTOL, M=ml.aspreconditioner(), maxiter=1000,
+                              callback=lambda _x: its.__setitem__(0, its[0] + 1))
+            out["fresh_sa"][n] = its[0] if info == 0 else f"{its[0]} (info {info})"
+        conn.send(out)
+    except Exception as exc:
+        conn.send({"error": f"{type(exc).__name__}: {exc}", **out})
+    conn.close()
+
+
+def growth_ratio(counts: dict) -> str:
+    vals = [v for v in counts.values() if isinstance(v, int)]
+    if len(vals) < len(counts) or not vals:
+        return "n/c"
+    return f"{max(vals) / min(vals):.2f}"
+
+
+# ----------------------------------------------------------------------------- main
+def fmt_ms(s):
+    return f"{1e3 * s:.1f}"
+
+
+def nc(r: dict) -> str:
+    """Marks samples whose true residual missed rtol (with the direct solve's residual where measured)."""
+    if not r.get("unconverged"):
+        return ""
+    floor = f", direct {r['direct_residual']:.1e}" if "direct_residual" in r else ""
+    return f" [{r['unconverged']}/{r['samples']} > rtol: max {r['max_residual']:.1e}{floor}]"
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--large", action="store_true", help="add 512^2 and 64^3")
+    ap.add_argument("--quick", action="store_true", help="smoke run")
+    ap.add_argument("--no-growth", action="store_true", help="skip the iteration-growth table")
+    ap.add_argument("--no-darcy", action="store_true", help="skip the Darcy rows")
+    ap.add_argument("--advection", action="store_true",
+                    help="add advection-diffusion rows (max face speed 1, 10, 100; nu = 0.01) at 64^2..256^2")
+    ap.add_argument("--out", default="bench/results/multigrid.json")
+    args = ap.parse_args(argv)
+    sizes = QUICK_ROWS if args.quick else ROWS + (LARGE_ROWS if args.large else [])
+    growth_sizes = QUICK_GROWTH if args.quick else GROWTH
+    t_start = time.perf_counter()
+    rows = []
+    cases = [] if args.no_darcy else [(kind, n, dim) for n, dim in sizes for kind in KINDS]
+    if args.advection:
+        cases += [(kind, n, 2) for kind in ADVECTION_KINDS for n in ADVECTION_SIZES[: 2 if args.quick else 3]]
+    for kind, n, dim in cases:
+        count = 3 if args.quick else samples_for(n, dim)
+        res = {m: forked(_child, m, kind, n, dim, count) for m in METHODS}
+        row = {"kind": kind, "grid": f"{n}^{dim}", "n": n, "dim": dim, "samples": count, "methods": res}
+        mg = res["mg"]
+        for other in ("fresh_sa", "amg"):
+            if "total" in mg and "total" in res[other]:
+                row[f"x_{other}"] = res[other]["total"] / mg["total"]
+        rows.append(row)
+        print(f"# {kind} {n}^{dim}: " + ", ".join(
+            f"{m}={r.get('error') or '%.1f ms / %.0f it' % (1e3 * r['total'], r['iterations'])}"
+            for m, r in res.items()), flush=True)
+
+    growth = []
+    if not args.no_growth:
+        for dim, gs in growth_sizes.items():
+            for kind in KINDS:
+                for fixed in ((False, True) if kind.startswith("threshold") and kind != "threshold4" else (False,)):
+                    g = forked(_growth_child, kind, dim, gs, fixed)
+                    growth.append({"kind": kind, "dim": dim, "fixed_geometry": fixed, **g})
+                    print(f"# growth {kind} {dim}-D{' fixed' if fixed else ''}: {g}", flush=True)
+    elapsed = time.perf_counter() - t_start
+
+    print("\n## mg vs PyAMG, rtol 1e-8 (medians after a warm-up sample; ms per sample)\n")
+    print("Darcy: fresh PyAMG = SA + CG; advectionV (advection_diffusion, max face speed V, nu = 0.01): "
+          "fresh PyAMG = RS + GMRES(40), amg = RS + GMRES with hierarchy reuse, mg = FGMRES(40).\n")
+    print("[k/S > rtol: ...]: k of S samples ended with a true residual above rtol (max shown); 'direct': the "
+          "true residual of a sparse direct solve of the worst such system (the float64 floor).\n")
+    print("| coefficient | grid | mg set-up | mg solve | mg it | mg total | 100 SpMV | total / 100 SpMV | "
+          "fresh PyAMG total (it) | amg total (it) | x fresh PyAMG | x amg |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        m = r["methods"]
+        mg = m["mg"]
+        if "error" in mg:
+            print(f"| {r['kind']} | {r['grid']} | error: {mg['error'][:80]} |")
+            continue
+
+        def other(key):
+            o = m[key]
+            if "error" in o:
+                return f"error: {o['error'][:40]}"
+            return f"{fmt_ms(o['total'])} ({o['iterations']:.0f}){nc(o)}"
+
+        print(f"| {r['kind']} | {r['grid']} | {fmt_ms(mg['setup'])} | {fmt_ms(mg['solve'])} | "
+              f"{mg['iterations']:.0f}{nc(mg)} | {fmt_ms(mg['total'])} | {fmt_ms(mg['spmv100'])} | "
+              f"{mg['ratio_spmv']:.2f} | {other('fresh_sa')} | {other('amg')} | "
+              + " | ".join(f"{r[k]:.1f}x" if k in r else "–" for k in ("x_fresh_sa", "x_amg")) + " |")
+    if growth:
+        print("\n## Iterations as n doubles (sample 0; max/min over the sizes; n/c: not converged)\n")
+        print("| coefficient | dim | geometry | mg iterations | mg max/min | mg + deflation | max/min | "
+              "fresh SA iterations | SA max/min |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for g in growth:
+            geo = f"fixed (refined from n={growth_sizes[g['dim']][0]})" if g["fixed_geometry"] else "GRF at each n"
+            err = f" error: {g['error']}" if "error" in g else ""
+            print(f"| {g['kind']} | {g['dim']} | {geo} | {g.get('mg')} | {growth_ratio(g.get('mg', {}))} | "
+                  f"{g.get('mg_deflated')} | {growth_ratio(g.get('mg_deflated', {}))} | "
+                  f"{g.get('fresh_sa')} | {growth_ratio(g.get('fresh_sa', {}))}{err} |")
+    print(f"\ntotal {elapsed:.0f} s on {os.cpu_count()} cores (OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']})")
+    out = {"rows": rows, "growth": growth, "seconds": elapsed, "cores": os.cpu_count(), "rtol": RTOL}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(out, indent=1, default=str))
+    print(f"JSON written to {args.out}")
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,242 @@
+"""What depends only on the grid: aggregates, red-black orderings, transfer and operator patterns.
+
+Everything here is a pure function of the grid shape, built once and cached
+(:func:`grid_hierarchy`); per sample only values are computed
+(:mod:`.hierarchy`).  All arrays are read-only.
+
+Level layout.  Unknowns of a level are stored in *red-black order*: the cells with
+even index sum (red) first, then the odd ones (black), each in C order.  With a
+(2d+1)-point stencil every neighbour of a red cell is black and vice versa, so
+
+.. math::  A = \\begin{pmatrix} D_r & A_{rb} \\\\ A_{br} & D_b \\end{pmatrix}
+
+and a red (black) Gauss--Seidel half-sweep is one product with :math:`A_{rb}`
+(:math:`A_{br}`) and a diagonal scaling.  The CSR structures of :math:`A_{rb}`,
+:math:`A_{br}` (and of the whole operator in red-black order) are fixed here
+together with *gather* indices into the stacked stencil values of the level (see
+:class:`LevelGrid`), so a new operator only costs ``np.take``.
+
+Aggregation.  Along each axis cells are paired, ``{0,1}, {2,3}, ...``; for odd
+``n`` the last aggregate is the triple ``{n-3, n-2, n-1}``.  A coarse cell is the
+tensor product of the 1-D aggregates, so the coarse grid is ``n // 2`` per axis and
+the coarse operator keeps the (2d+1)-point pattern (see :func:`coarse_stencil`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..families.fv import stencil_pattern
+
+#: a level with at most this many unknowns is solved directly (dense factorisation)
+COARSE_SIZE = {1: 64, 2: 64, 3: 64}
+
+
+def _frozen(*arrays):
+    for a in arrays:
+        a.setflags(write=False)
+    return arrays
+
+
+def _sl(d: int, axis: int, index) -> tuple:
+    return tuple(index if b == axis else slice(None) for b in range(d))
+
+
+def pair_sum(x: np.ndarray, axis: int) -> np.ndarray:
+    """Sum over the 1-D aggregates along ``axis``: pairs, the last one a triple for odd length."""
+    n, d = x.shape[axis], x.ndim
+    m = 2 * (n // 2)
+    y = x[_sl(d, axis, slice(0, m, 2))] + x[_sl(d, axis, slice(1, m, 2))]
+    if n % 2:
+        y[_sl(d, axis, -1)] += x[_sl(d, axis, n - 1)]
+    return y
+
+
+def block_sum(x: np.ndarray, skip: int | None = None) -> np.ndarray:
+    """Sum of ``x`` over each coarse cell (tensor product of the 1-D aggregates), axis ``skip`` excepted."""
+    for a in range(x.ndim):
+        if a != skip:
+            x = pair_sum(x, a)
+    return x
+
+
+def coarse_stencil(S: np.ndarray, out: np.ndarray) -> None:
+    r"""Galerkin coarse operator :math:`P^T A P` for piecewise-constant :math:`P`, in stencil form.
+
+    ``S`` (2d+1, *shape) stacks the stencil slots in pattern order (``lower[0..d-1]``
+    as slots ``0..d-1``, the diagonal as slot ``d``, ``upper[a]`` as slot ``2d-a``;
+    absent neighbours hold 0); ``out`` (2d+1, *coarse_shape) receives the coarse one.
+    With :math:`P` the aggregate indicator, :math:`(P^TAP)_{IJ} = \sum_{i\in I, j\in J} a_{ij}`:
+    the coarse off-diagonal towards :math:`I + e_a` sums the fine ``upper[a]`` over the
+    last layer of :math:`I` along ``a``; the coarse diagonal sums the block's diagonal
+    and every connection internal to the block.  Exact for non-symmetric stencils.
+    """
+    d = S.ndim - 1
+    diag = block_sum(S[d])
+    for a in range(d):
+        lower, upper = S[a], S[2 * d - a]
+        n = lower.shape[a]
+        m = 2 * (n // 2)
+        # connections inside the 1-D aggregates along a: (2k -> 2k+1) and back; triple: (n-2 <-> n-1)
+        inner = upper[_sl(d, a, slice(0, m, 2))] + lower[_sl(d, a, slice(1, m, 2))]
+        if n % 2:
+            inner[_sl(d, a, -1)] += upper[_sl(d, a, n - 2)] + lower[_sl(d, a, n - 1)]
+        diag += block_sum(inner, skip=a)
+        # first and last layer of each aggregate along a
+        first = lower[_sl(d, a, slice(0, m, 2))]
+        last = upper[_sl(d, a, slice(1, m, 2))]
+        if n % 2:
+            last = last.copy()
+            last[_sl(d, a, -1)] = upper[_sl(d, a, n - 1)]
+        out[a] = block_sum(first, skip=a)
+        out[2 * d - a] = block_sum(last, skip=a)
+    out[d] = diag
+
+
+def aggregates(n: int) -> np.ndarray:
+    """Aggregate of each of the ``n`` cells of an axis: pairs, the last a triple when n is odd."""
+    return np.minimum(np.arange(n) // 2, n // 2 - 1)
+
+
+@dataclass(frozen=True)
+class LevelGrid:
+    """Structure of one level.
+
+    Values live in a *stacked* stencil array ``S`` of shape (2d+1, N) (slot order of
+    :func:`~solvers.families.fv.stencil_pattern`, natural cell order, absent
+    neighbours 0); every ``take`` below indexes ``S.ravel()``.  CSR triples are
+    ``(indptr, indices, take)``; rows and columns in red-black positions.
+    """
+
+    shape: tuple[int, ...]
+    N: int
+    n_red: int
+    perm: np.ndarray        # red-black position -> natural index
+    scatter: np.ndarray     # pattern-ordered CSR data -> flat positions in S
+    take_diag: np.ndarray   # (N,) diagonal in red-black order
+    rb: tuple               # A_rb: red rows, black columns (0-based among black)
+    br: tuple               # A_br: black rows, red columns
+    full: tuple             # the whole operator in red-black order
+    mirror: np.ndarray      # for each A_rb entry (i, j), the A_br entry (j, i): symmetry test
+    interior: np.ndarray    # natural indices of the cells without a boundary face
+    # transfers to the next coarser level (None on the coarsest): CSR (indptr, indices), values 1
+    R_red: tuple | None = None    # coarse x red    (restriction of the red residual)
+    P_red: tuple | None = None    # red x coarse    (prolongation, = R_red^T)
+    P_black: tuple | None = None  # black x coarse
+
+
+def _index_type(size: int):
+    """int32 gather indices where they fit (half the memory and bandwidth of int64)."""
+    return np.int32 if size < 2**31 else np.int64
+
+
+def _offsets(shape):
+    d = len(shape)
+    strides = [int(np.prod(shape[a + 1:])) for a in range(d)]
+    off = np.zeros(2 * d + 1, dtype=np.int64)
+    for a in range(d):
+        off[a], off[2 * d - a] = -strides[a], strides[a]
+    return off
+
+
+def _block(mask, rows_nat, offsets, col_pos, shift, keep_diag):
+    """CSR triple of the rows ``rows_nat`` (natural indices) restricted to their existing slots."""
+    N, k = mask.shape
+    d = (k - 1) // 2
+    m = mask[rows_nat].copy()
+    if not keep_diag:
+        m[:, d] = False
+    counts = m.sum(axis=1)
+    indptr = np.r_[0, np.cumsum(counts)].astype(np.int32)
+    r, slot = np.nonzero(m)  # row-major: slots ascending = columns ascending
+    cell = rows_nat[r]
+    cols = col_pos[cell + offsets[slot]] - shift
+    return _frozen(indptr, cols.astype(np.int32), (slot * N + cell).astype(_index_type(k * N)))
+
+
+def _mirror(rb, br, n_red):
+    """Index of the transposed entry: ``A_br[mirror[k]]`` is ``(A_rb)^T`` at the k-th entry of ``A_rb``."""
+    rb_rows = np.repeat(np.arange(len(rb[0]) - 1), np.diff(rb[0]))
+    br_rows = np.repeat(np.arange(len(br[0]) - 1), np.diff(br[0]))
+    key_br = br_rows.astype(np.int64) * n_red + br[1]
+    order = np.argsort(key_br)
+    want = rb[1].astype(np.int64) * n_red + rb_rows
+    return order[np.searchsorted(key_br[order], want)]
+
+
+def _indicator(rows, cols, n_rows, n_cols):
+    """CSR (indptr, indices) of the 0/1 matrix with ones at (rows, cols)."""
+    M = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(n_rows, n_cols))
+    M.sort_indices()
+    return _frozen(M.indptr.astype(np.int32), M.indices.astype(np.int32))
+
+
+def _rb_order(shape):
+    parity = np.indices(shape).sum(axis=0).ravel() % 2
+    perm = np.r_[np.flatnonzero(parity == 0), np.flatnonzero(parity == 1)]
+    pos = np.empty(len(perm), dtype=np.int64)
+    pos[perm] = np.arange(len(perm))
+    return perm, pos, int(np.count_nonzero(parity == 0))
+
+
+def _level(shape: tuple[int, ...], coarse: bool) -> LevelGrid:
+    d = len(shape)
+    N = int(np.prod(shape))
+    mask = stencil_pattern(shape).mask
+    perm, pos, n_red = _rb_order(shape)
+    off = _offsets(shape)
+    row, slot = np.nonzero(mask)
+    itype = _index_type((2 * d + 1) * N)
+    scatter = (slot * N + row).astype(itype)
+    take_diag = (d * N + perm).astype(itype)
+    rb = _block(mask, perm[:n_red], off, pos, n_red, False)
+    br = _block(mask, perm[n_red:], off, pos, 0, False)
+    full = _block(mask, perm, off, pos, 0, True)
+    mirror = _mirror(rb, br, n_red).astype(_index_type(len(br[2])))
+    interior = np.flatnonzero(mask.all(axis=1))
+    _frozen(perm, scatter, take_diag, mirror, interior)
+    if coarse:
+        return LevelGrid(tuple(shape), N, n_red, perm, scatter, take_diag, rb, br, full, mirror, interior)
+    cshape = tuple(n // 2 for n in shape)
+    _, cpos, _ = _rb_order(cshape)
+    idx = np.indices(shape).reshape(d, N)
+    agg = cpos[np.ravel_multi_index(tuple(aggregates(n)[i] for n, i in zip(shape, idx)), cshape)]
+    Nc = int(np.prod(cshape))
+    red, black = perm[:n_red], perm[n_red:]
+    P_red = _indicator(np.arange(n_red), agg[red], n_red, Nc)
+    R_red = _indicator(agg[red], np.arange(n_red), Nc, n_red)
+    P_black = _indicator(np.arange(N - n_red), agg[black], N - n_red, Nc)
+    return LevelGrid(tuple(shape), N, n_red, perm, scatter, take_diag, rb, br, full, mirror, interior,
+                     R_red, P_red, P_black)
+
+
+@dataclass(frozen=True)
+class GridHierarchy:
+    """The levels of the grid hierarchy of ``shape`` (finest first); the last level is solved directly."""
+
+    shape: tuple[int, ...]
+    levels: tuple[LevelGrid, ...]
+
+
+def level_shapes(shape: tuple[int, ...]) -> list[tuple[int, ...]]:
+    """Grid shapes from fine to coarse: halve every axis while the level exceeds the coarse size."""
+    d = len(shape)
+    shapes = [tuple(shape)]
+    while int(np.prod(shapes[-1])) > COARSE_SIZE[d] and min(shapes[-1]) >= 4:
+        shapes.append(tuple(n // 2 for n in shapes[-1]))
+    return shapes
+
+
+@lru_cache(maxsize=8)
+def grid_hierarchy(shape: tuple[int, ...]) -> GridHierarchy:
+    """Build (once per shape; cached) the grid structure of every level."""
+    shape = tuple(int(n) for n in shape)
+    if not 1 <= len(shape) <= 3 or min(shape) < 2:
+        raise ValueError(f"grid shape {shape} is not supported; allowed: 1 to 3 axes of >= 2 cells")
+    shapes = level_shapes(shape)
+    levels = tuple(_level(s, coarse=(i == len(shapes) - 1)) for i, s in enumerate(shapes))
+    return GridHierarchy(shape, levels)

@@ -1,0 +1,329 @@
+r"""Per-operator values of the hierarchy and the multigrid V-cycle (the preconditioner).
+
+:class:`Multigrid` holds, for one grid structure (:func:`.grid.grid_hierarchy`), the
+values of every level for the current operator: the stacked stencil, red-black
+diagonal and off-diagonal blocks, Galerkin coarse operators and the inverse of
+the coarsest operator.  :meth:`Multigrid.setup` refills them for a new operator
+on the same grid (the structure is reused; only values are computed, into the
+level arrays allocated once); :meth:`Multigrid.apply_rb` / :meth:`Multigrid.__call__`
+apply one cycle.  A :class:`Multigrid` owns work arrays: one per thread.
+
+Cycle at level :math:`\ell` for :math:`A_\ell x = b` from :math:`x = 0`:
+
+1. pre-smoothing: ``nu`` forward red-black Gauss--Seidel sweeps (red, then black;
+   the first red half-sweep from zero is a diagonal scaling);
+2. residual: after a sweep ending on black the black residual is zero, so only
+   :math:`r_r = b_r - D_r x_r - A_{rb} x_b` is formed and restricted,
+   :math:`b_c = P_r^T r_r` (:math:`P` the aggregate indicator, :math:`R = P^T`);
+3. over-corrected coarse-grid correction :math:`x \mathrel{+}= \beta_\ell P e_c` with
+   :math:`e_c` one cycle of level :math:`\ell+1` for :math:`A_c e_c = b_c` (the exact
+   solution on the coarsest level).  :math:`\beta_\ell > 1` compensates the energy
+   that piecewise-constant interpolation loses on diffusion (Hutchinson--Raithby's
+   additive correction; Braess's scaled aggregation cycle); it fades to 1 where a
+   mass term or advection dominates (:func:`default_beta`);
+4. post-smoothing: ``nu`` backward sweeps (black, then red), so that with a
+   symmetric :math:`A` the cycle is a symmetric operator and preconditions CG.
+
+References
+----------
+B. R. Hutchinson and G. D. Raithby, "A multigrid method based on the additive
+correction strategy", Numer. Heat Transfer 9, 511-537, 1986.
+
+D. Braess, "Towards algebraic multigrid for elliptic problems of second order",
+Computing 55, 379-393, 1995.
+
+Y. Notay, "An aggregation-based algebraic multigrid method", Electron. Trans.
+Numer. Anal. 37, 123-146, 2010.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..families.fv import stencil_pattern
+from .deflation import ClusterDeflation, cluster_deflation
+from .grid import GridHierarchy, coarse_stencil, grid_hierarchy
+
+try:  # the compiled kernel behind scipy's CSR products, without the Python-level checks
+    from scipy.sparse._sparsetools import csr_matvec as _csr_matvec
+except ImportError:  # pragma: no cover - future SciPy
+    _csr_matvec = None
+
+#: defaults, chosen by measurement (see the benchmark bench/multigrid.py and the engine docstring)
+BETA = 1.9
+NU = 2
+#: non-symmetric operators: beta falls linearly from BETA to 1 as the skewness
+#: s = sum|a_ij - a_ji| / sum|a_ij + a_ji| (upwind: Pe/(2 + Pe) per face) goes from SKEW[0] to SKEW[1]
+SKEW = (0.5, 0.9)
+
+
+#: the over-correction fades to 1 as the interior diagonal excess of the coarse operator
+#: (the share of the diagonal not balanced by its row: a mass or reaction term) reaches MASS_FULL
+MASS_FULL = 0.2
+
+
+def default_beta(skewness: float, mass: float = 0.0) -> float:
+    """Over-correction for a coarse operator of the given skewness and interior diagonal excess.
+
+    Piecewise-constant interpolation loses energy on diffusion (hence beta = BETA),
+    but is exact for a mass term and over-corrects advection-dominated operators, so
+    beta falls linearly to 1 with either measure.
+    """
+    lo, hi = SKEW
+    t_skew = min(max((skewness - lo) / (hi - lo), 0.0), 1.0)
+    t_mass = min(max(mass / MASS_FULL, 0.0), 1.0)
+    return BETA + max(t_skew, t_mass) * (1.0 - BETA)
+
+
+def _spmv_add(shape, csr, data, x, y):
+    """``y += M x`` for the CSR structure ``csr = (indptr, indices, ...)`` with values ``data``."""
+    if _csr_matvec is not None:
+        _csr_matvec(shape[0], shape[1], csr[0], csr[1], data, x, y)
+    else:  # pragma: no cover
+        y += sp.csr_matrix((data, csr[1], csr[0]), shape=shape) @ x
+
+
+def pattern_data(A, shape: tuple[int, ...]) -> np.ndarray:
+    """The CSR data of ``A`` in :func:`~solvers.families.fv.stencil_pattern` order.
+
+    ``A`` assembled on the fixed pattern (every family does) is read without a copy;
+    another CSR layout of the same operator is mapped onto the pattern.
+    ``ValueError`` if ``A`` has non-zeros outside the (2d+1)-point pattern.
+    """
+    pat = stencil_pattern(tuple(shape))
+    N = int(np.prod(shape))
+    if A.shape != (N, N):
+        raise ValueError(f"A has shape {A.shape} but the grid {tuple(shape)} has {N} unknowns")
+    if (sp.issparse(A) and A.format == "csr" and A.nnz == len(pat.indices)
+            and (A.indices is pat.indices or (np.array_equal(A.indptr, pat.indptr)
+                                              and np.array_equal(A.indices, pat.indices)))):
+        return np.asarray(A.data, dtype=np.float64)
+    C = sp.csr_matrix(A, dtype=np.float64, copy=True)
+    C.sum_duplicates()
+    rows = np.repeat(np.arange(N), np.diff(pat.indptr))
+    data = np.asarray(C[rows, pat.indices]).ravel()
+    outside = abs(C).sum() - np.abs(data).sum()
+    if outside > 1e-12 * max(np.abs(data).sum(), 1e-300):
+        raise ValueError(f"A has non-zeros outside the {2 * len(shape) + 1}-point stencil pattern of grid "
+                         f"{tuple(shape)}; the structured multigrid needs a (2d+1)-point operator")
+    return data
+
+
+def infer_shape(A) -> tuple[int, ...]:
+    """The grid ``(n,)*d`` (d = 3, 2, 1 tried in turn) whose stencil pattern has A's number of non-zeros."""
+    N = A.shape[0]
+    nnz = A.nnz if sp.issparse(A) else int(np.count_nonzero(A))
+    for d in (3, 2, 1):
+        n = round(N ** (1.0 / d))
+        if n**d == N and n >= 2 and nnz == (2 * d + 1) * N - 2 * d * n ** (d - 1):
+            return (n,) * d
+    raise ValueError(f"cannot infer a tensor grid (n,)*d for a matrix of order {N} with {nnz} stored entries; "
+                     "pass shape=")
+
+
+class _Level:
+    """Values and work arrays of one level in red-black order.
+
+    The smoother works on the Jacobi-scaled system: ``bt = D^{-1} b`` and the
+    scaled negated blocks ``sA_rb = -D_r^{-1} A_rb``, ``sA_br = -D_b^{-1} A_br``, so a
+    red half-sweep is ``x_r = bt_r + sA_rb x_b`` (one copy and one product).  The
+    residual is formed scaled, ``s_r = D_r^{-1} r_r``, and ``D_r`` is folded into the
+    restriction weights ``Rw`` (``b_c = P_r^T D_r s_r``).
+    """
+
+    __slots__ = ("g", "nr", "nb", "N", "Nc", "S", "diag", "inv", "sA_rb", "sA_br", "A_full", "Rw",
+                 "ones_r", "ones_b", "x", "bt", "s", "bc", "work")
+
+    def __init__(self, g, d: int, Nc: int | None):
+        self.g, self.N, self.nr, self.Nc = g, g.N, g.n_red, Nc
+        self.nb = g.N - g.n_red
+        self.S = np.zeros((2 * d + 1, g.N))
+        self.work = np.empty((2 * d + 1, g.N))
+        self.diag, self.inv = np.empty(g.N), np.empty(g.N)
+        self.sA_rb, self.sA_br = np.empty(len(g.rb[2])), np.empty(len(g.br[2]))
+        self.A_full = None
+        self.ones_r, self.ones_b = np.ones(self.nr), np.ones(self.nb)
+        self.x, self.bt, self.s = np.empty(g.N), np.empty(g.N), np.empty(self.nr)
+        self.bc = None if Nc is None else np.empty(Nc)
+        self.Rw = None if Nc is None else np.empty(self.nr)
+
+    def fill(self, full: bool) -> None:
+        """Red-black values from the stacked stencil ``S``."""
+        g, d = self.g, (self.S.shape[0] - 1) // 2
+        inv = np.divide(-1.0, self.S[d])                 # -D^{-1}, natural order
+        scaled = np.multiply(self.S, inv, out=self.work)  # -D^{-1} A, stacked
+        flat = scaled.ravel()
+        np.take(flat, g.rb[2], out=self.sA_rb)
+        np.take(flat, g.br[2], out=self.sA_br)
+        np.negative(inv, out=inv)
+        np.take(inv, g.perm, out=self.inv)
+        np.take(self.S[d], g.perm, out=self.diag)
+        if self.Nc is not None:
+            np.take(self.diag, g.R_red[1], out=self.Rw)
+        if full:
+            self.A_full = self.S.ravel()[g.full[2]]
+
+    def matvec(self, v: np.ndarray) -> np.ndarray:
+        """``A v`` in red-black order (finest level)."""
+        w = np.zeros(self.N)
+        _spmv_add((self.N, self.N), self.g.full, self.A_full, v, w)
+        return w
+
+    def dense(self) -> np.ndarray:
+        """The operator as a dense matrix in red-black order (coarsest level)."""
+        g = self.g
+        M = np.zeros((self.N, self.N))
+        rows = np.repeat(np.arange(self.N), np.diff(g.full[0]))
+        M[rows, g.full[1]] = self.S.ravel()[g.full[2]]
+        return M
+
+
+def _interior_excess(L: _Level) -> float:
+    """Share of the diagonal not balanced by the row (mass/reaction term), over rows without boundary faces."""
+    d = (L.S.shape[0] - 1) // 2
+    rows = L.g.interior if len(L.g.interior) else slice(None)
+    diag = L.S[d][rows].sum()
+    return float(L.S[:, rows].sum() / diag) if diag > 0 else 0.0
+
+
+class Multigrid:
+    """Structured cell-agglomeration multigrid preconditioner for one grid; refill with :meth:`setup`.
+
+    Parameters
+    ----------
+    shape : grid ``(n,)*d`` (any n >= 2, d in 1..3); the structure is built once per
+        shape (cached, see :func:`.grid.grid_hierarchy`).
+    beta : over-correction factor of the coarse-grid correction (1 = plain Galerkin);
+        None (default): per level, :func:`default_beta` of the operator's skewness and
+        of the coarse operator's interior diagonal excess (decided at each :meth:`setup`).
+    nu : red-black Gauss--Seidel sweeps before and after the coarse correction.
+
+    Attributes
+    ----------
+    applications : cycles applied so far.  ``setups`` : operators set up so far.
+    symmetric : whether the current operator is symmetric (decided in :meth:`setup`).
+    skewness : ``sum|a_ij - a_ji| / sum|a_ij + a_ji|`` over the off-diagonal pairs.
+    betas : over-correction of the correction from level ``i + 1`` into level ``i``.
+    beta : ``betas[0]`` (the finest correction).
+    """
+
+    def __init__(self, shape, *, beta: float | None = None, nu: int = NU) -> None:
+        if not ((beta is None or 0 < beta < 2.5) and nu >= 1):
+            raise ValueError(f"beta={beta!r}, nu={nu!r}; allowed: 0 < beta < 2.5 or None, integer nu >= 1")
+        self.grid: GridHierarchy = grid_hierarchy(tuple(shape))
+        self.shape = self.grid.shape
+        self.beta_option, self.nu = beta, int(nu)
+        self.skewness = 0.0
+        d = len(self.shape)
+        gl = self.grid.levels
+        self.levels = [_Level(g, d, gl[i + 1].N if i + 1 < len(gl) else None) for i, g in enumerate(gl)]
+        self.betas = [BETA if beta is None else float(beta)] * (len(gl) - 1)
+        self.symmetric: bool | None = None
+        self.coarse_inverse: np.ndarray | None = None
+        self.deflation: ClusterDeflation | None = None
+        self.applications = 0
+        self.setups = 0
+
+    # ----- set-up: values only ---------------------------------------------------------------------
+    def setup(self, A, *, deflate: bool = False) -> Multigrid:
+        """Fill every level for the operator ``A`` (Galerkin coarse operators, coarsest inverse).
+
+        ``deflate``: also build the deflation of high-coefficient clusters
+        (:mod:`.deflation`; symmetric operators only), used by :func:`.mg_cg`;
+        ``self.deflation`` stays None when the operator has no such clusters.
+        """
+        data = pattern_data(A, self.shape)
+        levels = self.levels
+        L0 = levels[0]
+        L0.S.ravel()[L0.g.scatter] = data
+        for i, L in enumerate(levels):
+            L.fill(full=(i == 0))
+            if i == 0:
+                # every off-diagonal pair couples a red and a black cell: A_rb against A_br^T
+                flat = L.S.ravel()
+                upper, lower = flat[L.g.rb[2]], flat[L.g.br[2][L.g.mirror]]
+                self.symmetric = bool(np.array_equal(upper, lower))
+                self.skewness = 0.0 if self.symmetric else float(
+                    np.abs(upper - lower).sum() / max(np.abs(upper + lower).sum(), 1e-300))
+                self.symmetric = self.symmetric or self.skewness <= 1e-12
+            if i + 1 < len(levels):
+                C = levels[i + 1]
+                coarse_stencil(L.S.reshape(-1, *L.g.shape), C.S.reshape(-1, *C.g.shape))
+                if self.beta_option is None:
+                    self.betas[i] = default_beta(self.skewness, _interior_excess(C))
+        M = levels[-1].dense()
+        inv = np.linalg.inv(M)
+        if not np.all(np.isfinite(inv)):
+            raise np.linalg.LinAlgError("the coarsest Galerkin operator is singular")
+        self.coarse_inverse = inv
+        self.deflation = cluster_deflation(levels[0]) if deflate and self.symmetric else None
+        self.setups += 1
+        return self
+
+    @property
+    def beta(self) -> float:
+        return self.betas[0] if self.betas else 1.0
+
+    # ----- application -------------------------------------------------------------------------------
+    def _cycle(self, i: int, b: np.ndarray) -> np.ndarray:
+        """One V-cycle from zero for ``A_i x = b`` (red-black order); returns level i's work array."""
+        L = self.levels[i]
+        x = L.x
+        if L.Nc is None:
+            np.dot(self.coarse_inverse, b, out=x)
+            return x
+        g, nr, nb, Nc = L.g, L.nr, L.nb, L.Nc
+        bt = L.bt
+        np.multiply(b, L.inv, out=bt)
+        btr, btb = bt[:nr], bt[nr:]
+        xr, xb = x[:nr], x[nr:]
+        # 1. pre-smoothing, forward sweeps from zero: red (x_r = D_r^{-1} b_r), black, red, ..., black
+        np.copyto(xr, btr)
+        for sweep in range(self.nu):
+            if sweep:
+                np.copyto(xr, btr)
+                _spmv_add((nr, nb), g.rb, L.sA_rb, xb, xr)
+            np.copyto(xb, btb)
+            _spmv_add((nb, nr), g.br, L.sA_br, xr, xb)
+        # 2. scaled red residual s_r = D_r^{-1} r_r (the black one is zero); b_c = P_r^T D_r s_r
+        s = L.s
+        np.subtract(btr, xr, out=s)
+        _spmv_add((nr, nb), g.rb, L.sA_rb, xb, s)
+        bc = L.bc
+        bc.fill(0.0)
+        _spmv_add((Nc, nr), g.R_red, L.Rw, s, bc)
+        # 3. over-corrected coarse-grid correction x += beta P e_c
+        ec = self._cycle(i + 1, bc)
+        beta = self.betas[i]
+        if beta != 1.0:
+            ec *= beta
+        _spmv_add((nr, Nc), g.P_red, L.ones_r, ec, xr)
+        _spmv_add((nb, Nc), g.P_black, L.ones_b, ec, xb)
+        # 4. post-smoothing, backward sweeps: black, red, ...
+        for _ in range(self.nu):
+            np.copyto(xb, btb)
+            _spmv_add((nb, nr), g.br, L.sA_br, xr, xb)
+            np.copyto(xr, btr)
+            _spmv_add((nr, nb), g.rb, L.sA_rb, xb, xr)
+        return x
+
+    def apply_rb(self, r: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """One cycle for a residual of the finest level in red-black order (``M^{-1} r``, new array or ``out``)."""
+        self.applications += 1
+        x = self._cycle(0, r)
+        if out is None:
+            return x.copy()
+        np.copyto(out, x)
+        return out
+
+    def __call__(self, r: np.ndarray) -> np.ndarray:
+        """``M^{-1} r`` in natural (C) order: one cycle."""
+        perm = self.grid.levels[0].perm
+        z = np.empty(len(perm), dtype=np.result_type(r, np.float64))
+        z[perm] = self.apply_rb(np.ascontiguousarray(r[perm], dtype=np.float64))
+        return z
+
+    def matvec_rb(self, v: np.ndarray) -> np.ndarray:
+        """``A v`` for ``v`` in red-black order of the finest level."""
+        return self.levels[0].matvec(v)

@@ -1,0 +1,335 @@
+"""Structured multigrid (solvers.multigrid, engine ``mg``): solves checked against a direct
+solve, bounded iteration counts, reuse proven by counts (never by wall-clock)."""
+
+import time
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+from solvers.engines import HAVE_CHOLMOD
+from solvers.engines.base import PilotAborted
+from solvers.engines.mg import MgEngine
+from solvers.families import get_family
+from solvers.families.fv import cell_centres, diffusion
+from solvers.fields import CoefficientSpec, GRFSpec, pointwise_std
+from solvers.multigrid import Multigrid, grid_hierarchy, infer_shape, mg_cg, mg_gmres
+from solvers.options import SolverOptions
+from tests.helpers import assert_solved
+
+RTOL = 1e-8
+darcy = get_family("darcy")
+
+
+def lognormal(std: float, n: int, dim: int) -> CoefficientSpec:
+    """a = exp(g) with pointwise std(g) = ``std`` (GRF amplitude rescaled; scale <= 10 is a spec limit)."""
+    grf = GRFSpec()
+    unit = GRFSpec(sigma=grf.amplitude(dim) / pointwise_std(grf, (n,) * dim))
+    return CoefficientSpec(kind="lognormal", grf=unit, scale=std)
+
+
+def threshold(contrast: float) -> CoefficientSpec:
+    return CoefficientSpec(kind="threshold", high=12.0, low=3.0) if contrast == 4 else \
+        CoefficientSpec(kind="threshold", high=contrast, low=1.0)
+
+
+def darcy_system(n, dim, coefficient, index=0):
+    spec = darcy.spec(n=n, dim=dim, coefficient=coefficient)
+    return darcy.assemble(spec, darcy.sample(spec, 0, index))
+
+
+def channels(n: int, dim: int, contrast: float = 1e6) -> np.ndarray:
+    """Three wavy high-permeability channels, two cells wide, crossing the domain."""
+    X = np.meshgrid(*[cell_centres(n)] * dim, indexing="ij")
+    a = np.ones((n,) * dim)
+    for c in (0.2, 0.45, 0.7):
+        a[np.abs(X[0] - c - 0.1 * np.sin(6 * X[-1])) < 1.0 / n] = contrast
+    return a
+
+
+def inclusions(n: int, dim: int, value: float) -> np.ndarray:
+    """A 5^d array of square inclusions of coefficient ``value`` in a = 1."""
+    X = np.meshgrid(*[cell_centres(n)] * dim, indexing="ij")
+    inside = np.ones((n,) * dim, dtype=bool)
+    for Xi in X:
+        inside &= (np.mod(5 * Xi, 1) > 0.3) & (np.mod(5 * Xi, 1) < 0.7)
+    return np.where(inside, value, 1.0)
+
+
+def solve_and_check(A, b, **kw):
+    """mg_cg / mg_gmres to RTOL, checked against a direct solve; returns the record."""
+    M = Multigrid(infer_shape(A)).setup(A)
+    krylov = mg_cg if M.symmetric else mg_gmres
+    x, info, res = krylov(A, b, rtol=RTOL, M=M, full_output=True, **kw)
+    assert info == 0 and res.converged, res.message
+    assert_solved(A, b, x, RTOL, reference=spla.spsolve(A.tocsc(), b))
+    assert res.precond_applies >= res.iterations > 0
+    return res
+
+
+# ----------------------------------------------------------------------------- correctness
+@pytest.mark.parametrize("n, dim", [(128, 2), (24, 3)])
+@pytest.mark.parametrize("std", [1.0, 3.0])
+def test_darcy_lognormal(n, dim, std):
+    solve_and_check(*darcy_system(n, dim, lognormal(std, n, dim)))
+
+
+@pytest.mark.parametrize("n, dim", [(128, 2), (24, 3)])
+@pytest.mark.parametrize("contrast", [4, 1e3, 1e6])
+def test_darcy_threshold_contrasts(n, dim, contrast):
+    solve_and_check(*darcy_system(n, dim, threshold(contrast)))
+
+
+def test_darcy_32_cubed():
+    A, b = darcy_system(32, 3, CoefficientSpec())
+    x, info, res = mg_cg(A, b, rtol=RTOL, full_output=True)
+    assert info == 0 and res.iterations <= 12
+    if HAVE_CHOLMOD:  # SuperLU needs ~7 s on 32^3
+        from sksparse.cholmod import cholesky
+
+        reference = cholesky(A.tocsc())(b)
+    else:
+        reference = spla.spsolve(A.tocsc(), b)
+    assert_solved(A, b, x, RTOL, reference=reference)
+
+
+@pytest.mark.parametrize("field", ["channels", "high_inclusions", "insulating_inclusions"])
+@pytest.mark.parametrize("n, dim", [(128, 2), (24, 3)])
+def test_channels_and_inclusions(field, n, dim):
+    a = {"channels": lambda: channels(n, dim),
+         # 1e4, not 1e6: floating inclusions of 1e6 with f = 1 put ||b - A x|| = 1e-8 ||b|| below the
+         # float64 floor (eps ||A|| ||x||), where the direct solve does not reach rtol either
+         "high_inclusions": lambda: inclusions(n, dim, 1e4),
+         "insulating_inclusions": lambda: inclusions(n, dim, 1e-6)}[field]()
+    solve_and_check(diffusion(a, 1.0 / n).tocsr(), np.ones(n**dim))
+
+
+def test_poisson_fixed_operator():
+    fam = get_family("poisson")
+    spec = fam.spec(n=128, dim=2)
+    solve_and_check(*fam.assemble(spec, fam.sample(spec, 0, 0)))
+
+
+@pytest.mark.parametrize("n", [200, 257])
+def test_one_dimensional(n):
+    a = np.exp(np.sin(12 * cell_centres(n)) + np.random.default_rng(n).standard_normal(n))
+    solve_and_check(diffusion(a, 1.0 / n).tocsr(), np.ones(n))
+
+
+@pytest.mark.parametrize("n, dim", [(100, 2), (37, 2), (48, 2), (21, 3), (19, 3)])
+def test_non_power_of_two_and_odd_n(n, dim):
+    solve_and_check(*darcy_system(n, dim, CoefficientSpec()))
+
+
+@pytest.mark.parametrize("dim, n", [(2, 96), (3, 20)])
+@pytest.mark.parametrize("dt", [1e-2, 1e-3, 1e-4])
+def test_heat_step(dim, n, dt):
+    A, b = darcy_system(n, dim, lognormal(1.0, n, dim))
+    H = (sp.identity(n**dim, format="csr") / dt + A).tocsr()
+    res = solve_and_check(H, b)
+    assert res.iterations <= 12
+    M = Multigrid((n,) * dim).setup(H)
+    # the mass term dominates the coarse Galerkin operators: the over-correction fades there
+    assert M.betas == sorted(M.betas, reverse=True) and M.betas[0] <= 1.9
+    assert dt > 1e-3 or M.betas[-1] < 1.8
+
+
+@pytest.mark.parametrize("velocity", [1.0, 100.0])
+@pytest.mark.parametrize("n", [64, 128])
+def test_advection_diffusion_gmres(velocity, n):
+    fam = get_family("advection_diffusion")
+    spec = fam.spec(n=n, dim=2, velocity=velocity)
+    A, b = fam.assemble(spec, fam.sample(spec, 0, 0))
+    M = Multigrid((n, n)).setup(A)
+    assert not M.symmetric and 0 < M.skewness < 1
+    assert M.beta < 1.5 if velocity == 100.0 else M.beta == pytest.approx(1.9, abs=0.05)
+    res = solve_and_check(A, b)
+    assert res.iterations <= 40
+
+
+# ----------------------------------------------------------------------------- structure
+@pytest.mark.parametrize("shape", [(37, 37), (12, 12), (19, 19, 19), (129,)])
+def test_coarse_operators_are_galerkin_products(shape):
+    """Every coarse level equals P^T A P with P the aggregate indicator (non-symmetric A too)."""
+    rng = np.random.default_rng(len(shape))
+    n, d = shape[0], len(shape)
+    from solvers.families.fv import upwind_advection
+
+    st = diffusion(np.exp(rng.standard_normal(shape)), 1.0 / n)
+    if d == 2:
+        st = st + upwind_advection([rng.standard_normal((n + 1, n)), rng.standard_normal((n, n + 1))], 1.0 / n)
+    A = st.tocsr()
+    M = Multigrid(shape).setup(A)
+    assert M.symmetric == (d != 2)
+    perm = M.grid.levels[0].perm
+    Af = A[perm][:, perm]
+    for fine, coarse in zip(M.levels[:-1], M.levels[1:]):
+        g = fine.g
+        P = sp.vstack([sp.csr_matrix((fine.ones_r, g.P_red[1], g.P_red[0]), shape=(fine.nr, fine.Nc)),
+                       sp.csr_matrix((fine.ones_b, g.P_black[1], g.P_black[0]), shape=(fine.nb, fine.Nc))])
+        Ac = (P.T @ Af @ P).toarray()
+        np.testing.assert_allclose(coarse.dense(), Ac, rtol=1e-12, atol=1e-12 * np.abs(Ac).max())
+        assert np.all(np.diff(P.tocsr().indptr) == 1)  # one aggregate per fine cell
+        Af = sp.csr_matrix(Ac)
+    assert M.levels[-1].N <= 64
+
+
+def test_other_layouts_are_read_and_foreign_patterns_refused():
+    A, b = darcy_system(40, 2, CoefficientSpec())
+    x_ref, _ = mg_cg(A, b, rtol=RTOL)
+    B = sp.csr_matrix(A.toarray())  # same operator, layout built from a dense copy
+    x, info = mg_cg(B, b, rtol=RTOL, shape=(40, 40))
+    assert info == 0 and np.allclose(x, x_ref, rtol=1e-6)
+    C = A.tolil()
+    C[0, 5] = -1.0  # outside the 5-point pattern
+    with pytest.raises(ValueError, match="outside"):
+        Multigrid((40, 40)).setup(C.tocsr())
+
+
+def test_structure_built_once_per_shape_and_shared():
+    grid_hierarchy.cache_clear()
+    M1, M2 = Multigrid((29, 29)), Multigrid((29, 29))
+    assert M1.grid is M2.grid
+    assert grid_hierarchy.cache_info().misses == 1
+    for arr in (M1.grid.levels[0].perm, M1.grid.levels[0].rb[2]):
+        assert not arr.flags.writeable
+
+
+# ----------------------------------------------------------------------------- iteration bounds
+@pytest.mark.parametrize("dim, sizes", [(2, (32, 64, 128)), (3, (8, 16, 32))])
+@pytest.mark.parametrize("coefficient", ["threshold", "lognormal"])
+def test_iterations_bounded_as_n_doubles(dim, sizes, coefficient):
+    counts = []
+    for n in sizes:
+        c = CoefficientSpec() if coefficient == "threshold" else lognormal(1.0, n, dim)
+        A, b = darcy_system(n, dim, c)
+        x, info, res = mg_cg(A, b, rtol=RTOL, full_output=True)
+        assert info == 0
+        counts.append(res.iterations)
+    assert max(counts) <= 1.5 * min(counts), counts
+    assert max(counts) <= 15, counts
+
+
+# ----------------------------------------------------------------------------- solver API
+def test_non_convergence_is_data_and_x0_is_used():
+    A, b = darcy_system(64, 2, threshold(1e3))
+    x, info, res = mg_cg(A, b, rtol=RTOL, maxiter=2, full_output=True)
+    assert info == 2 and not res.converged and res.iterations == 2
+    assert res.residual == pytest.approx(np.linalg.norm(b - A @ x) / np.linalg.norm(b))
+    x_full, info, full = mg_cg(A, b, rtol=RTOL, full_output=True)
+    assert info == 0
+    _, info, warm = mg_cg(A, b, x0=x, rtol=RTOL, full_output=True)
+    assert info == 0 and warm.iterations < full.iterations
+    _, info, exact = mg_cg(A, b, x0=x_full, rtol=RTOL, full_output=True)
+    assert info == 0 and exact.iterations == 0 and exact.precond_applies == 0
+
+
+def test_stopping_test_is_the_true_residual_and_callback_sees_every_iteration():
+    A, b = darcy_system(48, 2, CoefficientSpec())
+    seen = []
+    x, info, res = mg_cg(A, b, rtol=1e-6, atol=0.0, callback=seen.append, full_output=True)
+    assert info == 0 and len(seen) == res.iterations
+    assert np.linalg.norm(b - A @ x) <= 1e-6 * np.linalg.norm(b)
+    # atol wins when it is the larger bound
+    x, info, res2 = mg_cg(A, b, rtol=1e-12, atol=1e-3 * np.linalg.norm(b), full_output=True)
+    assert info == 0 and res2.iterations < res.iterations
+
+
+# ----------------------------------------------------------------------------- engine
+def engine_sequence(family, params, count=5, **opts):
+    fam = get_family(family)
+    spec = fam.spec(**params)
+    eng = MgEngine(SolverOptions(engine="auto", rtol=RTOL, **opts), fam, spec)
+    records = []
+    for i in range(count):
+        A, b = fam.assemble(spec, fam.sample(spec, 0, i))
+        x, rec = eng.solve(A, b)
+        assert rec.converged and rec.residual <= RTOL and rec.method == "mg"
+        records.append((A, b, x, rec))
+    return eng, records
+
+
+def test_engine_reuses_the_grid_structure_and_sets_up_each_new_operator():
+    eng, records = engine_sequence("darcy", dict(n=64, dim=2))
+    assert eng.counters["pattern_builds"] == 1
+    assert eng.counters["setups"] == 5
+    assert eng.counters["cycles"] == sum(r[3].precond_applies for r in records)
+    A, b, x, _ = records[-1]
+    assert_solved(A, b, x, RTOL, reference=spla.spsolve(A.tocsc(), b))
+
+
+def test_engine_fixed_operator_is_set_up_once():
+    eng, _ = engine_sequence("poisson", dict(n=32, dim=3))
+    assert dict(eng.counters, cycles=0) == {"pattern_builds": 1, "setups": 1, "setup_reuses": 4, "cycles": 0}
+
+
+def test_engine_non_symmetric_and_warm_start():
+    eng, records = engine_sequence("advection_diffusion", dict(n=64, dim=2), count=3)
+    assert "FGMRES" in records[0][3].message
+    A, b, x, _ = records[-1]
+    x2, rec = eng.solve(A, b, x0=x)
+    assert rec.converged and rec.iterations == 0
+    assert eng.counters["setups"] == 3 and eng.counters["setup_reuses"] == 1  # same A object
+
+
+def test_engine_deadline_and_unconverged_record():
+    fam = get_family("darcy")
+    spec = fam.spec(n=64, dim=2)
+    A, b = fam.assemble(spec, fam.sample(spec, 0, 0))
+    eng = MgEngine(SolverOptions(engine="auto", rtol=RTOL), fam, spec)
+    eng.deadline = time.perf_counter() - 1.0
+    with pytest.raises(PilotAborted):
+        eng.solve(A, b)
+    capped = MgEngine(SolverOptions(engine="auto", rtol=RTOL, maxiter=1), fam, spec)
+    x, rec = capped.solve(A, b)
+    assert not rec.converged and rec.info > 0 and rec.residual > RTOL
+
+
+def test_engine_refuses_complex_families():
+    fam = get_family("helmholtz")
+    with pytest.raises(ValueError, match="real operator"):
+        MgEngine(SolverOptions(engine="auto"), fam, fam.spec(n=32, dim=2))
+
+
+# ----------------------------------------------------------------------------- deflation
+def test_cluster_deflation_finds_the_inclusions_and_cuts_iterations():
+    n = 40
+    a = inclusions(n, 2, 1e4)
+    A, b = diffusion(a, 1.0 / n).tocsr(), np.ones(n * n)
+    M = Multigrid((n, n)).setup(A, deflate=True)
+    assert M.deflation is not None and M.deflation.k == 25  # the 5 x 5 inclusions
+    members = np.sort(M.grid.levels[0].perm[M.deflation.members])
+    assert np.array_equal(members, np.flatnonzero(a.ravel() > 1))
+    assert Multigrid((n, n)).setup(diffusion(np.ones((n, n)), 1.0 / n).tocsr(), deflate=True).deflation is None
+
+
+@pytest.mark.parametrize("contrast", [1e3, 1e6])
+def test_deflation_on_high_contrast_3d(contrast):
+    A, b = darcy_system(24, 3, threshold(contrast))
+    _, info, plain = mg_cg(A, b, rtol=RTOL, full_output=True)
+    x, info, res = mg_cg(A, b, rtol=RTOL, full_output=True, deflate=True)
+    assert info == 0 and res.iterations < plain.iterations
+    assert res.matvecs >= 2 * res.precond_applies  # two products with A per balancing step
+    assert_solved(A, b, x, RTOL, reference=spla.spsolve(A.tocsc(), b))
+
+
+def test_engine_switches_deflation_on_after_a_slow_solve():
+    eng, records = engine_sequence("darcy", dict(n=24, dim=3, coefficient=threshold(1e6)), count=4)
+    its = [r[3].iterations for r in records]
+    assert its[0] > 20 and eng.counters["deflations"] == 3  # from the second system on
+    assert all("clusters deflated" in r[3].message for r in records[1:])
+    assert max(its[1:]) < its[0]
+    eng, _ = engine_sequence("darcy", dict(n=24, dim=3), count=3)  # healthy counts: never switched on
+    assert eng.counters["deflations"] == 0
+
+
+def test_engine_drops_deflation_that_does_not_pay(monkeypatch):
+    import solvers.engines.mg as mg_engine
+
+    monkeypatch.setattr(mg_engine, "DEFLATE_AFTER", 5)
+    eng, records = engine_sequence("darcy", dict(n=32, dim=2, coefficient=threshold(1e3)), count=4)
+    its = [r[3].iterations for r in records]  # 12, then 9 deflated: not below 0.6 x 12
+    assert its[0] > 5 and its[1] > mg_engine.DEFLATE_KEEP * its[0]
+    assert eng.counters["deflations"] == 1 and eng.counters["deflation_dropped"] == 1
+    assert "clusters deflated" in records[1][3].message and "clusters" not in records[2][3].message
