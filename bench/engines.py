@@ -157,6 +157,7 @@ METHODS = {
     "direct": lambda f, s, c: engine_run("direct", f, s, c),
     "direct_mixed": lambda f, s, c: engine_run("direct_mixed", f, s, c),
     "amg": lambda f, s, c: engine_run("amg", f, s, c),
+    "mg": lambda f, s, c: engine_run("mg", f, s, c),
     # one factorization per worker serves every shard: 100 right-hand sides show its steady cost
     "factorize_once": lambda f, s, c: engine_run("factorize_once", f, s, 100),
     "spectral": lambda f, s, c: engine_run("spectral", f, s, 100),
@@ -171,7 +172,7 @@ def _child(conn, method, family_name, params, n, dim, count):
     spec = family.spec(n=n, dim=dim, **params)
     try:
         times, its, extra = METHODS[method](family, spec, count)
-        steady = times[1:] if method in ("skr", "direct", "direct_mixed", "amg", "factorize_once", "spectral", "auto") \
+        steady = times[1:] if method in ("skr", "direct", "direct_mixed", "amg", "mg", "factorize_once", "spectral", "auto") \
             and len(times) > 2 else times
         conn.send({"median_seconds": float(np.median(steady)), "mean_iterations": float(np.mean(its)),
                    "samples": len(times), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -230,7 +231,7 @@ def main(argv=None) -> dict:
             results[method] = {"skipped": why} if why else run_method(method, family_name, params, n, dim, count)
         alts = [results[m] for m in ("fresh_direct", "fresh_amg") if "median_seconds" in results[m]]
         best_alt = min(alts, key=lambda r: r["median_seconds"]) if alts else None
-        ours = {m: results[m] for m in ("direct", "direct_mixed", "amg", "factorize_once", "spectral", "auto")}
+        ours = {m: results[m] for m in ("direct", "direct_mixed", "amg", "mg", "factorize_once", "spectral", "auto")}
         ratios = {m: best_alt["median_seconds"] / r["median_seconds"]
                   for m, r in ours.items() if best_alt and "median_seconds" in r}
         auto = results["auto"]
@@ -246,9 +247,9 @@ def main(argv=None) -> dict:
 
     print("\n## Engines at rtol 1e-8: median s/sample / mean iterations / peak RSS; "
           "ratio = best alternative / ours\n")
-    print("| family | grid | gmres | skr (SKR) | best alternative | direct | direct_mixed | amg | "
+    print("| family | grid | gmres | skr (SKR) | best alternative | direct | direct_mixed | amg | mg | "
           "factorize_once | spectral | auto (choice) | ratio auto | pilot / 1000 samples |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         m = r["methods"]
         alt = r["best_alternative"]
@@ -257,21 +258,22 @@ def main(argv=None) -> dict:
         ratio = r["ratios"].get("auto")
         share = r["pilot_share_of_1000"]
         print(f"| {r['family']} | {r['grid']} | {fmt(m['gmres'])} | {fmt(m['skr'])} | {alt_txt} | "
-              f"{fmt(m['direct'])} | {fmt(m['direct_mixed'])} | {fmt(m['amg'])} | {fmt(m['factorize_once'])} | "
+              f"{fmt(m['direct'])} | {fmt(m['direct_mixed'])} | {fmt(m['amg'])} | {fmt(m['mg'])} | "
+              f"{fmt(m['factorize_once'])} | "
               f"{fmt(m['spectral'])} | "
               f"{fmt(auto)} ({auto.get('engine', '?')}) | "
               f"{'%.2fx' % ratio if ratio else '–'} | {'%.2f %%' % (100 * share) if share is not None else '–'} |")
     print("\n## Speed-ups of each engine (best alternative / engine; skr and gmres: vs gmres)\n")
-    print("| family | grid | direct | direct_mixed | amg | factorize_once | spectral | auto | skr vs gmres | "
+    print("| family | grid | direct | direct_mixed | amg | mg | factorize_once | spectral | auto | skr vs gmres | "
           "auto vs gmres |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         m, q = r["methods"], r["ratios"]
         g = m["gmres"].get("median_seconds")
         skr_g = g / m["skr"]["median_seconds"] if g and "median_seconds" in m["skr"] else None
         fo_g = g / m["auto"]["median_seconds"] if g and "median_seconds" in m["auto"] else None
         cells = [f"{q[k]:.2f}x" if k in q else "–"
-                 for k in ("direct", "direct_mixed", "amg", "factorize_once", "spectral", "auto")]
+                 for k in ("direct", "direct_mixed", "amg", "mg", "factorize_once", "spectral", "auto")]
         print(f"| {r['family']} | {r['grid']} | " + " | ".join(cells)
               + f" | {'%.2fx' % skr_g if skr_g else '–'} | {'%.1fx' % fo_g if fo_g else '–'} |")
     print(f"\nparent RSS at fork: {base_rss:.0f} MB; total {elapsed:.0f} s")

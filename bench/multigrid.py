@@ -6,15 +6,15 @@
     python -m bench.multigrid --advection --no-darcy --no-growth   # advection-diffusion rows only
 
 Per row, at rtol 1e-8, medians over the samples after a warm-up sample (the sorted
-sequence of ``samples_for`` samples, seed 0, greedy ordering as ``solvers.generate``):
+sequence of ``samples_for`` samples, seed 0, greedy ordering as ``pdeforge.solvers.generate``):
 
-* ``mg``        -- :class:`solvers.engines.mg.MgEngine` over the sequence: set-up ms
+* ``mg``        -- :class:`pdeforge.solvers.engines.mg.MgEngine` over the sequence: set-up ms
   (Galerkin values, coarsest inverse), solve ms, iterations, total ms per sample;
 * ``100 SpMV``  -- the time of 100 products ``A @ b`` (SciPy CSR), measured in the mg
   process right before each solve, and the ratio total / (100 SpMV);
 * ``fresh SA``  -- a new PyAMG smoothed-aggregation hierarchy per sample + CG (what a
   user runs today);
-* ``amg``       -- :class:`solvers.engines.amg.AmgEngine` over the same sorted sequence
+* ``amg``       -- :class:`pdeforge.solvers.engines.amg.AmgEngine` over the same sorted sequence
   (hierarchy reused, Galerkin products recomputed).
 
 Ratios ``x fresh SA`` and ``x amg`` are their total / mg total (> 1: mg faster).  Each
@@ -28,18 +28,18 @@ smallest grid (fixed interfaces).  Prints markdown and writes JSON to ``bench/re
 
 from __future__ import annotations
 
+import argparse
+import json
+import multiprocessing as mp
 import os
+import time
+from pathlib import Path
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+import numpy as np
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import multiprocessing as mp  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+from pdeforge.solvers.threads import single_threaded_blas
 
-import numpy as np  # noqa: E402
+single_threaded_blas()
 
 RTOL = 1e-8
 KINDS = ("lognormal", "threshold4", "threshold1e3", "threshold1e6")
@@ -59,7 +59,7 @@ def samples_for(n: int, dim: int) -> int:
 
 def coefficient(kind: str, n: int, dim: int):
     """``lognormal``: std(log a) = 1 (GRF rescaled); ``thresholdC``: contrast C (4 is FNO's 12/3)."""
-    from solvers.fields import CoefficientSpec, GRFSpec, pointwise_std
+    from pdeforge.solvers.fields import CoefficientSpec, GRFSpec, pointwise_std
 
     if kind == "lognormal":
         grf = GRFSpec()
@@ -72,9 +72,9 @@ def coefficient(kind: str, n: int, dim: int):
 
 
 def sorted_sequence(kind, n, dim, count, seed=0):
-    """The family, spec and the sample indices in the order ``solvers.generate`` solves them."""
-    from solvers.families import get_family
-    from solvers.ordering import order_systems
+    """The family, spec and the sample indices in the order ``pdeforge.solvers.generate`` solves them."""
+    from pdeforge.solvers.families import get_family
+    from pdeforge.solvers.ordering import order_systems
 
     if kind.startswith("advection"):  # advection_diffusion with max face speed V (nu = 0.01)
         family = get_family("advection_diffusion")
@@ -95,7 +95,7 @@ def true_residual(A, b, x) -> float:
 
 def direct_residual(A, b) -> float:
     """True residual of a sparse direct solve: the float64 floor a method can be held to."""
-    from solvers.engines.direct import HAVE_CHOLMOD
+    from pdeforge.solvers.engines.direct import HAVE_CHOLMOD
 
     if HAVE_CHOLMOD:
         from sksparse.cholmod import cholesky
@@ -107,7 +107,7 @@ def direct_residual(A, b) -> float:
 
 
 def run_engine(engine_cls, kind, n, dim, count, spmv=False):
-    from solvers.options import SolverOptions
+    from pdeforge.solvers.options import SolverOptions
 
     family, spec, order = sorted_sequence(kind, n, dim, count)
     engine = engine_cls(SolverOptions(engine="auto", rtol=RTOL), family, spec)
@@ -128,8 +128,8 @@ def run_engine(engine_cls, kind, n, dim, count, spmv=False):
 
 
 def run_mg(kind, n, dim, count):
-    from solvers.engines.mg import MgEngine
-    from solvers.multigrid import grid_hierarchy
+    from pdeforge.solvers.engines.mg import MgEngine
+    from pdeforge.solvers.multigrid import grid_hierarchy
 
     grid_hierarchy.cache_clear()
     t0 = time.perf_counter()
@@ -146,7 +146,7 @@ def run_mg(kind, n, dim, count):
 
 
 def run_amg(kind, n, dim, count):
-    from solvers.engines.amg import AmgEngine
+    from pdeforge.solvers.engines.amg import AmgEngine
 
     rows, counters = run_engine(AmgEngine, kind, n, dim, count)
     return rows, {"counters": counters}
@@ -157,7 +157,7 @@ def run_fresh_sa(kind, n, dim, count):
     import pyamg
     import scipy.sparse.linalg as spla
 
-    from solvers.krylov import gmres
+    from pdeforge.solvers.krylov import gmres
 
     family, spec, order = sorted_sequence(kind, n, dim, count)
     rows = []
@@ -230,8 +230,8 @@ def _growth_child(conn, kind, dim, sizes, fixed):
     import pyamg
     import scipy.sparse.linalg as spla
 
-    from solvers.families.fv import diffusion
-    from solvers.multigrid import mg_cg
+    from pdeforge.solvers.families.fv import diffusion
+    from pdeforge.solvers.multigrid import mg_cg
 
     out = {"mg": {}, "mg_deflated": {}, "fresh_sa": {}}
     try:

@@ -9,7 +9,7 @@ from .ordering import ORDERINGS
 from .params import fail, param, validate
 
 #: the registry's engines plus the ``auto`` pilot (pdeforge.solvers.engines checks that they agree)
-ENGINE_NAMES = ("auto", "skr", "gmres", "direct", "direct_mixed", "factorize_once", "amg", "spectral",
+ENGINE_NAMES = ("auto", "skr", "gmres", "direct", "direct_mixed", "factorize_once", "amg", "mg", "spectral",
                 "pseudo_spectral")
 
 

@@ -8,6 +8,8 @@
 ``direct_mixed``   float32 factorization + float64 iterative refinement
 ``factorize_once`` fixed operator: one factorization per worker, block solves
 ``amg``            PyAMG (SA + CG / RS + GMRES), hierarchy reused via Galerkin rebuilds
+``mg``             structured-grid multigrid (cell agglomeration, face-form Galerkin, red-black
+                   Gauss-Seidel, over-corrected V-cycle) + CG / FGMRES; patterns once per grid
 ``spectral``       constant-coefficient Laplacian s I + c L: exact DST-II / DCT-II solve
 ``pseudo_spectral`` families with their own Fourier-space stepper (no linear system)
 ``auto``           a time-boxed pilot picks the fastest of the applicable engines
@@ -23,6 +25,7 @@ from ..options import ENGINE_NAMES
 from .krylov import GmresEngine, SkrEngine  # isort: skip
 from .direct import HAVE_CHOLMOD, DirectEngine, DirectMixedEngine, FactorizeOnceEngine  # isort: skip
 from .amg import AmgEngine  # isort: skip
+from .mg import MgEngine  # isort: skip
 from .spectral import SpectralEngine  # isort: skip
 from .stepper import OwnStepperEngine  # isort: skip
 from .auto import EngineDecision, candidates, choose_engine, pilot
@@ -36,4 +39,4 @@ if set(ENGINE_NAMES) != {AUTO, *ENGINES}:  # the spec's choices and the registry
 __all__ = ["ENGINES", "AUTO", "EngineDecision", "Engine", "FactorCache", "PilotAborted", "HAVE_CHOLMOD", "candidates", "choose_engine",
            "pilot", "refusal", "applicable_engines", "check_engine",
            "SkrEngine", "GmresEngine", "DirectEngine", "DirectMixedEngine", "FactorizeOnceEngine", "AmgEngine",
-           "SpectralEngine", "OwnStepperEngine"]
+           "SpectralEngine", "OwnStepperEngine", "MgEngine"]

@@ -21,6 +21,7 @@ import scipy.sparse.linalg as spla
 
 from ..capabilities import DEFINITE, LINEAR_SYSTEM
 from ..krylov import amg_hierarchy, gmres
+from ..residual import meets_tolerance
 from .base import Engine, grown, residual_result
 from .registry import register
 
@@ -88,7 +89,8 @@ class AmgEngine(Engine):
 
             # SciPy's cg stops at ||r|| <= max(rtol ||b||, atol): atol is absolute, as ours
             x, info = spla.cg(A, b, x0=x0, rtol=o.rtol, atol=o.atol, maxiter=o.maxiter, M=M, callback=step)
-            its, converged = count[0], info == 0
+            # cg's info judges its recursive residual: the record says what the true residual says
+            its, converged = count[0], info == 0 and meets_tolerance(A, b, x, o.rtol, o.atol)[0]
             res = residual_result(self.name, A, b, x, t0, iterations=its, matvecs=its + 2, precond_applies=its + 1,
                                   setup=setup, converged=converged, message=f"SA-AMG + CG, {its} iterations")
         else:

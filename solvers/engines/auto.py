@@ -85,7 +85,7 @@ def candidates(family, spec) -> list[str]:
         spec.dim == 2 and spec.n <= (DIRECT_MAX_2D if "amg" not in ok else DIRECT_MAX_2D_WITH_AMG))
     out = [name for name in ("spectral", "factorize_once") if name in ok]
     directs = [name for name in ("direct", "direct_mixed") if name in ok and direct_ok]
-    iterative = [name for name in ("amg",) if name in ok]
+    iterative = [name for name in ("mg", "amg") if name in ok]
     out += (iterative + directs) if large else (directs[:1] + iterative + directs[1:])
     out += [name for name in ("skr", "pseudo_spectral") if name in ok]
     return out

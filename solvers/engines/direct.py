@@ -41,7 +41,9 @@ class _Cholmod:
         self._factor = None
         self._pattern = None
 
-    def factor(self, A):
+    def factor(self, A, *, independent: bool = False):
+        """The numeric factor of ``A``: refactorized in place (the previous factor is gone), or with
+        ``independent`` a new factor object (the symbolic analysis still reused) that stays valid."""
         # A is symmetric: its CSR arrays are those of a CSC matrix equal to A (no copy)
         csc = sp.csc_matrix((A.data, A.indices, A.indptr), shape=A.shape)
         same = self._pattern is not None and (
@@ -51,8 +53,10 @@ class _Cholmod:
             self._factor = _cholmod_analyze(csc)
             self._pattern = (A.indices, A.indptr)
             self.counters["symbolic_analyses"] += 1
-        self._factor.cholesky_inplace(csc)
         self.counters["factorizations"] += 1
+        if independent:
+            return self._factor.cholesky(csc)
+        self._factor.cholesky_inplace(csc)
         return self._factor
 
 
@@ -70,10 +74,10 @@ class DirectEngine(Engine):
         self._A = self._factor = None
         self._cholmod = _Cholmod(self.counters) if HAVE_CHOLMOD else None
 
-    def _factorize(self, A):
+    def _factorize(self, A, *, independent: bool = False):
         if self._cholmod is not None and self.spd and A.dtype == np.float64:
             self.backend = "cholmod"
-            return self._cholmod.factor(A)
+            return self._cholmod.factor(A, independent=independent)
         self.backend = "superlu"
         self.counters["factorizations"] += 1
         return factorize(A)
@@ -138,7 +142,7 @@ class FactorizeOnceEngine(BlockSolves, DirectEngine):
         if factor is not None:
             self.counters["factorization_reuses"] += 1
             return factor
-        factor = self._factorize(A)
+        factor = self._factorize(A, independent=True)  # cached factors must not be refactorized in place
         self.cache.put(A, factor)
         return factor
 

@@ -1,6 +1,6 @@
 r"""``mg``: structured-grid multigrid (cell agglomeration, over-corrected V-cycle) as preconditioner.
 
-Method (:mod:`solvers.multigrid`).  For a (2d+1)-point cell-centred operator on the
+Method (:mod:`pdeforge.solvers.multigrid`).  For a (2d+1)-point cell-centred operator on the
 tensor grid ``spec.shape`` (d = 1, 2, 3; any n >= 2, odd n included):
 
 * coarse cells are 2^d agglomerates of fine cells (pairs along each axis, the last
@@ -17,7 +17,7 @@ tensor grid ``spec.shape`` (d = 1, 2, 3; any n >= 2, odd n included):
   mass term (``I/dt``) dominates the coarse operator (interior diagonal excess from
   0 to 0.2), where the Galerkin correction is already nearly exact;
 * the coarsest grid (<= 64 cells) is solved exactly (dense inverse);
-* high contrast (:mod:`solvers.multigrid.deflation`): the aggregate coarse spaces
+* high contrast (:mod:`pdeforge.solvers.multigrid.deflation`): the aggregate coarse spaces
   cannot separate clusters of high-coefficient cells that touch only through
   low-coefficient material, so on thresholded fields with contrast >= 1e3 the
   iteration counts grow with n.  Once a symmetric solve needs more than
@@ -29,7 +29,7 @@ tensor grid ``spec.shape`` (d = 1, 2, 3; any n >= 2, odd n included):
 * Krylov: CG on symmetric operators, FGMRES(``restart``) otherwise; convergence on
   the true residual ``||b - A x|| <= max(rtol ||b||, atol)``.
 
-Requirements: ``A`` assembled on :func:`~solvers.families.fv.stencil_pattern` of
+Requirements: ``A`` assembled on :func:`~pdeforge.solvers.families.fv.stencil_pattern` of
 ``spec.shape`` (every real family is) -- another layout of a (2d+1)-point operator is
 accepted at the price of a copy, anything else raises ``ValueError``; real, SPD or
 an M-matrix (upwind advection--diffusion).  Not for indefinite or complex operators.
@@ -71,8 +71,10 @@ from __future__ import annotations
 
 import time
 
+from ..capabilities import DEFINITE, TENSOR_STENCIL
 from ..multigrid import Multigrid, infer_shape, mg_cg, mg_gmres
 from .base import Engine, residual_result
+from .registry import register
 
 #: a symmetric solve needing more iterations than this switches cluster deflation on
 #: (healthy counts are 8-12; high-contrast fields 17-300)
@@ -84,13 +86,13 @@ DEFLATE_AFTER = 20
 DEFLATE_KEEP = 0.5
 
 
+@register
 class MgEngine(Engine):
     name = "mg"
+    requires = (TENSOR_STENCIL, DEFINITE)
 
-    def __init__(self, options, family=None, spec=None) -> None:
-        super().__init__(options, family, spec)
-        if family is not None and spec is not None and family.dtype(spec).kind == "c":
-            raise ValueError(f"engine 'mg' needs a real operator; family {family.name!r} is complex")
+    def __init__(self, options, family=None, spec=None, **kwargs) -> None:
+        super().__init__(options, family, spec, **kwargs)
         self._M: Multigrid | None = None
         self._A = None
         self._deflate = False

@@ -1,7 +1,7 @@
 r"""Structured-grid multigrid for (2d+1)-point cell-centred operators on tensor grids.
 
 For a matrix ``A`` assembled on the fixed pattern of
-:func:`~solvers.families.fv.stencil_pattern` (any family on that pattern: Darcy,
+:func:`~pdeforge.solvers.families.fv.stencil_pattern` (any family on that pattern: Darcy,
 Poisson, implicit heat steps ``I/dt + A``, upwind advection--diffusion), on a grid
 ``(n,)*d`` with d in 1..3 and any n >= 2:
 

@@ -107,7 +107,7 @@ class LevelGrid:
     """Structure of one level.
 
     Values live in a *stacked* stencil array ``S`` of shape (2d+1, N) (slot order of
-    :func:`~solvers.families.fv.stencil_pattern`, natural cell order, absent
+    :func:`~pdeforge.solvers.families.fv.stencil_pattern`, natural cell order, absent
     neighbours 0); every ``take`` below indexes ``S.ravel()``.  CSR triples are
     ``(indptr, indices, take)``; rows and columns in red-black positions.
     """

@@ -85,7 +85,7 @@ def _spmv_add(shape, csr, data, x, y):
 
 
 def pattern_data(A, shape: tuple[int, ...]) -> np.ndarray:
-    """The CSR data of ``A`` in :func:`~solvers.families.fv.stencil_pattern` order.
+    """The CSR data of ``A`` in :func:`~pdeforge.solvers.families.fv.stencil_pattern` order.
 
     ``A`` assembled on the fixed pattern (every family does) is read without a copy;
     another CSR layout of the same operator is mapped onto the pattern.

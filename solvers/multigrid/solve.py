@@ -57,7 +57,7 @@ def mg_cg(A, b, x0=None, *, rtol=1e-8, atol=0.0, maxiter=None, M=None, shape=Non
     Parameters
     ----------
     A : sparse matrix of a (2d+1)-point operator on the grid ``shape`` (CSR in the
-        :func:`~solvers.families.fv.stencil_pattern` layout is read without copies).
+        :func:`~pdeforge.solvers.families.fv.stencil_pattern` layout is read without copies).
     b, x0 : right-hand side and initial guess (default zero), natural (C) order.
     rtol, atol : stop when ``||b - A x|| <= max(rtol ||b||, atol)`` (true residual).
     maxiter : CG iterations (default 1000).
@@ -67,7 +67,7 @@ def mg_cg(A, b, x0=None, *, rtol=1e-8, atol=0.0, maxiter=None, M=None, shape=Non
         with A per iteration; see :mod:`.deflation`).
     shape : the grid; inferred from ``A`` when None.
     callback : ``callback(residual_norm)`` after every iteration (may raise to abort).
-    full_output : also return the :class:`~solvers.krylov.SolveResult`.
+    full_output : also return the :class:`~pdeforge.solvers.krylov.SolveResult`.
     deflate : when ``M`` is built here, with cluster deflation.
     **options : passed to :class:`Multigrid` when it is built here (``beta``, ``nu``).
 
@@ -167,7 +167,7 @@ def mg_gmres(A, b, x0=None, *, rtol=1e-8, atol=0.0, maxiter=None, M=None, shape=
     """Solve a non-symmetric ``A x = b`` (e.g. an upwind M-matrix) by multigrid-preconditioned FGMRES(m).
 
     Same parameters and returns as :func:`mg_cg` (``maxiter`` counts Arnoldi steps),
-    using :func:`solvers.krylov.gmres` (right preconditioning, flexible storage of
+    using :func:`pdeforge.solvers.krylov.gmres` (right preconditioning, flexible storage of
     ``M^{-1} v_j``, true-residual stopping test).
     """
     t0 = time.perf_counter()

@@ -147,10 +147,10 @@ def test_auto_candidates_depend_on_the_family_and_size():
     helm = get_family("helmholtz")
     assert "amg" not in candidates(helm, helm.spec(n=32))
     darcy = get_family("darcy")
-    assert candidates(darcy, darcy.spec(n=64)) == ["direct", "amg", "direct_mixed", "skr"]
-    assert candidates(darcy, darcy.spec(n=48, dim=3))[0] == "amg"
+    assert candidates(darcy, darcy.spec(n=64)) == ["direct", "mg", "amg", "direct_mixed", "skr"]
+    assert candidates(darcy, darcy.spec(n=48, dim=3))[0] == "mg"
     assert "direct" not in candidates(darcy, darcy.spec(n=32, dim=3))
-    assert candidates(darcy, darcy.spec(n=256)) == ["amg", "skr"]  # AMG beats sparse direct there
+    assert candidates(darcy, darcy.spec(n=256)) == ["mg", "amg", "skr"]  # multigrid beats sparse direct there
     assert "direct" in candidates(helm, helm.spec(n=256, k_min=20.0, k_max=20.0))  # no AMG for Helmholtz
 
 

@@ -92,7 +92,7 @@ def test_scalar_parameters_are_returned_per_sample():
 
 @pytest.mark.parametrize("kwargs, match", [
     (dict(engine="magic"), r"engine='magic' is not allowed; allowed: one of 'auto', 'skr', 'gmres', 'direct', 'direct_mixed', "
-     r"'factorize_once', 'amg', 'spectral'"),
+     r"'factorize_once', 'amg', 'mg', 'spectral', 'pseudo_spectral'"),
     (dict(rtol=1.0), r"rtol=1.0 is out of range; allowed: 1e-14 <= rtol <= 0.1"),
     (dict(recycle=40, restart=40), r"recycle=40 is out of range; allowed: 0 <= recycle < restart = 40"),
     (dict(preconditioner="sor"), r"preconditioner='sor' is not allowed"),

@@ -1,4 +1,4 @@
-"""Structured multigrid (solvers.multigrid, engine ``mg``): solves checked against a direct
+"""Structured multigrid (pdeforge.solvers.multigrid, engine ``mg``): solves checked against a direct
 solve, bounded iteration counts, reuse proven by counts (never by wall-clock)."""
 
 import time
@@ -8,14 +8,14 @@ import pytest
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from solvers.engines import HAVE_CHOLMOD
-from solvers.engines.base import PilotAborted
-from solvers.engines.mg import MgEngine
-from solvers.families import get_family
-from solvers.families.fv import cell_centres, diffusion
-from solvers.fields import CoefficientSpec, GRFSpec, pointwise_std
-from solvers.multigrid import Multigrid, grid_hierarchy, infer_shape, mg_cg, mg_gmres
-from solvers.options import SolverOptions
+from pdeforge.solvers.engines import HAVE_CHOLMOD
+from pdeforge.solvers.engines.base import PilotAborted
+from pdeforge.solvers.engines.mg import MgEngine
+from pdeforge.solvers.families import get_family
+from pdeforge.solvers.families.fv import cell_centres, diffusion
+from pdeforge.solvers.fields import CoefficientSpec, GRFSpec, pointwise_std
+from pdeforge.solvers.multigrid import Multigrid, grid_hierarchy, infer_shape, mg_cg, mg_gmres
+from pdeforge.solvers.options import SolverOptions
 from tests.helpers import assert_solved
 
 RTOL = 1e-8
@@ -154,7 +154,7 @@ def test_coarse_operators_are_galerkin_products(shape):
     """Every coarse level equals P^T A P with P the aggregate indicator (non-symmetric A too)."""
     rng = np.random.default_rng(len(shape))
     n, d = shape[0], len(shape)
-    from solvers.families.fv import upwind_advection
+    from pdeforge.solvers.families.fv import upwind_advection
 
     st = diffusion(np.exp(rng.standard_normal(shape)), 1.0 / n)
     if d == 2:
@@ -286,9 +286,9 @@ def test_engine_deadline_and_unconverged_record():
     assert not rec.converged and rec.info > 0 and rec.residual > RTOL
 
 
-def test_engine_refuses_complex_families():
+def test_engine_refuses_indefinite_and_complex_families():
     fam = get_family("helmholtz")
-    with pytest.raises(ValueError, match="real operator"):
+    with pytest.raises(ValueError, match="engine='mg' does not apply .* an M-matrix"):
         MgEngine(SolverOptions(engine="auto"), fam, fam.spec(n=32, dim=2))
 
 
@@ -325,7 +325,7 @@ def test_engine_switches_deflation_on_after_a_slow_solve():
 
 
 def test_engine_drops_deflation_that_does_not_pay(monkeypatch):
-    import solvers.engines.mg as mg_engine
+    import pdeforge.solvers.engines.mg as mg_engine
 
     monkeypatch.setattr(mg_engine, "DEFLATE_AFTER", 5)
     eng, records = engine_sequence("darcy", dict(n=32, dim=2, coefficient=threshold(1e3)), count=4)
