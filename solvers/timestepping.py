@@ -115,7 +115,8 @@ StepSolver = Callable[[object, np.ndarray, np.ndarray], tuple[np.ndarray, dict]]
 
 
 def _steps(L, u0: np.ndarray, explicit, dt: float, scheme: str, count: int, solve: StepSolver,
-           mats: StepMatrices, rec: TrajectoryRecord, on_step: Callable[[int, np.ndarray], None]) -> None:
+           mats: StepMatrices, rec: TrajectoryRecord, on_step: Callable[[int, np.ndarray], None],
+           warm_start: bool) -> None:
     """``count`` steps of ``scheme`` with step ``dt`` from ``u0``; ``on_step(n, u^n)`` after each."""
     u = u0
     history: list[np.ndarray] = [u]  # u^n, u^{n-1}, u^{n-2} (newest first)
@@ -123,24 +124,28 @@ def _steps(L, u0: np.ndarray, explicit, dt: float, scheme: str, count: int, solv
     F_prev = None  # -L u^{n-1} + g^{n-1}: the AB2 extrapolation
     for n in range(count):
         g = np.asarray(explicit(u), dtype=u.dtype).ravel()
-        Lu = L @ u
-        F = -Lu + g
+        Lu = L @ u if (warm_start or scheme == "crank_nicolson") else None
+        F = -Lu + g if warm_start else None
+        predictor = None
         if scheme == "backward_euler" or (scheme == "bdf2" and n == 0):
             M, rhs = mats.get(1.0, dt), u + dt * g
-            predictor = u + dt * F
+            if warm_start:
+                predictor = u + dt * F
         elif scheme == "crank_nicolson":
             g_ab = g if not g_hist else 1.5 * g - 0.5 * g_hist[0]
             M, rhs = mats.get(1.0, 0.5 * dt), u - 0.5 * dt * Lu + dt * g_ab
-            predictor = u + dt * (F if F_prev is None else 1.5 * F - 0.5 * F_prev)
+            if warm_start:
+                predictor = u + dt * (F if F_prev is None else 1.5 * F - 0.5 * F_prev)
         else:  # bdf2
             u1 = history[1]
             M, rhs = mats.get(1.5, dt), 2.0 * u - 0.5 * u1 + dt * (2.0 * g - g_hist[0])
-            predictor = 2.0 * u - u1 if len(history) < 3 else 3.0 * u - 3.0 * u1 + history[2]
+            if warm_start:
+                predictor = 2.0 * u - u1 if len(history) < 3 else 3.0 * u - 3.0 * u1 + history[2]
         # the predictor (an explicit step of the same order) warm-starts iterative engines
         new, info = solve(M, rhs, predictor)
         rec.steps += 1
         rec.iterations += info.get("iterations", 0)
-        rec.matvecs += info.get("matvecs", 0) + 1  # + the L u product of the step
+        rec.matvecs += info.get("matvecs", 0) + (Lu is not None)  # + the L u product of the step
         rec.precond_applies += info.get("precond_applies", 0)
         rec.residual_max = max(rec.residual_max, info["residual"])
         rec.converged &= bool(info["converged"])
@@ -154,9 +159,10 @@ def _steps(L, u0: np.ndarray, explicit, dt: float, scheme: str, count: int, solv
 
 def integrate(L, u0: np.ndarray, explicit: Callable[[np.ndarray], np.ndarray], time: TimeSpec,
               solve: StepSolver, on_frame: Callable[[int, np.ndarray], None], *,
-              memo: dict | None = None) -> TrajectoryRecord:
+              memo: dict | None = None, warm_start: bool = True) -> TrajectoryRecord:
     """Integrate ``u_t = -L u + explicit(u)`` from ``u0`` with ``time.scheme``; ``on_frame(k, u)`` gets
     frame k (k = 0 is ``u0``) as soon as it is reached.  Returns the trajectory's record.
+    ``warm_start``: hand ``solve`` an explicit predictor as initial guess (iterative engines); else None.
 
     Time error estimate (step doubling): before the run, the first ``m`` steps (one frame
     interval, two if it holds an odd number of steps) are repeated with step ``2 dt``;
@@ -176,7 +182,7 @@ def integrate(L, u0: np.ndarray, explicit: Callable[[np.ndarray], np.ndarray], t
     coarse: dict[int, np.ndarray] = {}
     if m >= 2:
         _steps(L, u0, explicit, 2 * dt, scheme, m // 2, solve, mats, shadow,
-               lambda n, u: coarse.__setitem__(n, u) if n == m // 2 else None)
+               lambda n, u: coarse.__setitem__(n, u) if n == m // 2 else None, warm_start)
     fine: dict[int, np.ndarray] = {}
     on_frame(0, u0)
 
@@ -186,7 +192,7 @@ def integrate(L, u0: np.ndarray, explicit: Callable[[np.ndarray], np.ndarray], t
         if n % spf == 0:
             on_frame(n // spf, u)
 
-    _steps(L, u0, explicit, dt, scheme, time.steps, solve, mats, rec, on_step)
+    _steps(L, u0, explicit, dt, scheme, time.steps, solve, mats, rec, on_step, warm_start)
     if coarse:
         norm = float(np.linalg.norm(fine[m]))
         diff = float(np.linalg.norm(fine[m] - coarse[m // 2])) / (2 ** ORDER[scheme] - 1)
