@@ -96,5 +96,5 @@ class AuthMiddleware:
                 return principal, None
             return None, problem(401, "unauthorized", "session expired or invalid; log in again",
                                   {"WWW-Authenticate": "Bearer"})
-        return None, problem(401, "unauthorized", "missing bearer token (or session cookie)",
+        return None, problem(401, "unauthorized", "missing bearer token",
                               {"WWW-Authenticate": "Bearer"})

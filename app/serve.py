@@ -42,8 +42,9 @@ def check_port(host: str, port: int) -> None:
             probe.bind((host, port))
         except OSError as exc:
             if exc.errno in (errno.EADDRINUSE, errno.EACCES):
-                raise PortInUse(f"port {port} on {host} is {'in use' if exc.errno == errno.EADDRINUSE else 'not '
-                                'allowed'}; choose another with --port or PDEFORGE_API_PORT") from None
+                why = "in use" if exc.errno == errno.EADDRINUSE else "not allowed"
+                raise PortInUse(f"port {port} on {host} is {why}; choose another with --port or "
+                                "PDEFORGE_API_PORT") from None
             raise
 
 
