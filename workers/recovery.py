@@ -116,7 +116,7 @@ class Sweeper:
         missing = self._missing_units(job_id, rec, status, present)
         if missing:
             log.warning("job %s (%s): no unit for %s; sending them", job_id, status, ", ".join(missing[:5]))
-            units.send(self.store, self.service.enqueue, job_id, missing)
+            units.send(self.store, self.service.enqueue, job_id, missing, now=now)
             done["registered"] += len(missing)
         leased = self.store.leased(job_id, list(present))
         for unit in present.values():
@@ -127,7 +127,7 @@ class Sweeper:
                     or (unit.state == "queued" and now - unit.time > self.grace and queue_empty()))
             if lost:
                 log.info("job %s: re-sending %s (%s %.1f s ago)", job_id, unit.name, unit.state, now - unit.time)
-                units.send(self.store, self.service.enqueue, job_id, [unit.name], retries=unit.retries)
+                units.send(self.store, self.service.enqueue, job_id, [unit.name], retries=unit.retries, now=now)
                 done["resent"] += 1
 
     def _missing_units(self, job_id: str, rec: dict, status: JobStatus, present: dict[str, Unit]) -> list[str]:

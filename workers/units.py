@@ -24,11 +24,11 @@ def task_for(job_id: str, unit: str) -> tuple[str, list]:
 
 
 def send(store: JobStore, enqueue: Callable[..., None], job_id: str, units: list[str], *, retries: int = 0,
-         mark: bool = True) -> None:
-    """Mark ``units`` queued (unless ``mark`` is False: the caller already did, atomically) and enqueue
-    one task for each."""
+         mark: bool = True, now: float | None = None) -> None:
+    """Mark ``units`` queued at ``now`` (unless ``mark`` is False: the caller already did, atomically) and
+    enqueue one task for each."""
     if mark:
-        now = time.time()
+        now = time.time() if now is None else now
         store.set_units(job_id, [Unit(u, "queued", now, retries) for u in units])
     for unit in units:
         name, args = task_for(job_id, unit)
