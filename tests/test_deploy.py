@@ -521,3 +521,16 @@ def test_bare_folder_names_do_not_import_as_second_copies(name):
     result = subprocess.run([sys.executable, "-c", f"import {name}"], cwd=ROOT, capture_output=True, text=True,
                             timeout=60)
     assert result.returncode != 0 and f"pdeforge.{name}" in result.stderr
+
+
+def test_workers_run_the_recovery_sweep(compose, clean_env):
+    """No beat or extra service: every `pdeforge worker` starts the recovery sweep when it is ready."""
+    from celery import signals
+
+    import pdeforge.workers.celery_app as celery_app
+
+    for key, value in env_of(compose["services"]["worker"]).items():
+        clean_env.setenv(key, value)
+    assert Settings().sweeper
+    listeners = [ref() for _, ref in signals.worker_ready.receivers]
+    assert celery_app._start_sweeper in listeners
