@@ -5,7 +5,8 @@ one; SeaweedFS or a small tmpfs; one worker with two pool processes and its reco
 the API), injects the fault in the middle of a shard, clears it, and requires a dataset that
 the independent verifier accepts -- every index exactly once, every sha256 right, every
 residual recomputed within tolerance -- within 180 s of the fault clearing, with no manual
-step.  The table (scenario, recovery time, samples lost, duplicates) is printed at the end;
+step.  The table (scenario, recovery time, samples lost, duplicates) is printed at the end
+(``conftest.py``);
 ``python -m bench.chaos`` runs the same scenarios at full size.
 """
 
@@ -16,7 +17,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from .harness import NEEDS, RECOVERY_BUDGET, SCENARIOS, ChaosStack, Row, chaos_job, make_stack, run_scenario, table
+from .harness import NEEDS, RECOVERY_BUDGET, SCENARIOS, ChaosStack, Row, chaos_job, make_stack, run_scenario
 
 pytestmark = pytest.mark.timeout(400)
 
@@ -45,18 +46,6 @@ def s3_stack(tmp_path_factory) -> Iterator[ChaosStack]:
 @pytest.fixture(scope="module")
 def local_stack(tmp_path_factory) -> Iterator[ChaosStack]:
     yield from _stack("local", tmp_path_factory)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def print_table(request) -> Iterator[None]:
-    yield
-    if ROWS:
-        reporter = request.config.pluginmanager.getplugin("terminalreporter")
-        text = "\nchaos (small sizes):\n" + table(ROWS) + "\n"
-        if reporter is not None:
-            reporter.write_line(text)
-        else:
-            print(text)
 
 
 # the Redis without persistence last among the S3 scenarios: it wipes the stack's Redis
