@@ -1,6 +1,7 @@
 """Chaos at full size: every fault scenario of ``tests/chaos`` on jobs like the operator's.
 
-    python -m bench.chaos                        # darcy 64^2, 1200 samples per scenario
+    python -m bench.chaos                        # darcy 64^2, 1200 samples, engine auto (the operator's jobs)
+    python -m bench.chaos --engine slow          # the CI suite's slow GMRES at full size (long jobs)
     python -m bench.chaos --samples 200 --n 48   # quicker
     python -m bench.chaos --scenarios "kill -9 redis (AOF)" "disk full"
 
@@ -21,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.chaos.harness import NEEDS, SCENARIOS, Row, chaos_job, make_stack, run_scenario, table
+from tests.chaos.harness import NEEDS, SCENARIOS, SLOW, Row, chaos_job, make_stack, run_scenario, table
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,7 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=64)
     parser.add_argument("--shard-samples", type=int, default=100)
     parser.add_argument("--workers", type=int, default=2, help="pool processes of the worker")
+    parser.add_argument("--engine", default="auto", help="solver engine, or `slow` (unpreconditioned GMRES)")
     parser.add_argument("--scenarios", nargs="*", default=list(SCENARIOS), choices=list(SCENARIOS))
+    parser.add_argument("--keep", action="store_true", help="keep the stacks' folders (logs) and print where")
     args = parser.parse_args(argv)
     root = Path(tempfile.mkdtemp(prefix="pdeforge-chaos-"))
     rows: list[Row] = []
@@ -41,7 +44,9 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 stack.start_worker(args.workers)
                 stack.start_api()
-                job = chaos_job(1000 + i, samples=args.samples, n=args.n, shard_samples=args.shard_samples)
+                solver = SLOW if args.engine == "slow" else {"engine": args.engine}
+                job = chaos_job(1000 + i, samples=args.samples, n=args.n, shard_samples=args.shard_samples,
+                                solver=solver)
                 t0 = time.monotonic()
                 row = run_scenario(stack, name, job)
                 rows.append(row)
@@ -51,7 +56,10 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 stack.close()
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        if args.keep:
+            print(f"logs and data kept under {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
     print()
     print(table(rows))
     out = Path(__file__).parent / "results" / "chaos.json"

@@ -46,6 +46,7 @@ def make_celery() -> Celery:
         task_time_limit=s.shard_time_limit,
         broker_transport_options=s.broker_transport_options(),
         broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,  # a Redis restart never makes a worker give up and exit
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
         task_track_started=False,

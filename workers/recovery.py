@@ -103,8 +103,12 @@ class Sweeper:
         for job_id in self.store.active_ids():
             try:
                 self._sweep_job(job_id, now, queue_empty, done)
+            except UNAVAILABLE:
+                raise  # Redis is gone: nothing more to do in this sweep
             except (StorageError, ObjectNotFound) as exc:
                 log.warning("sweep of job %s: %s", job_id, exc)
+            except Exception:  # noqa: BLE001 - one broken job must not stop the sweep of the others
+                log.exception("sweep of job %s failed; going on with the others", job_id)
         return done
 
     def _sweep_job(self, job_id: str, now: float, queue_empty: Callable[[], bool], done: Counter) -> None:
@@ -158,10 +162,12 @@ class Sweeper:
             if rec is not None:
                 count += 1
                 log.info("recovered job %s from storage as %s", job_id, rec["status"])
-        for job_id in self.store.ids(count=100_000):  # the active set itself may have lost members
-            rec = self.store.get(job_id)
-            if rec is not None and rec["status"] in ACTIVE:
-                self.store.r.sadd(f"{self.store.prefix}:active", job_id)
+        ids = self.store.ids(count=100_000)  # the active set itself may have lost members
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            active = [i for i, rec in zip(chunk, self.store.get_many(chunk)) if rec and rec["status"] in ACTIVE]
+            if active:
+                self.store.r.sadd(f"{self.store.prefix}:active", *active)
         return count
 
     # ----- the loop ------------------------------------------------------------------------------

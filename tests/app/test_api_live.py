@@ -667,6 +667,18 @@ def test_principals_see_and_change_only_their_own_jobs(live, dataset):
     error_body(live.http.get(f"/v1/jobs/{job_id}", headers=other), 404)
 
 
+def test_estimate_is_a_dry_run_stating_cost_and_refusals(live):
+    body = spec(samples=40, n=32, shard_samples=10)
+    r = live.http.post("/v1/jobs/estimate", json=body)
+    assert r.status_code == 200, r.text
+    est = r.json()
+    assert est["accepted"] and est["samples"] == 40 and est["shards"] >= 4 and est["bytes"] > 0
+    assert est["core_seconds"] > 0 and est["quota"]["jobs_limit"] >= 1
+    _assert_nothing_queued(live, body)
+    big = live.http.post("/v1/jobs/estimate", json=spec(samples=100, n=90)).json()
+    assert not big["accepted"] and big["refusals"][0]["code"] == "limit_exceeded"
+
+
 def test_auth_is_checked_before_the_body_is_read(live):
     """Defect 9: malformed JSON used to be answered 422 before the token was checked."""
     plain = httpx.Client(base_url=live.url, timeout=30)

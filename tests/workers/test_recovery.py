@@ -401,3 +401,17 @@ def test_token_entries_name_principals_and_sessions_expire():
     assert verify_session(value, b"other" * 8) is None
     assert verify_session(value.replace("alice", "mallory"), key) is None
     assert verify_session(sign_session("alice", time.time() - 1, key), key) is None
+
+
+def test_batches_belong_to_their_principal_and_survive_redis_loss(env):
+    from pdeforge.workers.errors import BatchNotFound
+
+    batch_id, recs = env.service.submit_batch([make_job(samples=4, seed=350), make_job(samples=4, seed=351)], ALICE)
+    assert [r["status"] for r in env.service.batch(batch_id, ALICE)] == ["queued", "queued"]
+    with pytest.raises(BatchNotFound):
+        env.service.batch(batch_id, BOB)
+    assert len(env.service.batch(batch_id, ROOT)) == 2
+    other_id, _ = env.service.submit_batch([make_job(samples=4, seed=350), make_job(samples=4, seed=351)], BOB)
+    assert other_id != batch_id  # the same specs by another principal: another batch
+    wipe(env)
+    assert [r["id"] for r in env.service.batch(batch_id, ALICE)] == [r["id"] for r in recs]
