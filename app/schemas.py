@@ -1,4 +1,4 @@
-"""Response models (request specs are :data:`pdeforge.workers.spec.JobSpec`)."""
+"""Response models (request specs are :data:`pdeforge.workers.spec.JobSpec`) and the error body."""
 
 from __future__ import annotations
 
@@ -43,7 +43,9 @@ class JobPublic(BaseModel):
     solver: SolverSummary | None = None
     ordering: dict | None = None
     engine: dict | None = Field(None, description="engine that runs the job and why (auto: pilot timings)")
-    error: str | None = None
+    error: str | None = Field(None, description="why the job failed: one line, no traceback")
+    error_code: str | None = Field(None, description="machine-readable reason of a failure, e.g. shard_failed, "
+                                                     "planning_failed, poison_shard, time_limit, storage_unavailable")
     links: dict[str, str]
 
 
@@ -54,6 +56,52 @@ class JobsPublic(BaseModel):
 
 class BatchCreate(BaseModel):
     specs: list[JobSpec] = Field(min_length=1, max_length=1000, description="dataset specs, validated all together")  # type: ignore[valid-type]
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="dotted path of the offending field ('body' for the whole body)")
+    value: object | None = Field(None, description="the value given")
+    message: str
+    allowed: str | None = Field(None, description="what would be accepted")
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: a message and a machine-readable code (never a traceback)."""
+
+    detail: str = Field(description="what went wrong, for people")
+    code: str = Field(description="machine-readable: validation_error, limit_exceeded, quota_exceeded, not_found, "
+                                  "dataset_not_ready, conflict, unauthorized, forbidden, request_timeout, "
+                                  "storage_unavailable, store_unavailable, internal_error, ...")
+    errors: list[FieldError] | None = Field(None, description="422: every invalid field")
+    field: str | None = Field(None, description="413: the spec field over its limit")
+    limit: float | None = Field(None, description="413 / 429: the limit in force")
+
+
+class JobEstimate(BaseModel):
+    """What a job would cost (nothing is queued)."""
+
+    dataset_id: str
+    samples: int
+    unknowns_per_sample: int
+    shards: int
+    bytes: int = Field(description="bytes of x and y stored (HDF5 overhead aside)")
+    shard_memory_bytes: int = Field(description="memory one shard takes in its worker")
+    core_seconds: float = Field(description="expected solve time on one core (divide by the worker processes)")
+    seconds_per_sample: float
+    basis: str = Field(description="where the rate comes from")
+    quota: dict | None = Field(None, description="the caller's use of its quotas")
+    accepted: bool = Field(description="whether submitting it now would be accepted")
+    refusals: list[dict] = Field(default_factory=list, description="why not (code, message, field, limit)")
+
+
+class SessionCreate(BaseModel):
+    token: str = Field(min_length=1, max_length=4096, description="a bearer token of the API")
+
+
+class SessionPublic(BaseModel):
+    principal: str
+    admin: bool
+    expires: str | None = Field(None, description="when the session cookie expires (UTC)")
 
 
 class BatchPublic(BaseModel):
@@ -86,6 +134,7 @@ def job_public(rec: dict) -> JobPublic:
         elapsed_seconds=elapsed, throughput=done / elapsed if elapsed else None,
         solver=SolverSummary(**{k: v for k, v in summary.items() if k in SolverSummary.model_fields}) if summary else None,
         ordering=ordering or None, engine=engine or None, error=rec.get("error") or None,
+        error_code=rec.get("error_code") or None,
         links={"self": f"/v1/jobs/{job_id}", "cancel": f"/v1/jobs/{job_id}/cancel",
                "dataset": f"/v1/datasets/{job_id}"},
     )

@@ -171,9 +171,23 @@ def spawn(name: str, cmd: list[str], env: dict[str, str], log_path: Path) -> sub
 class Worker(GroupProcess):
     """A Celery worker started by a test (its own process group)."""
 
-    def pool_children(self) -> list[int]:
-        """The prefork pool processes (children of the worker's main process)."""
+    def children(self) -> list[int]:
         return [pid for pid, (ppid, _) in _processes().items() if ppid == self.pid]
+
+    def pool_children(self) -> list[int]:
+        """The prefork pool processes (children of the worker's main process but its sweep)."""
+        return [pid for pid in self.children() if not _is_sweeper(pid)]
+
+    def sweepers(self) -> list[int]:
+        """The recovery sweep process the worker started (:mod:`pdeforge.workers.recovery`)."""
+        return [pid for pid in self.children() if _is_sweeper(pid)]
+
+
+def _is_sweeper(pid: int) -> bool:
+    try:
+        return b"pdeforge.workers.recovery" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
 
 
 # ----------------------------------------------------------------------------- cluster

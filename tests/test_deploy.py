@@ -551,3 +551,16 @@ print("ok")
 """
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-3000:]
+
+
+def test_workers_run_the_recovery_sweep(compose, clean_env):
+    """No beat or extra service: every `pdeforge worker` starts the recovery sweep when it is ready."""
+    from celery import signals
+
+    import pdeforge.workers.celery_app as celery_app
+
+    for key, value in env_of(compose["services"]["worker"]).items():
+        clean_env.setenv(key, value)
+    assert Settings().sweeper
+    listeners = [ref() for _, ref in signals.worker_ready.receivers]
+    assert celery_app._start_sweeper in listeners

@@ -6,7 +6,12 @@
 * broker ``visibility_timeout`` far above the longest shard; kombu's keys carry the
   deployment's ``key_prefix`` (isolation on a shared Redis);
 * soft/hard time limits per task, JSON only, no result backend (state lives in Redis
-  through :mod:`pdeforge.workers.state`; fan-in is an atomic Redis set, never ``.get()``).
+  through :mod:`pdeforge.workers.state`; fan-in is an atomic Redis set, never ``.get()``);
+* every worker starts the recovery sweep (:mod:`pdeforge.workers.recovery`) as a child
+  process once it is ready (``PDEFORGE_SWEEPER``), so lost shards come back within about a
+  lease period -- the visibility timeout is only the broker's own last resort;
+* pool children, and the sweep, die with the worker's main process even when it is SIGKILLed
+  (:mod:`pdeforge.workers.lifeline`): no orphan keeps solving a shard nobody can acknowledge.
 
 The broker is ``PDEFORGE_BROKER_URL`` and nothing else: a worker process refuses to start
 without it, and :func:`pdeforge.workers.tasks.enqueue` refuses to send (Celery's own default,
@@ -15,9 +20,14 @@ an AMQP server on localhost, would silently take the messages).
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+
 from celery import Celery, signals
 
 from .config import get_settings
+from .lifeline import die_with_parent, preexec
 
 
 def make_celery() -> Celery:
@@ -36,6 +46,7 @@ def make_celery() -> Celery:
         task_time_limit=s.shard_time_limit,
         broker_transport_options=s.broker_transport_options(),
         broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,  # a Redis restart never makes a worker give up and exit
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
         task_track_started=False,
@@ -53,7 +64,29 @@ def _check_broker(**_) -> None:
 
 
 @signals.worker_process_init.connect
-def _one_blas_thread(**_) -> None:
+def _pool_child_init(**_) -> None:
     from pdeforge.solvers.threads import single_threaded_blas
 
     single_threaded_blas()
+    die_with_parent(signal.SIGKILL)
+
+
+_sweeper: list[subprocess.Popen] = []
+
+
+@signals.worker_ready.connect
+def _start_sweeper(**_) -> None:
+    if get_settings().sweeper and not _sweeper:
+        _sweeper.append(subprocess.Popen([sys.executable, "-m", "pdeforge.workers.recovery"],
+                                         stdin=subprocess.DEVNULL, preexec_fn=preexec(signal.SIGTERM)))
+
+
+@signals.worker_shutdown.connect
+def _stop_sweeper(**_) -> None:
+    while _sweeper:
+        proc = _sweeper.pop()
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()

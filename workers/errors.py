@@ -15,16 +15,23 @@ The tree::
         ├── BatchNotFound(…, KeyError)          no such batch
         ├── JobConflict                         the request conflicts with the job's state
         ├── DatasetNotReady                     a file or sample that is not finished yet
+        ├── QuotaExceeded                       the principal's quota (active jobs, samples) is used up
+        ├── LeaseLost                           another delivery took over the unit (this one stops)
         └── PoisonShard                         a shard was delivered more than max_attempts times
 
 Errors carry context as attributes (``key``, ``backend`` -- the storage URL -- and
 ``code``, the server's error code when there is one) so that ``app/`` can map them
 to HTTP status codes in one handler and Celery can decide whether to retry
-(``autoretry_for=(TransientStorageError,)``). The underlying library exception is
-kept as ``__cause__``.
+(:func:`is_transient`). The underlying library exception is kept as ``__cause__``.
+
+:func:`public_message` is the one place that turns an exception into the text a client may
+see (a job's ``error``): no traceback, no server path.
 """
 
 from __future__ import annotations
+
+import errno
+import re
 
 __all__ = [
     "WorkerError",
@@ -39,6 +46,10 @@ __all__ = [
     "JobConflict",
     "DatasetNotReady",
     "PoisonShard",
+    "QuotaExceeded",
+    "LeaseLost",
+    "is_transient",
+    "public_message",
 ]
 
 
@@ -127,3 +138,41 @@ class DatasetNotReady(JobError):
 
 class PoisonShard(JobError):
     """A shard crashed its worker (or timed out) more often than allowed."""
+
+
+class QuotaExceeded(JobError):
+    """The principal's quota is used up; ``quota`` names it (``jobs`` or ``samples``), ``limit`` its value."""
+
+    def __init__(self, message: str, *, quota: str, limit: int, used: float) -> None:
+        super().__init__(message)
+        self.quota, self.limit, self.used = quota, limit, used
+
+
+class LeaseLost(JobError):
+    """Another delivery holds the unit's lease now; this one stops without writing anything."""
+
+
+#: errno values of a full or read-only disk: they clear when space is freed or the disk remounted
+TRANSIENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+_TRANSIENT_CODES = frozenset(errno.errorcode[e] for e in TRANSIENT_ERRNOS)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether ``exc`` is worth retrying later: a transient storage error, or a full / read-only disk
+    (a local-storage :class:`StorageError` with that code, or the ``OSError`` itself)."""
+    if isinstance(exc, TransientStorageError):
+        return True
+    if isinstance(exc, StorageError) and exc.code in _TRANSIENT_CODES:
+        return True
+    return isinstance(exc, OSError) and exc.errno in TRANSIENT_ERRNOS
+
+
+_PATH = re.compile(r"(?<![\w.:/~-])(?:~|[A-Za-z]:)?/(?:[^\s'\",:;()\[\]/]+/?)+")
+
+
+def public_message(exc: BaseException | str, *, limit: int = 500) -> str:
+    """One line a client may see: the exception's type and message with every absolute path replaced
+    by ``<path>`` and nothing after the first line (no traceback)."""
+    text = exc if isinstance(exc, str) else (f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return _PATH.sub("<path>", first)[:limit]

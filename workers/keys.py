@@ -10,6 +10,9 @@
     datasets/{id}/README.md                           # dataset card (Hugging Face `datasets` YAML header)
     datasets/{id}/croissant.json                      # Croissant 1.0 metadata, sha256 of every file
     datasets/{id}/manifest.json                       # written last: the dataset is complete iff it exists
+    jobs/{id}/state.json                              # the job's last known status (a tombstone once over)
+    jobs/{id}/owners/{principal}.json                 # one principal's handle on the job
+    batches/{id}.json                                 # a batch: owner and job ids
 """
 
 from __future__ import annotations
@@ -65,6 +68,26 @@ def shard(dataset_id: str, split: str, k: int) -> str:
 
 def shard_record(dataset_id: str, split: str, k: int) -> str:
     return prefix(dataset_id) + f"shards/{split}/shard_{k:05d}.json"
+
+
+def job_folder(dataset_id: str) -> str:
+    """Everything storage keeps about the *job* of a dataset (state, owners), apart from its data."""
+    return f"jobs/{check_id(dataset_id)}/"
+
+
+def job_state(dataset_id: str) -> str:
+    return job_folder(dataset_id) + "state.json"
+
+
+def job_owner(dataset_id: str, principal: str) -> str:
+    return job_folder(dataset_id) + f"owners/{principal}.json"
+
+
+JOBS_ROOT = "jobs/"
+
+
+def batch_record(batch_id: str) -> str:
+    return f"batches/{check_id(batch_id)}.json"
 
 
 def shard_name(split: str, k: int) -> str:

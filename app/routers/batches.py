@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from pdeforge.workers.jobs import LimitExceeded, check_limits
+from pdeforge.workers.jobs import check_batch_limits
 from pdeforge.workers.status import JobStatus
 
 from ..deps import ServiceDep, SettingsDep
@@ -34,14 +34,12 @@ def _batch_public(batch_id: str, recs: list[dict]) -> BatchPublic:
     return BatchPublic(id=batch_id, status=status, jobs=jobs, counts=counts, progress=prog)
 
 
-@router.post("", status_code=202, response_model=BatchPublic)
+@router.post("", status_code=202, response_model=BatchPublic,
+             responses={413: {"description": "a spec, or the batch in all, over a configured limit"},
+                        429: {"description": "the caller's quota cannot hold the batch"}})
 def submit_batch(body: BatchCreate, service: ServiceDep, settings: SettingsDep, response: Response) -> BatchPublic:
-    """Submit many specs; all are validated (and size-checked) before any is queued."""
-    for i, spec in enumerate(body.specs):
-        try:
-            check_limits(spec, settings)
-        except LimitExceeded as exc:
-            raise LimitExceeded(f"specs[{i}]: {exc}", field=f"specs.{i}.{exc.field}", limit=exc.limit) from None
+    """Submit many specs; all are validated (and size-checked, also in total) before any is queued."""
+    check_batch_limits(body.specs, settings)
     batch_id, recs = service.submit_batch(body.specs)
     response.headers["Location"] = f"/v1/batches/{batch_id}"
     response.headers["Retry-After"] = "2"
@@ -50,5 +48,5 @@ def submit_batch(body: BatchCreate, service: ServiceDep, settings: SettingsDep, 
 
 @router.get("/{batch_id}", response_model=BatchPublic)
 def get_batch(batch_id: str, service: ServiceDep) -> BatchPublic:
-    """Aggregated status of a batch and the status of each of its jobs."""
+    """Aggregated status of one of the caller's batches and the status of each of its jobs."""
     return _batch_public(batch_id, service.batch(batch_id))

@@ -18,7 +18,7 @@ def healthz() -> dict:
 
 @router.get("/readyz")
 def readyz(service: ServiceDep):
-    """Redis and object storage are reachable (503 naming what is not)."""
+    """Redis is reachable and object storage is writable (503 naming what is not)."""
     checks = service.readiness()
     ok = all(v == "ok" for v in checks.values())
     return JSONResponse({"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503)

@@ -1,4 +1,4 @@
-"""Dataset jobs: submit, list, inspect, cancel."""
+"""Dataset jobs: submit (or estimate), list, inspect, cancel -- each caller sees only its own jobs."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pdeforge.workers.spec import JobSpec
 from pdeforge.workers.status import STATUSES, JobStatus
 
 from ..deps import ServiceDep, SettingsDep
-from ..schemas import JobPublic, JobsPublic, job_public
+from ..schemas import JobEstimate, JobPublic, JobsPublic, job_public
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -33,21 +33,31 @@ def submit_response(service, spec, response: Response) -> JobPublic:
 
 
 @router.post("", status_code=202, response_model=JobPublic,
-             responses={200: {"description": "the same spec was submitted before: that job",
-                              "model": JobPublic},
+             responses={200: {"description": "the caller submitted the same spec before, or its dataset is "
+                                             "finished: that job", "model": JobPublic},
                         413: {"description": "over a configured limit (stated in the message)"},
-                        422: {"description": "invalid spec: each bad field, its value and allowed range"}})
+                        422: {"description": "invalid spec: each bad field, its value and allowed range"},
+                        429: {"description": "the caller's quota (active jobs, samples in flight) is used up"}})
 def submit_job(
     spec: Annotated[JobSpec, Body(openapi_examples=EXAMPLES)],  # type: ignore[valid-type]
     service: ServiceDep, settings: SettingsDep, response: Response,
 ) -> JobPublic:
-    """Submit one dataset spec (202 for a new job; 200 with the existing job for a known spec)."""
+    """Submit one dataset spec (202 for a new job or handle; 200 with the caller's existing job)."""
     check_limits(spec, settings)
     return submit_response(service, spec, response)
 
 
-#: page tokens encode an offset into the job list; Redis ranges take 64-bit signed integers
-_MAX_OFFSET = 2**62
+@router.post("/estimate", response_model=JobEstimate)
+def estimate_job(
+    spec: Annotated[JobSpec, Body(openapi_examples=EXAMPLES)],  # type: ignore[valid-type]
+    service: ServiceDep,
+) -> JobEstimate:
+    """Dry run: samples, shards, bytes, memory per shard and expected solve time; nothing is queued."""
+    return JobEstimate(**service.estimate(spec))
+
+
+#: page tokens encode an offset into the job list; beyond this no list can reach
+_MAX_OFFSET = 10**12
 
 
 def _decode_token(token: str | None) -> int:

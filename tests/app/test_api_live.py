@@ -40,9 +40,12 @@ from .conftest import ApiServer, start_api
 
 pytestmark = pytest.mark.timeout(300)
 
-TOKEN, OTHER_TOKEN = f"live-{uuid.uuid4().hex}", f"other-{uuid.uuid4().hex}"
-#: small limits so that 413s are cheap to provoke: n <= 90 (n**2 <= 8192), samples x n**2 <= 5e5
-LIMITS = {"max_samples": 100, "max_unknowns": 8192, "max_work": 500_000, "max_body_bytes": 4096}
+TOKEN, OTHER_TOKEN, ADMIN_TOKEN = (f"{who}-{uuid.uuid4().hex}" for who in ("live", "other", "ops"))
+#: three principals: "live" (the tests' own), "other", and the admin "ops"
+TOKENS = {"api_tokens": f"live:{TOKEN}, other:{OTHER_TOKEN}, ops:{ADMIN_TOKEN}", "api_admins": "ops"}
+#: small limits so that 413s are cheap to provoke: n <= 90 (n**2 <= 8192), samples x n**2 <= 5e5;
+#: request bodies must arrive within 2 s
+LIMITS = {"max_samples": 100, "max_unknowns": 8192, "max_work": 500_000, "max_body_bytes": 4096, "body_timeout": 2}
 _seeds = itertools.count(1)
 
 
@@ -129,7 +132,7 @@ def live(request, redis_client, tmp_path_factory) -> Iterator[Live]:
              else {"local_root": log_dir / "store"})
     with make_cluster(redis_client, log_dir, **where) as cluster:
         cluster.start_worker(concurrency=2)
-        server = start_api(cluster, api_tokens=f"{TOKEN}, {OTHER_TOKEN}", **LIMITS)
+        server = start_api(cluster, **TOKENS, **LIMITS)
         try:
             with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {TOKEN}"},
                               timeout=30) as client:
@@ -184,11 +187,12 @@ def metrics(live) -> dict[str, float]:
 
 
 def error_body(r: httpx.Response, status: int) -> dict:
-    """The documented error shape: JSON with a ``detail`` string."""
+    """The documented error shape: JSON with a ``detail`` string and a machine-readable ``code``."""
     assert r.status_code == status, (r.status_code, r.text)
     assert r.headers["content-type"].startswith("application/json"), r.headers
     body = r.json()
     assert isinstance(body["detail"], str) and body["detail"], body
+    assert isinstance(body["code"], str) and body["code"], body
     assert "Traceback" not in r.text
     return body
 
@@ -634,21 +638,145 @@ def test_metrics_count_jobs_and_solved_samples(live):
     assert after["pdeforge_shards_solved_total"] - before["pdeforge_shards_solved_total"] >= 3
     assert after["pdeforge_solve_seconds_total"] > before["pdeforge_solve_seconds_total"]
 
-    jobs = live.http.get("/v1/jobs", params={"page_size": 200}).json()["data"]
+    jobs = live.http.get("/v1/jobs", params={"page_size": 200},  # every principal's: the admin's list
+                         headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).json()["data"]
     for status in (*sorted(TERMINAL), "queued", "running"):
         expected = sum(j["status"] == status for j in jobs)
         assert after[f'pdeforge_jobs{{status="{status}"}}'] == expected, (status, after)
     assert after['pdeforge_jobs{status="succeeded"}'] >= 1
 
 
+# ----------------------------------------------------------------------------- issue 9 regressions
+def test_principals_see_and_change_only_their_own_jobs(live, dataset):
+    """Defect 8: another token could list, read, cancel and delete a job, and probe a dataset id."""
+    job_id = dataset["id"]
+    other = {"Authorization": f"Bearer {OTHER_TOKEN}"}
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    unknown = "0123456789abcdef"
+    for probe in (job_id, unknown):  # another's job looks exactly like no job
+        for method, path in (("GET", f"/v1/jobs/{probe}"), ("POST", f"/v1/jobs/{probe}/cancel"),
+                             ("GET", f"/v1/datasets/{probe}"), ("GET", f"/v1/datasets/{probe}/files/spec.json"),
+                             ("GET", f"/v1/datasets/{probe}/samples/0"), ("DELETE", f"/v1/datasets/{probe}")):
+            body = error_body(live.http.request(method, path, headers=other), 404)
+            assert body["code"] == "not_found", (method, path, body)
+    assert job_id not in {j["id"] for j in live.http.get("/v1/jobs", headers=other).json()["data"]}
+    assert live.job(job_id)["status"] == "succeeded"  # untouched
+    assert live.http.get(f"/v1/jobs/{job_id}", headers=admin).status_code == 200  # the admin sees all
+
+    # the same spec by the other principal: its own handle on the shared dataset
+    r = live.http.post("/v1/jobs", json=dataset["spec"], headers=other)
+    assert r.status_code == 200 and r.json()["id"] == job_id and r.json()["status"] == "succeeded", r.text
+    assert live.http.get(f"/v1/datasets/{job_id}", headers=other).status_code == 200
+    assert live.http.delete(f"/v1/datasets/{job_id}", headers=other).status_code == 204  # its handle only
+    assert live.http.get(f"/v1/datasets/{job_id}").status_code == 200  # still there for its first owner
+    error_body(live.http.get(f"/v1/jobs/{job_id}", headers=other), 404)
+
+
+def test_estimate_is_a_dry_run_stating_cost_and_refusals(live):
+    body = spec(samples=40, n=32, shard_samples=10)
+    r = live.http.post("/v1/jobs/estimate", json=body)
+    assert r.status_code == 200, r.text
+    est = r.json()
+    assert est["accepted"] and est["samples"] == 40 and est["shards"] >= 4 and est["bytes"] > 0
+    assert est["core_seconds"] > 0 and est["quota"]["jobs_limit"] >= 1
+    _assert_nothing_queued(live, body)
+    big = live.http.post("/v1/jobs/estimate", json=spec(samples=100, n=90)).json()
+    assert not big["accepted"] and big["refusals"][0]["code"] == "limit_exceeded"
+
+
+def test_auth_is_checked_before_the_body_is_read(live):
+    """Defect 9: malformed JSON used to be answered 422 before the token was checked."""
+    plain = httpx.Client(base_url=live.url, timeout=30)
+    with plain:
+        for content in (b"{not json", b"x" * 10_000):
+            body = error_body(plain.post("/v1/jobs", content=content, headers={"Content-Type": "application/json"}),
+                              401)
+            assert body["code"] == "unauthorized"
+            error_body(plain.post("/v1/jobs", content=content, headers={"Authorization": "Bearer nope"}), 403)
+
+
+def test_a_body_that_never_comes_is_answered_408_within_the_body_timeout(live):
+    """Defect 9: a request promising a body and sending none held a connection for 60 s or more."""
+    import socket
+
+    parts = urlsplit(live.url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock:
+        sock.sendall(f"POST /v1/jobs HTTP/1.1\r\nHost: {parts.netloc}\r\nAuthorization: Bearer {TOKEN}\r\n"
+                     "Content-Type: application/json\r\nContent-Length: 500\r\n\r\n{\"fam".encode())
+        started = time.monotonic()
+        reply = b""
+        while b"\r\n\r\n" not in reply:
+            chunk = sock.recv(4096)
+            assert chunk, "connection closed without an answer"
+            reply += chunk
+        waited = time.monotonic() - started
+    assert reply.startswith(b"HTTP/1.1 408"), reply[:200]
+    assert waited < 15, f"answered after {waited:.1f} s; body_timeout is {LIMITS['body_timeout']} s"
+
+
+def test_a_page_token_beyond_any_list_is_422(live):
+    """Defect 6: a huge page token reached Redis and came back as 503."""
+    import base64
+
+    for offset in (10**12, 2**62, 2**63, 10**30):
+        token = base64.urlsafe_b64encode(str(offset).encode()).decode().rstrip("=")
+        body = error_body(live.http.get("/v1/jobs", params={"page_token": token}), 422)
+        assert body["code"] == "validation_error"
+
+
+def test_session_cookie_works_wherever_a_bearer_token_does(live, dataset):
+    plain = httpx.Client(base_url=live.url, timeout=30)
+    with plain:
+        assert "<form" in plain.get("/login").text
+        error_body(plain.post("/v1/session", json={"token": "wrong"}), 401)
+        r = plain.post("/v1/session", json={"token": TOKEN})
+        assert r.status_code == 200 and r.json()["principal"] == "live", r.text
+        cookie = r.headers["set-cookie"].lower()
+        assert "httponly" in cookie and "samesite=strict" in cookie and "max-age=" in cookie
+        assert plain.get(f"/v1/jobs/{dataset['id']}").status_code == 200  # the cookie alone
+        assert plain.get(f"/v1/datasets/{dataset['id']}/files/spec.json").status_code in (200, 307)
+        assert plain.delete("/v1/session").status_code == 204
+        plain.cookies.clear()
+        error_body(plain.get(f"/v1/jobs/{dataset['id']}"), 401)
+        plain.cookies.set("pdeforge_session", "live.99999999999.forged")
+        error_body(plain.get(f"/v1/jobs/{dataset['id']}"), 401)
+        plain.cookies.clear()
+        form = plain.post("/v1/session", content=f"token={TOKEN}&next=/v1/jobs".encode(),
+                          headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert form.status_code == 303 and form.headers["location"] == "/v1/jobs"
+        assert plain.get("/v1/jobs").status_code == 200
+
+
+def test_openapi_states_the_enforced_limits_the_error_body_and_auth(live):
+    """Defect 7 and 9: the contract allowed 10^7 samples, showed another 422 shape, omitted 404/409/413."""
+    doc = httpx.get(f"{live.url}/openapi.json", timeout=30).json()
+    schemas = doc["components"]["schemas"]
+    assert schemas["DarcyJob"]["properties"]["samples"]["maximum"] == LIMITS["max_samples"]
+    assert schemas["Grid"]["properties"]["n"]["maximum"] == 90  # isqrt(8192)
+    assert doc["info"]["x-pdeforge-limits"]["max_samples"] == LIMITS["max_samples"]
+    assert "HTTPValidationError" not in schemas and set(schemas["ErrorBody"]["required"]) == {"detail", "code"}
+    post = doc["paths"]["/v1/jobs"]["post"]
+    for code in ("401", "403", "413", "422", "429"):
+        assert post["responses"][code]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody")
+    for code in ("404", "409"):
+        assert code in doc["paths"]["/v1/datasets/{dataset_id}"]["get"]["responses"]
+    assert post["security"] == [{"bearer": []}, {"session": []}]
+    assert doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    assert "security" not in doc["paths"]["/healthz"]["get"]
+    # the real 422 body has the declared shape
+    body = error_body(live.http.post("/v1/jobs", json={"family": "darcy", "samples": 0}), 422)
+    assert set(body) <= set(schemas["ErrorBody"]["properties"]) and body["errors"][0]["field"] == "samples"
+
+
 # ----------------------------------------------------------------------------- fuzzing
-@pytest.fixture(scope="module")
-def fuzz_api(redis_client, tmp_path_factory) -> Iterator[ApiServer]:
-    """The API with tokens and limits over local storage and NO workers: whatever valid spec
-    the fuzzer submits stays queued (cleaned up with the cluster's keys and folder)."""
-    log_dir = tmp_path_factory.mktemp("fuzz")
+@pytest.fixture(scope="module", params=["auth", "open"])
+def fuzz_api(request, redis_client, tmp_path_factory) -> Iterator[ApiServer]:
+    """The API with limits (and tokens, or none) over local storage and NO workers: whatever valid
+    spec the fuzzer submits stays queued (cleaned up with the cluster's keys and folder)."""
+    log_dir = tmp_path_factory.mktemp(f"fuzz-{request.param}")
+    tokens = {"api_tokens": TOKEN} if request.param == "auth" else {}
     with make_cluster(redis_client, log_dir, local_root=log_dir / "store") as cluster:
-        server = start_api(cluster, name="fuzz-api", api_tokens=TOKEN, **LIMITS)
+        server = start_api(cluster, name=f"fuzz-api-{request.param}", **tokens, **LIMITS)
         try:
             yield server
         finally:
@@ -663,6 +791,9 @@ def test_schemathesis_finds_no_server_error(fuzz_api):
 
     auth = {"Authorization": f"Bearer {TOKEN}"}
     schema = schemathesis.openapi.from_url(f"{fuzz_api.url}/openapi.json", headers=auth)
+    doc = httpx.get(f"{fuzz_api.url}/openapi.json", timeout=30).json()
+    # Authorization is declared exactly when the server asks for it
+    assert ("securitySchemes" in doc["components"]) == ("auth" in fuzz_api.name), doc["components"].keys()
     failures, calls = [], 0
     operations = [result.ok() for result in schema.get_all_operations()]
     for operation, mode in itertools.product(operations, schemathesis.GenerationMode):

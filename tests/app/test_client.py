@@ -220,7 +220,9 @@ def running_stack(storage_url: str, **settings_kw) -> Iterator[Stack]:
         patch.setattr(pdeforge.workers.services, "storage", lambda: storage)
         patch.setattr(pdeforge.workers.pipeline, "solve_shard", worker.solve_shard(pdeforge.workers.pipeline.solve_shard))
         open_app = create_app(settings, enqueue=worker.enqueue)
-        auth_app = create_app(settings.model_copy(update={"api_tokens": TOKEN}), enqueue=worker.enqueue)
+        # an admin token: it sees the jobs submitted through the open app (by the anonymous principal)
+        auth_app = create_app(settings.model_copy(update={"api_tokens": f"ops:{TOKEN}", "api_admins": "ops"}),
+                              enqueue=worker.enqueue)
         servers = [ServerThread(open_app).start(), ServerThread(auth_app).start()]
         stack = Stack(settings, storage, worker, servers[0].url, servers[1].url)
         yield stack

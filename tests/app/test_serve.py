@@ -1,4 +1,5 @@
-"""`pdeforge serve` on its embedded default: bundled Redis, workers, API; nothing left after SIGTERM."""
+"""`pdeforge serve` on its embedded default: bundled Redis, workers, API; nothing left after SIGTERM,
+nor after SIGKILL (defect 10); a busy port is refused with a one-line hint."""
 
 from __future__ import annotations
 
@@ -49,20 +50,32 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+def serve_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PDEFORGE_")}
+    env.update(PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    return env
+
+
 @pytest.fixture
 def served(tmp_path):
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PDEFORGE_")}
-    env.update(PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
     log = open(tmp_path / "serve.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "pdeforge.app.cli", "serve", "--port", str(port), "--workers", "2",
                              "--submit", str(ROOT / "examples" / "quickstart.json")],
-                            cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
+                            cwd=tmp_path, env=serve_env(), stdout=log, stderr=subprocess.STDOUT)
     yield proc, f"http://127.0.0.1:{port}", tmp_path
     if proc.poll() is None:
         proc.kill()
         proc.wait()
     log.close()
+
+
+def ready(url: str) -> bool:
+    try:
+        r = httpx.get(f"{url}/readyz", timeout=2)
+        return r.status_code == 200 and r.json()["checks"] == {"redis": "ok", "storage": "ok"}
+    except httpx.HTTPError:
+        return False
 
 
 def wait_for(predicate, timeout: float, what: str, log: Path):
@@ -78,15 +91,7 @@ def wait_for(predicate, timeout: float, what: str, log: Path):
 def test_serve_runs_a_job_on_the_embedded_default_and_stops_cleanly(served):
     proc, url, cwd = served
     log = cwd / "serve.log"
-
-    def ready():
-        try:
-            r = httpx.get(f"{url}/readyz", timeout=2)
-            return r.status_code == 200 and r.json()["checks"] == {"redis": "ok", "storage": "ok"}
-        except httpx.HTTPError:
-            return False
-
-    wait_for(ready, 90, "/readyz", log)
+    wait_for(lambda: ready(url), 90, "/readyz", log)
     assert "bundled redis-server" in log.read_text()
 
     # `--submit` (what `make serve` uses) submitted the first example job
@@ -115,3 +120,32 @@ def test_serve_runs_a_job_on_the_embedded_default_and_stops_cleanly(served):
     time.sleep(0.5)
     left = [pid for pid in children if alive(pid)]
     assert not left, f"processes left behind after SIGTERM: {left}"
+
+
+def test_serve_killed_with_sigkill_leaves_nothing_behind(served):
+    proc, url, cwd = served
+    log = cwd / "serve.log"
+    wait_for(lambda: ready(url), 90, "/readyz", log)
+    # redis-server, celery main + 2 pool processes + the recovery sweep, uvicorn
+    children = wait_for(lambda: (c if len(c := descendants(proc.pid)) >= 6 else None), 60, "every child", log)
+    proc.kill()
+    proc.wait()
+    left = wait_for(lambda: not [p for p in children if alive(p)] or None, 30,
+                    f"the children {sorted(children)} to die with their parent", log)
+    assert left
+    port = int(url.rsplit(":", 1)[1])
+    with socket.socket() as s:  # the port is free again
+        s.bind(("127.0.0.1", port))
+
+
+def test_serve_on_a_busy_port_names_the_option_and_the_variable(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "pdeforge.app.cli", "serve", "--port", str(port)], cwd=tmp_path,
+                              env=serve_env(), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "--port" in lines[0] and "PDEFORGE_API_PORT" in lines[0], done.stderr
+    assert "bundled redis-server" not in done.stderr  # nothing was started

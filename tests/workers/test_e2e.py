@@ -254,8 +254,8 @@ def test_killed_pool_child_shard_is_redelivered_and_job_completes(new_cluster):
     c.service.submit(job)
     sizes = shard_sizes(wait_plan(c, job))
     # The last shard in queue order: its redelivery comes at once, while the dead child's
-    # lease is still held, so the new delivery must wait for the lease instead of dropping
-    # the shard (the job used to hang in "running" forever).
+    # lease is still held; the lease of a dead process of this host is taken over at once (and
+    # were it not, the recovery sweep would re-send the shard when the lease lapses).
     last = list(sizes)[-1]
     victim = c.wait_mid_shard(job.dataset_id, {last: sizes[last]})
     children = worker.pool_children()
@@ -271,56 +271,50 @@ def test_killed_pool_child_shard_is_redelivered_and_job_completes(new_cluster):
     check_dataset(c, job)
 
 
-def unacked_deliveries(cluster: Cluster) -> list[tuple[str, float]]:
-    """(delivery tag, delivery time) of kombu's unacknowledged messages for our queue."""
-    r = cluster.store.r
-    out = []
-    unacked = f"{cluster.prefix}:kombu:unacked"  # kombu keys carry the deployment's key prefix
-    for tag, payload in r.hscan_iter(unacked):
-        try:
-            if json.loads(payload)[2] != cluster.queue:
-                continue
-        except (ValueError, IndexError, TypeError):
-            continue
-        score = r.zscore(unacked + "_index", tag)
-        if score is not None:
-            out.append((tag, score))
-    return out
-
-
-def test_killed_worker_message_is_restored_to_a_new_worker(new_cluster):
-    c = new_cluster
-    visibility_timeout = 10
-    # The dead worker's lease (renewed after every sample) must expire before the redelivery.
-    first = c.start_worker(concurrency=1, lease_seconds=4)
-    job = slow_job(seed=107)
+def _kill_and_recover(c: Cluster, *, main_only: bool) -> None:
+    lease = 4
+    first = c.start_worker(concurrency=1, lease_seconds=lease)
+    job = slow_job(seed=107 if main_only else 109)
     c.service.submit(job)
     sizes = shard_sizes(wait_plan(c, job))
     victim = c.wait_mid_shard(job.dataset_id, sizes)
-    first.kill_group(signal.SIGKILL)
+    children = first.pool_children() + first.sweepers()
+    if main_only:  # its pool child and its sweep die with it (PR_SET_PDEATHSIG)
+        os.kill(first.pid, signal.SIGKILL)
+    else:
+        first.kill_group(signal.SIGKILL)
     first.process.wait(30)
+    deadline = time.monotonic() + 30
+    while any(alive(pid) for pid in children):
+        assert time.monotonic() < deadline, f"orphans of the killed worker: {children}"
+        time.sleep(0.05)
 
-    # The dead worker's shard message is still in kombu's unacked hash.  A consumer puts
-    # it back once it is older than *that consumer's* visibility timeout: at start-up (the
-    # first restore_visible sweep always scans) and then only every
-    # unacked_restore_interval * unacked_restore_throttle = 10 * 10 = 100 s (kombu 5.7
-    # defaults).  So the new worker, with a short visibility timeout, is started once the
-    # message is older than that.  (kombu's unacked hash is shared by every queue of the
-    # Redis DB, so only this one worker gets the short timeout: its sweep also re-queues
-    # other consumers' in-flight messages older than 10 s.)
-    pending = unacked_deliveries(c)
-    assert pending, f"no unacked message for {c.queue}\n{c.logs()}"
-    visible_at = max(score for _, score in pending) + visibility_timeout + 1.0
-    while time.time() < visible_at:
-        time.sleep(0.2)
-    c.start_worker(concurrency=1, lease_seconds=4, visibility_timeout=visibility_timeout)
-
+    # A new worker with the default (6 h) visibility timeout: the dead worker's message stays
+    # unacked in the broker, and the recovery sweep re-sends the shard once its lease lapsed.
+    started = time.monotonic()
+    c.start_worker(concurrency=1, lease_seconds=lease)
     rec = c.wait_succeeded(job.dataset_id, timeout=180)
+    assert time.monotonic() - started < 120, "recovery must not wait for the broker's visibility timeout"
     attempts = c.store.r.hgetall(c.store._k(job.dataset_id, "attempts"))
     assert int(attempts[victim]) >= 2, attempts
     assert rec["samples_done"] == job.samples
     check_dataset(c, job)
-    assert not unacked_deliveries(c)
+
+
+def alive(pid: int) -> bool:
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_killed_worker_shard_is_resent_by_the_sweep_not_the_broker(new_cluster):
+    """Defect 2: kill -9 of a whole worker used to stall the job for the 6 h visibility timeout."""
+    _kill_and_recover(new_cluster, main_only=False)
+
+
+def test_killed_worker_main_process_takes_its_pool_and_sweep_along(new_cluster):
+    _kill_and_recover(new_cluster, main_only=True)
 
 
 def test_shard_that_keeps_killing_its_worker_fails_the_job(new_cluster):
