@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 from typing import Annotated, Literal
 
 import numpy as np
@@ -100,7 +101,14 @@ def get_sample(
     return {"dataset_id": dataset_id, "index": sample["index"], "split": split, "shard": shard,
             "input_channels": sample["input_channels"], "output_channels": sample["output_channels"],
             "x": sample["x"].tolist(), "y": _json_array(sample["y"]), "scalars": sample["scalars"],
-            "inputs": {k: v.tolist() for k, v in sample["inputs"].items()}, "solver": sample["solver"]}
+            "inputs": {k: v.tolist() for k, v in sample["inputs"].items()},
+            "solver": {k: _finite_or_none(v) for k, v in sample["solver"].items()}}
+
+
+def _finite_or_none(value):
+    """A solver field as JSON: NaN (a field that does not apply, e.g. the time error of a steady sample)
+    becomes null."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def _png(dataset_id: str, index: int, service, storage) -> Response:
