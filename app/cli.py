@@ -106,6 +106,7 @@ def export(
     fmt: Annotated[str, typer.Option("--format", "-f", help="neuralop (.pt), pdebench (HDF5) or zarr")],
     out: Annotated[Path, typer.Option("--out", "-o", help="output folder")],
     name: Annotated[Optional[str], typer.Option(help="file name stem (default pdeforge_<family>_<id>)")] = None,
+    resolution: Annotated[Optional[int], typer.Option(help="paired datasets: only this resolution (default: all)")] = None,
 ) -> None:
     """Export a downloaded dataset for other tools: neuraloperator .pt, PDEBench-style HDF5, Zarr."""
     from pdeforge.workers.export import FORMATS, export as run_export
@@ -114,7 +115,7 @@ def export(
         typer.echo(f"error: --format {fmt!r} is not allowed; allowed: {', '.join(FORMATS)}", err=True)
         raise typer.Exit(2)
     try:
-        files = run_export(dataset, fmt, out, name=name)
+        files = run_export(dataset, fmt, out, name=name, resolution=resolution)
     except (FileNotFoundError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

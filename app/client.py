@@ -306,13 +306,15 @@ class PDEForgeClient:
         """The dataset's manifest: files (path, bytes, sha256), shapes, splits, solver summary."""
         return self._json("GET", f"/v1/datasets/{quote(dataset_id, safe='')}")
 
-    def sample(self, dataset_id: str, index: int, format: str = "json"):
+    def sample(self, dataset_id: str, index: int, format: str = "json", *, resolution: int | None = None):
         """One sample by global index: a dict (``json``), a NumPy structured array (``npy``,
-        fields ``x``, ``y``, ``index``, ``residual``) or the bytes of a PNG preview (``png``)."""
+        fields ``x``, ``y``, ``index``, ``residual``) or the bytes of a PNG preview (``png``);
+        ``resolution``: of a paired dataset, which one (the finest by default)."""
         if format not in ("json", "npy", "png"):
             raise ValueError(f"format={format!r}; allowed: 'json', 'npy', 'png'")
+        params = {"format": format} if resolution is None else {"format": format, "resolution": int(resolution)}
         response = self._call("GET", f"/v1/datasets/{quote(dataset_id, safe='')}/samples/{int(index)}",
-                              params={"format": format})
+                              params=params)
         if format == "json":
             return response.json()
         if format == "png":

@@ -60,10 +60,12 @@ def _limit_schemas(schemas: dict, settings: Settings) -> None:
             props["samples"]["maximum"] = settings.max_samples
             props["samples"]["description"] = (f"number of samples in the dataset (at most {settings.max_samples}; "
                                                f"samples x n**dim at most {settings.max_work:.3g})")
-    grid = schemas.get("Grid", {}).get("properties", {})
-    if "n" in grid:
-        grid["n"]["maximum"] = n_max
-        grid["n"]["description"] = f"cells per axis; n**dim at most {settings.max_unknowns} (n <= {n_max} in 2-D)"
+    for name, schema in schemas.items():  # every family's grid (DarcyGrid, HeatGrid, ...)
+        grid = schema.get("properties", {}) if name.endswith("Grid") else {}
+        if "n" in grid:
+            grid["n"]["maximum"] = n_max
+            grid["n"]["description"] = (f"cells per axis; n**dim at most {settings.max_unknowns} (n <= {n_max} in "
+                                        "2-D), summed over the resolutions of a paired dataset")
     output = schemas.get("Output", {}).get("properties", {})
     if "shard_samples" in output:
         output["shard_samples"]["description"] = (

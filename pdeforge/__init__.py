@@ -11,7 +11,7 @@ One importable namespace over the repository's folders (see ``pyproject.toml``):
 
 __version__ = "0.2.0"
 
-__all__ = ["__version__", "PDEDataset", "DatasetReader"]
+__all__ = ["__version__", "PDEDataset", "PairedDataset", "DatasetReader"]
 
 
 def __getattr__(name: str):
@@ -20,6 +20,10 @@ def __getattr__(name: str):
         from pdeforge.workers.loader import PDEDataset
 
         return PDEDataset
+    if name == "PairedDataset":
+        from pdeforge.workers.loader import PairedDataset
+
+        return PairedDataset
     if name == "DatasetReader":
         from pdeforge.workers.reader import DatasetReader
 

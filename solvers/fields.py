@@ -13,7 +13,15 @@ N(0, 1)) and :math:`\sigma = \tau^{\alpha - d/2}` by default, i.e. covariance
 
 Reproducibility: sample ``i`` of a dataset with seed ``s`` uses only the generators
 ``default_rng([s, i, stream, part])``, so it is a pure function of ``(s, i)`` whatever
-process computes it and in whatever order.  The low-frequency block
+process computes it and in whatever order.
+
+Two **sampling versions** map those draws to a grid.  Version 2 (the default, see
+:mod:`pdeforge.solvers.shells`) draws the Fourier coefficients shell by shell, so sample
+``i`` is one continuum field and the grid of ``n`` cells holds its truncation, evaluated
+at the cell centres: the same instance at every resolution.  Version 1 (pdeforge 0.1)
+draws a fresh spectrum per grid, the FFT grid's points standing for the cells, with only
+the low block shared between grids; it stays available so that older datasets can be
+regenerated bit for bit.  In version 1 the low-frequency block
 :math:`|k_j| \le K` is drawn from its own generator (``part = 0``) and the rest of
 the spectrum from another (``part = 1``); the ordering features -- the exact
 Fourier coefficients of ``g`` on the low block -- therefore cost O(K^d) per sample
@@ -30,10 +38,14 @@ from functools import lru_cache
 import numpy as np
 from numpy.polynomial import chebyshev as cheb
 
+from . import shells
 from .params import param, validate
 
 #: Low-mode cut-off K per dimension (part of the sampling definition: do not change).
 LOW_MODES = {1: 8, 2: 4, 3: 2}
+#: sampling versions (see the module docstring); new datasets use the last
+SAMPLING_VERSIONS = (1, 2)
+SAMPLING = SAMPLING_VERSIONS[-1]
 
 
 def sample_rng(seed: int, index: int, stream: int, part: int = 0) -> np.random.Generator:
@@ -48,12 +60,18 @@ class GRFSpec:
     alpha: float = param(2.0, gt=0.5, le=10.0, doc="smoothness exponent (must exceed dim/2)")
     tau: float = param(3.0, gt=0.0, le=100.0, doc="inverse length scale")
     sigma: float | None = param(None, gt=0.0, le=1e6, doc="amplitude; default tau**(alpha - dim/2)")
+    band: int | None = param(None, ge=1, le=512, doc="keep only Fourier modes with max_j |k_j| < band: every grid "
+                                                     "with n >= 2 band holds the identical field (sampling 2)")
 
     def __post_init__(self) -> None:
         validate(self)
 
     def amplitude(self, dim: int) -> float:
         return self.sigma if self.sigma is not None else self.tau ** (self.alpha - dim / 2)
+
+    def root(self, dim: int, n: int) -> np.ndarray:
+        """sqrt(lambda_k) on the shells a grid of ``n`` cells holds (sampling 2)."""
+        return shells.root_spectrum(dim, shells.shells(n, self.band), self.alpha, self.tau, self.amplitude(dim))
 
 
 def low_mode_count(n: int, dim: int) -> int:
@@ -76,9 +94,15 @@ def sqrt_spectrum(spec: GRFSpec, shape: tuple[int, ...]) -> np.ndarray:
     return _sqrt_spectrum(tuple(shape), spec.alpha, spec.tau, spec.amplitude(len(shape)))
 
 
-def pointwise_std(spec: GRFSpec, shape: tuple[int, ...]) -> float:
-    """Exact pointwise standard deviation of g: Var g = (1/2) sum_k lambda_k E|xi_k|^2 = sum_k lambda_k."""
-    return float(np.sqrt(np.sum(sqrt_spectrum(spec, shape) ** 2)))
+def pointwise_std(spec: GRFSpec, shape: tuple[int, ...], sampling: int = SAMPLING) -> float:
+    """Pointwise standard deviation of g: Var g = (1/2) sum_k lambda_k E|xi_k|^2 = sum_k lambda_k, over the
+    modes of the grid (sampling 1) or of the field itself (sampling 2: the same on every grid; the sum is
+    taken to ``shells.REFERENCE_SHELLS``, or to the band)."""
+    if sampling == 1:
+        return float(np.sqrt(np.sum(sqrt_spectrum(spec, shape) ** 2)))
+    dim = len(shape)
+    K = shells.REFERENCE_SHELLS[dim] if spec.band is None else spec.band - 1
+    return float(np.sqrt(np.sum(spec.root(dim, 2 * K + 1) ** 2)))
 
 
 def _low_index(shape: tuple[int, ...]) -> tuple[np.ndarray, ...]:
@@ -93,9 +117,17 @@ def _draw_low(rng: np.random.Generator, count: int) -> np.ndarray:
     return z[0] + 1j * z[1]
 
 
-def sample_grf(spec: GRFSpec, shape: tuple[int, ...], seed: int, index: int, stream: int) -> np.ndarray:
-    """One GRF realisation on ``shape`` for (seed, index, stream); float64 array."""
+def sample_grf(spec: GRFSpec, shape: tuple[int, ...], seed: int, index: int, stream: int, *,
+               sampling: int = SAMPLING, at: str = "cells") -> np.ndarray:
+    """One GRF realisation on ``shape`` for (seed, index, stream); float64 array.
+
+    Sampling 2: ``at`` says where ``shape``'s points are -- ``cells`` (n per axis, centres),
+    ``vertices`` (n + 1 per axis) or ``periodic`` (n per axis, x = j/n).  Sampling 1 fills
+    ``shape`` as one FFT grid whatever ``at`` says (its original definition)."""
     shape = tuple(shape)
+    if sampling != 1:
+        n = shape[0] - 1 if at == "vertices" else shape[0]
+        return shells.field(sample_rng(seed, index, stream, shells.PART), len(shape), n, spec.root(len(shape), n), at)
     z = sample_rng(seed, index, stream, 1).standard_normal((2, *shape))
     xi = z[0] + 1j * z[1]
     low = _low_index(shape)
@@ -118,7 +150,15 @@ def _feature_layout(shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, tup
     return np.array(positive), np.array(mirror), block
 
 
-def grf_features(spec: GRFSpec, shape: tuple[int, ...], seed: int, indices, stream: int) -> np.ndarray:
+def _feature_root(spec: GRFSpec, shape: tuple[int, ...]) -> np.ndarray:
+    """sqrt(lambda) on the feature shells (sampling 2): the same for every grid of at least 10 cells."""
+    dim = len(shape)
+    K = min(shells.FEATURE_SHELLS[dim], shells.shells(shape[0], spec.band))
+    return spec.root(dim, 2 * K + 1)
+
+
+def grf_features(spec: GRFSpec, shape: tuple[int, ...], seed: int, indices, stream: int, *,
+                 sampling: int = SAMPLING) -> np.ndarray:
     r"""Low-mode Fourier coefficients of g for each sample, as real features (N, p).
 
     :math:`\hat g_k = \sqrt{\lambda_k}(\xi_k + \bar\xi_{-k})/2` for :math:`0 < k` in the
@@ -126,6 +166,10 @@ def grf_features(spec: GRFSpec, shape: tuple[int, ...], seed: int, indices, stre
     so that feature distances equal low-pass :math:`L^2` distances.
     """
     shape = tuple(shape)
+    if sampling != 1:
+        root = _feature_root(spec, shape)
+        rows = [shells.low_features(sample_rng(seed, i, stream, shells.PART), len(shape), root) for i in indices]
+        return np.array(rows).reshape(len(indices), -1)
     pos, mir, block = _feature_layout(shape)
     root = sqrt_spectrum(spec, shape)[_low_index(shape)].ravel()
     count = int(np.prod(block))
@@ -138,8 +182,10 @@ def grf_features(spec: GRFSpec, shape: tuple[int, ...], seed: int, indices, stre
     return out * math.sqrt(2.0)
 
 
-def grf_feature_scale(spec: GRFSpec, shape: tuple[int, ...]) -> float:
+def grf_feature_scale(spec: GRFSpec, shape: tuple[int, ...], *, sampling: int = SAMPLING) -> float:
     """RMS norm of :func:`grf_features` rows: sqrt(E||feat||^2) = sqrt(sum_low lambda_k)."""
+    if sampling != 1:
+        return float(np.sqrt(np.sum(_feature_root(spec, tuple(shape)) ** 2)))
     root = sqrt_spectrum(spec, tuple(shape))[_low_index(tuple(shape))]
     return float(np.sqrt(np.sum(root**2)))
 
@@ -180,10 +226,11 @@ class CoefficientSpec:
             return np.where(g >= 0, self.high, self.low)
         return np.full(g.shape, self.value)
 
-    def sample(self, shape: tuple[int, ...], seed: int, index: int, stream: int) -> np.ndarray:
+    def sample(self, shape: tuple[int, ...], seed: int, index: int, stream: int, *,
+               sampling: int = SAMPLING) -> np.ndarray:
         if not self.random:
             return np.full(tuple(shape), self.value)
-        return self.from_grf(sample_grf(self.grf, shape, seed, index, stream))
+        return self.from_grf(sample_grf(self.grf, shape, seed, index, stream, sampling=sampling))
 
 
 # ---------------------------------------------------------------------------

@@ -178,9 +178,12 @@ def generate(
 
 def solve_sequence(fam: PDEFamily, spec: FamilySpec, seed: int, order: Sequence[int], options: SolverOptions,
                    sink: Sink, *, on_sample: Callable[[SampleRecord], None] | None = None,
-                   cache: FactorCache | None = None, precision: str | None = None) -> dict:
+                   cache: FactorCache | None = None, precision: str | None = None,
+                   initial_guess: Callable[[int], np.ndarray | None] | None = None) -> dict:
     """Solve samples ``order`` in that order, handing each to ``sink``; returns ``meta``
-    (the engine decision and the engine's set-up counters)."""
+    (the engine decision and the engine's set-up counters).  ``initial_guess(pos)`` (steady
+    systems, iterative engines) starts the solve of the sample at position ``pos`` from the
+    returned vector -- e.g. the interpolated solution of the same sample on a coarser grid."""
     order = np.asarray(order, dtype=np.int64)
     decision = EngineDecision.fixed(options.engine)
     if options.engine == "auto":
@@ -201,12 +204,14 @@ def solve_sequence(fam: PDEFamily, spec: FamilySpec, seed: int, order: Sequence[
     elif engine.block and not caps.operator_varies and len(order):
         _solve_block(fam, spec, order, draw, engine, verifier)
     else:
+        guess = initial_guess if initial_guess is not None and not engine.exact else (lambda pos: None)
         for pos, index in enumerate(order):
             t1 = time.perf_counter()
             sample = draw(index)
             A, b = fam.assemble(spec, sample)
+            x0 = guess(pos)
             t2 = time.perf_counter()
-            x, res = engine.solve(A, b)
+            x, res = engine.solve(A, b, x0)
             verifier.add(pos, sample, A, b, x, res, t2 - t1, time.perf_counter() - t2)
     return {"family": fam.name, "engine": decision.as_dict(), "counters": dict(engine.counters)}
 

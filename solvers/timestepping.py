@@ -160,7 +160,7 @@ def _steps(L, u0: np.ndarray, explicit, dt: float, scheme: str, count: int, solv
 def integrate(L, u0: np.ndarray, explicit: Callable[[np.ndarray], np.ndarray], time: TimeSpec,
               solve: StepSolver, on_frame: Callable[[int, np.ndarray], None], *,
               memo: dict | None = None, warm_start: bool = True) -> TrajectoryRecord:
-    """Integrate ``u_t = -L u + explicit(u)`` from ``u0`` with ``time.scheme``; ``on_frame(k, u)`` gets
+    r"""Integrate ``u_t = -L u + explicit(u)`` from ``u0`` with ``time.scheme``; ``on_frame(k, u)`` gets
     frame k (k = 0 is ``u0``) as soon as it is reached.  Returns the trajectory's record.
     ``warm_start``: hand ``solve`` an explicit predictor as initial guess (iterative engines); else None.
 

@@ -17,7 +17,8 @@ and ``DataLoader(shuffle=True)`` do). Every family has the same layout:
 ``channel_in``, ``channel_out`` channel names, dimension scales of the channel axes
 ``solver/residual``             true relative residual ||b - A y64|| / ||b|| of the float64 solution
 ``solver/residual_stored``      the same for the stored (rounded) y
-``solver/iterations`` ...       matvecs, seconds, engine, converged, fallback (S,)
+``solver/iterations`` ...       matvecs, seconds, engine, converged, fallback (S,); trajectories also steps,
+                                time_error_estimate, operators
 ==============================  =================================================================
 
 The system of sample i is assembled from its stored inputs (the inputs were rounded to
@@ -32,8 +33,12 @@ Every axis of every dataset is attached to a dimension scale, so xarray
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
+import os
+import re
 from pathlib import Path
 
 import h5py
@@ -52,9 +57,27 @@ COMPRESSIONS = ("none", "gzip", "blosc")
 SAMPLE_ORDER = ("solve order: consecutive samples are similar (greedy/hilbert ordering of the split); "
                 "shuffle before training -- a prefix is a clustered subset")
 _SOLVER_FIELDS = {"iterations": np.int64, "matvecs": np.int64, "residual": np.float64,
-                  "residual_stored": np.float64, "seconds": np.float64, "converged": bool, "fallback": bool,
-                  "steps": np.int64, "time_error_estimate": np.float64, "operators": np.int64}
+                  "residual_stored": np.float64, "seconds": np.float64, "converged": bool, "fallback": bool}
+#: the solver fields of trajectory shards only
+_TIME_FIELDS = {"steps": np.int64, "time_error_estimate": np.float64, "operators": np.int64}
 TIME_DIM = "time"
+
+
+@contextlib.contextmanager
+def os_errors_of_hdf5():
+    """Re-raise an HDF5 write failure that reports an OS ``errno`` (a full disk: 'errno = 28') as that
+    ``OSError``, so that callers tell a full or read-only disk (retry later) from a bug."""
+    try:
+        yield
+    except (RuntimeError, OSError, ValueError) as exc:
+        found = None if isinstance(exc, OSError) and exc.errno else _HDF5_ERRNO.search(str(exc))
+        if found is None:
+            raise
+        code = int(found.group(1))
+        raise OSError(code, f"{os.strerror(code)} (HDF5: {str(exc).splitlines()[0]})") from exc
+
+
+_HDF5_ERRNO = re.compile(r"errno = (\d+)")
 
 
 class FormatError(ValueError):
@@ -125,12 +148,18 @@ class ShardWriter:
         self.xdt, self.ydt = storage_dtypes(family, spec, precision, complex_storage)
         self.in_names = family.input_names(spec)
         self.out_names = output_channels(family, spec, complex_storage)
+        self.path = path
         self.h5 = h5py.File(path, "w", track_order=True)
         self.moments: dict[str, list[float]] = {}
+        self._digests: dict[tuple[str, int], object] = {}
         self.records = []
         self._layout(compression, attrs or {})
 
     # ----- layout ----------------------------------------------------------------------------------
+    def _solver_fields(self) -> dict:
+        """The per-sample solver datasets (``solver/<name>``): trajectories add steps, time error, operators."""
+        return _SOLVER_FIELDS if self.time is None else {**_SOLVER_FIELDS, **_TIME_FIELDS}
+
     def _scale(self, name: str, data) -> h5py.Dataset:
         ds = self.h5.create_dataset(name, data=data)
         ds.make_scale(name)
@@ -174,7 +203,7 @@ class ShardWriter:
             self._attach(ds, (SAMPLE_DIM, *e.dims))
         for name in fam.scalar_names(spec):
             self._attach(h5.create_dataset(f"scalars/{name}", shape=(S,), dtype=np.float64), (SAMPLE_DIM,))
-        for name, dt in _SOLVER_FIELDS.items():
+        for name, dt in self._solver_fields().items():
             self._attach(h5.create_dataset(f"solver/{name}", shape=(S,), dtype=dt), (SAMPLE_DIM,))
         self._attach(h5.create_dataset("solver/engine", shape=(S,), dtype=h5py.string_dtype()), (SAMPLE_DIM,))
         h5.attrs.update({
@@ -212,6 +241,7 @@ class ShardWriter:
         of the one-frame differences ``dy`` accumulate from the stored values)."""
         y = self._stored_y(frame)
         self.h5["y"][position, k] = y
+        self._digest("y", position).update(np.ascontiguousarray(y).tobytes())
         self._y_moments("y", y)
         if self._previous is not None and self._previous[0] == position and k > 0:
             self._y_moments("dy", y.astype(np.float64) - self._previous[1])
@@ -221,9 +251,11 @@ class ShardWriter:
         h5, pos, s = self.h5, solved.position, solved.sample
         x = solved.inputs.astype(self.xdt)
         h5["x"][pos] = x
+        self._digest("x", pos).update(np.ascontiguousarray(x).tobytes())
         if solved.y is not None:
             y = self._stored_y(solved.y)
             h5["y"][pos] = y
+            self._digest("y", pos).update(np.ascontiguousarray(y).tobytes())
             self._y_moments("y", y)
         h5[SAMPLE_DIM][pos] = s.index
         for c, name in enumerate(self.in_names):
@@ -237,6 +269,10 @@ class ShardWriter:
             self._moments(f"inputs/{name}", stored)
         self.records.append(solved.record)
 
+    def _digest(self, name: str, position: int):
+        """Running sha256 of what was written to ``name[position]`` (frames in order)."""
+        return self._digests.setdefault((name, position), hashlib.sha256())
+
     def _moments(self, name: str, values: np.ndarray) -> None:
         a = np.asarray(values, dtype=np.float64)
         acc = self.moments.setdefault(name, [0.0, 0.0, 0.0])
@@ -249,7 +285,7 @@ class ShardWriter:
         h5, recs = self.h5, self.records
         if len(recs) != self.count:
             raise RuntimeError(f"shard got {len(recs)} samples but was created for {self.count}")
-        for name, dt in _SOLVER_FIELDS.items():
+        for name, dt in self._solver_fields().items():
             values = [getattr(r, name) for r in recs]
             if name in ("residual_stored", "time_error_estimate"):
                 values = [np.nan if v is None else v for v in values]
@@ -261,7 +297,19 @@ class ShardWriter:
                 "x": {"shape": list(h5["x"].shape), "dtype": str(self.xdt)},
                 "y": {"shape": list(h5["y"].shape), "dtype": str(self.ydt)}}
         h5.close()
+        self._read_back()
         return info
+
+    def _read_back(self) -> None:
+        """Reopen the closed file and check that x and y hold exactly what was written: a write that
+        HDF5 lost without raising (a disk that filled up under its cache) is an ``OSError`` here, never a
+        shard with a valid checksum and wrong arrays."""
+        # through a Python file object: the bytes on disk, not what the HDF5 library may still hold of a
+        # file it could not close cleanly
+        with open(self.path, "rb") as raw, h5py.File(raw, "r") as h5:
+            for (name, pos), digest in self._digests.items():
+                if hashlib.sha256(np.ascontiguousarray(h5[name][pos]).tobytes()).digest() != digest.digest():
+                    raise OSError(errno.EIO, f"{self.path}: {name}[{pos}] did not read back as written")
 
     def abort(self) -> None:
         self.h5.close()
@@ -293,6 +341,19 @@ def check_format(h5: h5py.File) -> int:
                           f"is not format {FORMAT_VERSION}: regenerate the dataset with this version (the same "
                           "spec now names a new dataset id) or read it with the version that wrote it")
     return version
+
+
+def shard_spec(h5: h5py.File) -> tuple[PDEFamily, FamilySpec]:
+    """The family and the spec of the arrays in an open shard: its ``spec`` attribute, at the file's
+    ``resolution`` for a file of a paired dataset."""
+    from pdeforge.solvers.families import get_family
+
+    from .spec import parse_spec
+
+    spec = parse_spec(h5.attrs["spec"]).family_spec()
+    if "resolution" in h5.attrs:
+        spec = spec.at(int(h5.attrs["resolution"]))
+    return get_family(str(h5.attrs["family"])), spec
 
 
 def read_sample(source, position: int) -> dict:

@@ -153,7 +153,9 @@ class LeaseLost(JobError):
 
 
 #: errno values of a full or read-only disk: they clear when space is freed or the disk remounted
-TRANSIENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+#: full, over-quota or read-only disks, and EIO (a write lost under a full disk shows as a shard that does not
+#: read back as written): retried later, failed after ``transient_retries``
+TRANSIENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO})
 _TRANSIENT_CODES = frozenset(errno.errorcode[e] for e in TRANSIENT_ERRNOS)
 
 

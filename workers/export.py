@@ -1,6 +1,9 @@
 """Exports of a downloaded dataset to the formats other tools load (``pdeforge export``).
 
-All exports hold the samples of each split in **index order** (sorted by sample index).
+All exports hold the samples of each split in **index order** (sorted by sample index).  A
+paired dataset (``grid.resolutions``) is exported at every resolution (or the one asked for):
+neuraloperator's files carry the resolution in their names already; PDEBench files get a
+``_<n>`` suffix and Zarr a ``r<n>`` group inside each split's group.
 
 * ``neuralop`` -- neuraloperator's ``PTDataset`` files ``<name>_<split>_<n>.pt``, each a dict
   ``{"x": (N, C_in, *grid), "y": (N, C_out, *grid)}`` of float32 tensors (complex solutions as
@@ -27,8 +30,10 @@ FORMATS = ("neuralop", "pdebench", "zarr")
 _AXES = ("x-coordinate", "y-coordinate", "z-coordinate")
 
 
-def _splits(root: Path) -> list[DatasetReader]:
-    readers = [DatasetReader(root, split=s) for s in ("train", "valid", "test")]
+def _splits(root: Path, resolution: int | None) -> list[DatasetReader]:
+    """A reader per split with samples, at ``resolution`` or (None) at every resolution of the dataset."""
+    resolutions = [resolution] if resolution is not None else DatasetReader(root).resolutions
+    readers = [DatasetReader(root, split=s, resolution=n) for n in resolutions for s in ("train", "valid", "test")]
     return [r for r in readers if len(r)]
 
 
@@ -39,11 +44,12 @@ def _real(y: np.ndarray, axis: int) -> np.ndarray:
     return np.stack([y.real, y.imag], axis=axis + 1).reshape(*y.shape[:axis], -1, *y.shape[axis + 1:])
 
 
-def export(root: str | Path, fmt: str, out: str | Path, *, name: str | None = None) -> list[Path]:
+def export(root: str | Path, fmt: str, out: str | Path, *, name: str | None = None,
+           resolution: int | None = None) -> list[Path]:
     """Write the dataset in folder ``root`` as ``fmt`` into folder ``out``; returns the files written."""
     if fmt not in FORMATS:
         raise ValueError(f"format={fmt!r} is not allowed; allowed: one of {', '.join(map(repr, FORMATS))}")
-    readers = _splits(Path(root))
+    readers = _splits(Path(root), resolution)
     if not readers:
         raise ValueError(f"{root} holds no samples")
     manifest = readers[0].manifest
@@ -56,14 +62,13 @@ def export(root: str | Path, fmt: str, out: str | Path, *, name: str | None = No
 def _neuralop(readers, out: Path, name: str, manifest: dict) -> list[Path]:
     import torch
 
-    n = manifest["grid"][0]
     written = []
     for reader in readers:
         samples = [reader.read(i) for i in range(len(reader))]
         x = torch.from_numpy(np.stack([s["x"] for s in samples]).astype(np.float32))
         y = np.stack([s["y"] for s in samples])
-        y = torch.from_numpy(_real(y, y.ndim - len(manifest["grid"]) - 1).astype(np.float32))
-        path = out / f"{name}_{reader.split}_{n}.pt"
+        y = torch.from_numpy(_real(y, y.ndim - len(reader.grid) - 1).astype(np.float32))
+        path = out / f"{name}_{reader.split}_{reader.resolution}.pt"
         torch.save({"x": x, "y": y, "sample_index": torch.from_numpy(reader.sample_index.copy()),
                     "input_channels": reader.input_names, "output_channels": reader.output_names}, path)
         written.append(path)
@@ -73,11 +78,12 @@ def _neuralop(readers, out: Path, name: str, manifest: dict) -> list[Path]:
 def _pdebench(readers, out: Path, name: str, manifest: dict) -> list[Path]:
     import h5py
 
-    grid = manifest["grid"]
-    coords = (np.arange(grid[0]) + 0.5) / grid[0]
     written = []
     for reader in readers:
-        path = out / f"{name}_{reader.split}.hdf5"
+        grid = reader.grid
+        coords = (np.arange(grid[0]) + 0.5) / grid[0]
+        stem = f"{name}_{reader.split}_{reader.resolution}" if reader.paired else f"{name}_{reader.split}"
+        path = out / f"{stem}.hdf5"
         N = len(reader)
         with h5py.File(path, "w") as h5:
             first = reader.read(0) if N else None
@@ -104,14 +110,16 @@ def _pdebench(readers, out: Path, name: str, manifest: dict) -> list[Path]:
 def _zarr(readers, out: Path, name: str, manifest: dict) -> list[Path]:
     import zarr
 
-    grid = manifest["grid"]
-    dims = list(GRID_DIMS[: len(grid)])
+    dims = list(GRID_DIMS[: len(manifest["grid"])])
     path = out / f"{name}.zarr"
     root = zarr.open_group(str(path), mode="w")
     root.attrs.update({"pdeforge_dataset_id": manifest["dataset_id"], "family": manifest["family"],
                        "claims": manifest["claims"], "boundary_conditions": manifest["boundary_conditions"]})
     for reader in readers:
-        group = root.create_group(reader.split)
+        grid = reader.grid
+        group = root.require_group(reader.split)
+        if reader.paired:
+            group = group.create_group(f"r{reader.resolution}")
         N = len(reader)
         first = reader.read(0)
         y_dims = ["sample_index", "time", "channel_out", *dims] if first["y"].ndim == len(grid) + 2 \

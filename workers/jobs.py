@@ -65,7 +65,7 @@ def shard_memory_bytes(job: JobBase, shard_samples: int | None = None) -> int:
     Complex solutions count twice."""
     family, spec = get_family(job.family), job.family_spec()
     per_shard = min(job.output.shard_samples if shard_samples is None else shard_samples, job.samples)
-    unknowns = job.grid.n ** job.grid.dim
+    unknowns = job.unknowns  # summed over the resolutions of a paired dataset
     out_size = np.dtype(job.output.dtype).itemsize
     y_parts = 2 if np.issubdtype(family.dtype(spec), np.complexfloating) else 1
     values = len(family.input_names(spec)) + y_parts
@@ -74,12 +74,14 @@ def shard_memory_bytes(job: JobBase, shard_samples: int | None = None) -> int:
 
 def check_limits(job: JobBase, settings: Settings) -> None:
     """Reject oversized jobs before anything is queued (the message states the limit)."""
-    unknowns = job.grid.n ** job.grid.dim
+    unknowns = job.unknowns  # summed over the resolutions of a paired dataset
     if job.samples > settings.max_samples:
         raise LimitExceeded(f"samples={job.samples} exceeds the limit of {settings.max_samples} samples per job",
                             field="samples", limit=settings.max_samples)
     if unknowns > settings.max_unknowns:
-        raise LimitExceeded(f"grid n={job.grid.n}, dim={job.grid.dim} gives {unknowns} unknowns per sample; "
+        raise LimitExceeded(f"grid n={job.grid.n}, dim={job.grid.dim}"
+                            + (f", resolutions {job.resolutions}" if job.paired else "")
+                            + f" gives {unknowns} unknowns per sample; "
                             f"the limit is {settings.max_unknowns}", field="grid", limit=settings.max_unknowns)
     work = float(job.samples) * unknowns
     if work > settings.max_work:
@@ -115,10 +117,11 @@ DEFAULT_SECONDS_PER_UNKNOWN = 2e-6
 def estimate(job: JobBase, settings: Settings, metrics: dict[str, float]) -> dict:
     """What a job would cost: samples, shards, stored bytes, memory per shard and solve time."""
     family, spec = get_family(job.family), job.family_spec()
-    unknowns = job.grid.n ** job.grid.dim
+    unknowns = job.unknowns  # summed over the resolutions of a paired dataset
     out_size = np.dtype(job.output.dtype).itemsize
     y_parts = 2 if np.issubdtype(family.dtype(spec), np.complexfloating) else 1
-    per_sample = unknowns * (len(family.input_names(spec)) + y_parts) * out_size
+    frames = 1 if spec.time is None else len(spec.time.frame_times())  # a trajectory stores every frame
+    per_sample = unknowns * (len(family.input_names(spec)) + y_parts * frames) * out_size
     counts = [len(idx) for idx in pipeline.split_indices(job).values()]
     shards = sum(math.ceil(c / job.output.shard_samples) for c in counts)
     measured = metrics.get("unknown_samples", 0.0)

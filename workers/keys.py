@@ -5,6 +5,7 @@
     datasets/{id}/spec.json
     datasets/{id}/plan.json
     datasets/{id}/data/{split}/shard_{k:05d}.h5
+    datasets/{id}/data/{split}/r{n}/shard_{k:05d}.h5   # paired datasets: one folder per resolution n
     datasets/{id}/shards/{split}/shard_{k:05d}.json   # per-shard record: sha256, bytes, solver summary
     datasets/{id}/stats.json
     datasets/{id}/README.md                           # dataset card (Hugging Face `datasets` YAML header)
@@ -62,8 +63,10 @@ def manifest(dataset_id: str) -> str:
     return prefix(dataset_id) + "manifest.json"
 
 
-def shard(dataset_id: str, split: str, k: int) -> str:
-    return prefix(dataset_id) + f"data/{split}/shard_{k:05d}.h5"
+def shard(dataset_id: str, split: str, k: int, resolution: int | None = None) -> str:
+    """Key of shard ``k`` of a split; of a paired dataset, at ``resolution`` cells per axis."""
+    folder = f"data/{split}/" if resolution is None else f"data/{split}/r{resolution}/"
+    return prefix(dataset_id) + f"{folder}shard_{k:05d}.h5"
 
 
 def shard_record(dataset_id: str, split: str, k: int) -> str:

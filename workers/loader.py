@@ -20,6 +20,10 @@
 * ``num_workers > 0`` works: HDF5 files are opened lazily, once per worker process.
 * A remote dataset: ``PDEDataset.remote(url, dataset_id, token=...)`` reads the chunks of the
   samples you touch with HTTP Range requests through the API.
+* Paired datasets (``grid.resolutions``): ``PDEDataset(root, resolution=64)`` is one resolution
+  (the finest by default, each normalised with its own statistics);
+  :class:`PairedDataset` gives the same sample at several: ``{"x": {64: ..., 256: ...},
+  "y": {...}, "index": i}`` (coarse/fine pairs, multilevel training).
 """
 
 from __future__ import annotations
@@ -91,10 +95,11 @@ class PDEDataset(Dataset):
 
     def __init__(self, root: str | os.PathLike | None = None, split: str = "train", *, normalize: bool = False,
                  complex: str = "complex", dtype: torch.dtype = torch.float32, order: str = "index",
-                 reader: DatasetReader | None = None) -> None:
+                 resolution: int | None = None, reader: DatasetReader | None = None) -> None:
         if complex not in COMPLEX_MODES:
             raise ValueError(f"complex={complex!r} is not allowed; allowed: one of 'complex', 'channels'")
-        self.reader = reader if reader is not None else DatasetReader(root, split=split, order=order)
+        self.reader = reader if reader is not None else DatasetReader(root, split=split, order=order,
+                                                                      resolution=resolution)
         self.complex, self.dtype = complex, dtype
         self.normalizer = Normalizer(self.reader.stats(), self.reader.input_names, self.reader.output_names,
                                      complex == "channels") if normalize else None
@@ -106,7 +111,7 @@ class PDEDataset(Dataset):
 
         client = PDEForgeClient(url, token)
         reader = DatasetReader(client=client, dataset_id=dataset_id, split=split,
-                               order=options.pop("order", "index"))
+                               order=options.pop("order", "index"), resolution=options.pop("resolution", None))
         return cls(split=split, reader=reader, **options)
 
     @property
@@ -133,3 +138,30 @@ class PDEDataset(Dataset):
             x = self.normalizer.encode_x(x)
             y = self.normalizer.encode_y(y, channel_axis)
         return {"x": x, "y": y, "index": sample["index"]}
+
+
+class PairedDataset(Dataset):
+    """The same samples of a paired dataset at several resolutions: item ``i`` is
+    ``{"x": {n: (C_in, n, ...)}, "y": {n: ...}, "index": i}`` for each ``n`` in ``resolutions``
+    (default: all of the dataset's).  Options as for :class:`PDEDataset`."""
+
+    def __init__(self, root: str | os.PathLike, split: str = "train", *, resolutions=None, **options) -> None:
+        first = DatasetReader(root, split=split)
+        self.resolutions = list(resolutions or first.resolutions)
+        self.levels = {n: PDEDataset(root, split, resolution=n, **options) for n in self.resolutions}
+        indices = [level.sample_index for level in self.levels.values()]
+        if any(not np.array_equal(indices[0], other) for other in indices[1:]):
+            raise ValueError(f"the resolutions of {root} do not hold the same samples of split {split!r}")
+        first.close()
+
+    @property
+    def sample_index(self) -> np.ndarray:
+        return next(iter(self.levels.values())).sample_index
+
+    def __len__(self) -> int:
+        return len(self.sample_index)
+
+    def __getitem__(self, i: int) -> dict:
+        items = {n: level[i] for n, level in self.levels.items()}
+        return {"x": {n: it["x"] for n, it in items.items()}, "y": {n: it["y"] for n, it in items.items()},
+                "index": next(iter(items.values()))["index"]}

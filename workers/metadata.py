@@ -81,15 +81,28 @@ def _scalar(v) -> str:
     return json.dumps(str(v))
 
 
-def dataset_card(manifest: dict, features: list[dict], description: str) -> str:
-    """The Hugging Face dataset card (``README.md``) of a finished dataset."""
+def _configs(manifest: dict, splits: list[str]) -> list[dict]:
+    """One ``datasets`` config (the finest resolution is the default), or one per resolution of a
+    paired dataset (``r64``, ``r128``, ...)."""
+    resolutions = manifest.get("resolutions")
+    if not resolutions:
+        return [{"config_name": "default",
+                 "data_files": [{"split": _HF_SPLITS[s], "path": f"data/{s}/*.h5"} for s in splits]}]
+    return [{"config_name": f"r{n}", **({"default": True} if n == resolutions[-1] else {}),
+             "data_files": [{"split": _HF_SPLITS[s], "path": f"data/{s}/r{n}/*.h5"} for s in splits]}
+            for n in resolutions]
+
+
+def dataset_card(manifest: dict, features: dict[int, list[dict]], description: str) -> str:
+    """The Hugging Face dataset card (``README.md``) of a finished dataset; ``features`` per resolution."""
     splits = [s for s in keys.SPLITS if manifest["splits"][s]["shards"]]
+    info = [{"config_name": f"r{n}", "features": f} for n, f in features.items()] if manifest.get("resolutions") \
+        else {"features": next(iter(features.values()))}
     header = {
         "license": "cc-by-4.0",
         "tags": ["pde", "neural-operator", "pdeforge", manifest["family"]],
-        "configs": [{"config_name": "default",
-                     "data_files": [{"split": _HF_SPLITS[s], "path": f"data/{s}/*.h5"} for s in splits]}],
-        "dataset_info": {"features": features},
+        "configs": _configs(manifest, splits),
+        "dataset_info": info,
     }
     spec = json.dumps(manifest["spec"], indent=2, sort_keys=True)
     counts = ", ".join(f"{s} {manifest['splits'][s]['samples']}" for s in splits)
@@ -97,6 +110,10 @@ def dataset_card(manifest: dict, features: list[dict], description: str) -> str:
             f"{description}\n\n"
             f"* samples: {manifest['samples']} ({counts})\n"
             f"* grid: {' x '.join(map(str, manifest['grid']))} cells, cell-centred, on the unit domain\n"
+            + (f"* resolutions: {', '.join(map(str, manifest['resolutions']))} cells per axis -- every sample at "
+               "each (one continuum instance, point values at the cell centres), in `data/<split>/r<n>/`\n"
+               if manifest.get("resolutions") else "")
+            + f"* sampling version: {manifest.get('sampling', 1)}\n"
             f"* x channels: {', '.join(manifest['input_names'])}; y channels: {', '.join(manifest['output_names'])}\n"
             f"* boundary conditions: {manifest['boundary_conditions']}\n"
             f"* claims: {manifest['claims']}\n"
@@ -118,10 +135,15 @@ def croissant(manifest: dict, files: list[dict], description: str) -> dict:
         objects.append({"@type": "cr:FileObject", "@id": f["path"], "name": f["path"], "contentUrl": f["path"],
                         "contentSize": f"{f['bytes']} B", "encodingFormat": fmt, "sha256": f["sha256"]})
     for split in keys.SPLITS:
-        if manifest["splits"][split]["shards"]:
-            objects.append({"@type": "cr:FileSet", "@id": f"shards-{split}", "name": f"shards-{split}",
-                            "description": f"the {split} split's HDF5 shards",
-                            "encodingFormat": "application/x-hdf5", "includes": f"data/{split}/*.h5"})
+        if not manifest["splits"][split]["shards"]:
+            continue
+        for n in manifest.get("resolutions") or [None]:
+            name = f"shards-{split}" if n is None else f"shards-{split}-r{n}"
+            objects.append({"@type": "cr:FileSet", "@id": name, "name": name,
+                            "description": f"the {split} split's HDF5 shards" + ("" if n is None else f" at {n} cells "
+                                                                                 "per axis"),
+                            "encodingFormat": "application/x-hdf5",
+                            "includes": f"data/{split}/*.h5" if n is None else f"data/{split}/r{n}/*.h5"})
     return {
         "@context": {
             "@language": "en", "@vocab": "https://schema.org/", "sc": "https://schema.org/",

@@ -32,9 +32,10 @@ from pdeforge.solvers.engines import EngineDecision, FactorCache, pilot
 from pdeforge.solvers.families import get_family
 from pdeforge.solvers.generate import solve_sequence
 from pdeforge.solvers.ordering import order_samples
+from pdeforge.solvers.resample import interpolate
 
 from . import keys, metadata
-from .dataset import SAMPLE_ORDER, ShardWriter, claims, output_channels, sha256_file
+from .dataset import SAMPLE_ORDER, ShardWriter, claims, os_errors_of_hdf5, output_channels, sha256_file
 from .errors import JobCancelled, ObjectNotFound, StorageError
 from .records import Plan, ShardPlan, ShardRecord
 from .spec import FORMAT_VERSION, JobBase, parse_spec
@@ -81,7 +82,8 @@ def make_plan(job: JobBase) -> Plan:
     splits = {}
     for name, idx in ordered.items():
         count = max(1, math.ceil(len(idx) / job.output.shard_samples)) if len(idx) else 0
-        splits[name] = [ShardPlan(name, k, keys.shard(job.dataset_id, name, k), part.tolist(), engine.chosen)
+        finest = job.grid.n if job.paired else None
+        splits[name] = [ShardPlan(name, k, keys.shard(job.dataset_id, name, k, finest), part.tolist(), engine.chosen)
                         for k, part in enumerate(np.array_split(idx, count) if count else [])]
     return Plan(job.dataset_id, job.samples, splits, orderings, engine.as_dict(),
                 round(time.perf_counter() - t0, 4), __version__)
@@ -114,7 +116,8 @@ def existing_shard(storage: Storage, dataset_id: str, split: str, k: int) -> Sha
     """The shard's record if the shard is complete (record present, object of recorded size)."""
     try:
         record = ShardRecord.from_json(storage.get_json(keys.shard_record(dataset_id, split, k)))
-        if storage.stat(record.key).size == record.bytes:
+        parts = [(record.key, record.bytes)] + [(c["key"], c["bytes"]) for c in record.companions.values()]
+        if all(storage.stat(key).size == size for key, size in parts):
             return record
     except ObjectNotFound:
         pass
@@ -138,11 +141,15 @@ def software_versions() -> dict[str, str]:
     return out
 
 
-def shard_attrs(job: JobBase, shard: ShardPlan) -> dict:
-    """Root attributes of a shard beyond the layout: identity, spec, claims, versions."""
-    return {"spec": job.canonical_json(), "dataset_id": job.dataset_id, "split": shard.split, "shard": shard.shard,
-            "claims": claims(job.output.dtype, job.solver.rtol, job.solver.atol, job.family_spec().time),
-            "software_versions": software_versions()}
+def shard_attrs(job: JobBase, shard: ShardPlan, resolution: int | None = None) -> dict:
+    """Root attributes of a shard beyond the layout: identity, spec, claims, versions (paired datasets:
+    the shard's resolution and all of them)."""
+    attrs = {"spec": job.canonical_json(), "dataset_id": job.dataset_id, "split": shard.split, "shard": shard.shard,
+             "claims": claims(job.output.dtype, job.solver.rtol, job.solver.atol, job.family_spec().time),
+             "sampling": job.sampling, "software_versions": software_versions()}
+    if job.paired:
+        attrs.update(resolution=resolution, resolutions=job.resolutions)
+    return attrs
 
 
 def solver_summary(records) -> dict:
@@ -181,49 +188,113 @@ def solve_shard(
     done = existing_shard(storage, job.dataset_id, shard.split, shard.shard)
     if done is not None:
         return done
-    family, spec = get_family(job.family), job.family_spec()
+    family = get_family(job.family)
     options = dataclasses.replace(job.solver_options(), ordering="none", engine=shard.engine)  # the plan ordered them
-    count = 0
+    resolutions, dim = job.resolutions, job.grid.dim
+    cells = {r: r**dim for r in resolutions}
+    work, per_sample = 0, sum(cells.values())  # progress in samples: solved cells / cells of one sample
+    current = resolutions[0]
 
     def check_cancel() -> None:
         if should_cancel is not None and should_cancel():
             raise JobCancelled(f"job {job.dataset_id} cancelled", job_id=job.dataset_id)
 
     def on_sample(_record) -> None:
-        nonlocal count
-        count += 1
-        if on_progress is not None:
-            on_progress(count)
+        nonlocal work
+        before = work // per_sample
+        work += cells[current]
+        if on_progress is not None and work // per_sample > before:
+            on_progress(work // per_sample)
         check_cancel()
 
     check_cancel()
     t0 = time.perf_counter()
+    parts: dict[int, dict] = {}
+    try:
+        for r in resolutions:  # coarse to fine: a coarse solution starts the iterative solve of the finer one
+            current = r
+            key = shard.key if r == job.grid.n else keys.shard(job.dataset_id, shard.split, shard.shard, r)
+            coarser = parts[max(parts)]["path"] if parts else None
+            parts[r] = _solve_part(job, shard, family, options, r, key, coarser, on_sample, cache)
+        records = {r: _part_record(job, shard, part, r) for r, part in parts.items()}
+        finest = records.pop(job.grid.n)
+        record = dataclasses.replace(finest, seconds=time.perf_counter() - t0,
+                                     companions={str(r): rec.to_json() for r, rec in records.items()},
+                                     resolution=job.grid.n if job.paired else None)
+        for r, part in sorted(parts.items(), key=lambda kv: kv[0] == job.grid.n):  # the plan's key last
+            storage.put_file(part["key"], part["path"], content_type="application/x-hdf5")
+    finally:
+        for part in parts.values():
+            os.unlink(part["path"])
+    # the record is written after the objects: a record always describes a complete shard
+    storage.put_json(keys.shard_record(job.dataset_id, shard.split, shard.shard), record.to_json())
+    return record
+
+
+def _solve_part(job: JobBase, shard: ShardPlan, family, options, resolution: int, key: str, coarser: str | None,
+                on_sample, cache) -> dict:
+    """Solve the shard's samples on the grid of ``resolution`` cells into a temporary HDF5 file; an
+    iterative engine starts each solve from the sample's solution in ``coarser`` (a finished part),
+    interpolated.  Returns the part: path, key, writer summary, records, counters."""
+    spec = job.family_spec().at(resolution)
     fd, tmp = tempfile.mkstemp(suffix=".h5", prefix="pdeforge-shard-")
     os.close(fd)
     try:
-        writer = ShardWriter(tmp, family, spec, len(shard.indices), precision=job.output.dtype,
-                             complex_storage=job.output.complex, compression=job.output.compression,
-                             attrs=shard_attrs(job, shard))
-        try:
-            meta = solve_sequence(family, spec, job.seed, shard.indices, options, writer, on_sample=on_sample,
-                                  cache=cache, precision=job.output.dtype)
-        except BaseException:
-            writer.abort()
-            raise
-        info = writer.close({"engine": meta["engine"]})
-        record = ShardRecord(
-            split=shard.split, shard=shard.shard, key=shard.key, bytes=os.path.getsize(tmp),
-            sha256=sha256_file(tmp), samples=info["samples"], x=info["x"], y=info["y"],
-            first_index=int(shard.indices[0]) if shard.indices else None,
-            solver={**solver_summary(writer.records), "counters": meta["counters"]},
-            stats=writer.moments, seconds=time.perf_counter() - t0, input_names=writer.in_names,
-        )
-        storage.put_file(shard.key, tmp, content_type="application/x-hdf5")
-    finally:
+        with os_errors_of_hdf5():  # a full temporary disk is an OSError (transient), not a failed job
+            return _write_part(job, shard, family, options, spec, tmp, key, coarser, on_sample, cache)
+    except BaseException:
         os.unlink(tmp)
-    # the record is written after the object: a record always describes a complete shard
-    storage.put_json(keys.shard_record(job.dataset_id, shard.split, shard.shard), record.to_json())
-    return record
+        raise
+
+
+def _write_part(job: JobBase, shard: ShardPlan, family, options, spec, tmp: str, key: str, coarser: str | None,
+                on_sample, cache) -> dict:
+    writer = ShardWriter(tmp, family, spec, len(shard.indices), precision=job.output.dtype,
+                         complex_storage=job.output.complex, compression=job.output.compression,
+                         attrs=shard_attrs(job, shard, spec.n))
+    guess = None if coarser is None else CoarseGuesses(coarser, spec.n, spec.dim)
+    try:
+        meta = solve_sequence(family, spec, job.seed, shard.indices, options, writer, on_sample=on_sample,
+                              cache=cache, precision=job.output.dtype, initial_guess=guess)
+    except BaseException:
+        writer.abort()
+        raise
+    finally:
+        if guess is not None:
+            guess.close()
+    info = writer.close({"engine": meta["engine"]})
+    return {"path": tmp, "key": key, "info": info, "writer": writer, "meta": meta}
+
+
+def _part_record(job: JobBase, shard: ShardPlan, part: dict, resolution: int) -> ShardRecord:
+    info, writer = part["info"], part["writer"]
+    return ShardRecord(
+        split=shard.split, shard=shard.shard, key=part["key"], bytes=os.path.getsize(part["path"]),
+        sha256=sha256_file(part["path"]), samples=info["samples"], x=info["x"], y=info["y"],
+        first_index=int(shard.indices[0]) if shard.indices else None,
+        solver={**solver_summary(writer.records), "counters": part["meta"]["counters"]},
+        stats=writer.moments, seconds=0.0, input_names=writer.in_names,
+        resolution=resolution if job.paired else None)
+
+
+class CoarseGuesses:
+    """``guess(pos)``: the solution of the sample at position ``pos`` of a finished coarser shard file,
+    interpolated to ``resolution`` cells per axis (steady datasets; see :func:`solve_sequence`)."""
+
+    def __init__(self, path: str, resolution: int, dim: int) -> None:
+        import h5py
+
+        self.h5, self.resolution, self.dim = h5py.File(path, "r"), resolution, dim
+
+    def __call__(self, pos: int) -> np.ndarray | None:
+        y = self.h5["y"]
+        if y.ndim != 2 + self.dim or y.shape[1] != 1:  # one channel (a real_imag pair is two): no guess
+            return None
+        v = y[pos, 0]
+        return interpolate(v.astype(np.complex128 if np.iscomplexobj(v) else np.float64), self.resolution).ravel()
+
+    def close(self) -> None:
+        self.h5.close()
 
 
 # ----------------------------------------------------------------------------- finalize
@@ -281,10 +352,18 @@ def _file_entry(storage: Storage, dataset_id: str, key: str, data: bytes | None 
             "sha256": hashlib.sha256(data).hexdigest()}
 
 
-def _shard_entry(dataset_id: str, r: ShardRecord) -> dict:
-    """A shard in the manifest; ``final``: the file will not change (its record is written after it)."""
-    return {"path": r.key.removeprefix(keys.prefix(dataset_id)), "bytes": r.bytes, "sha256": r.sha256,
-            "split": r.split, "shard": r.shard, "samples": r.samples, "x": r.x, "y": r.y, "final": True}
+def _shard_entries(dataset_id: str, r: ShardRecord) -> list[dict]:
+    """A shard's files in the manifest (paired datasets: one per resolution, coarse to fine, each with its
+    ``resolution``); ``final``: the file will not change (its record is written after it)."""
+    parts = [(int(res), c) for res, c in r.companions.items()] + [(r.resolution, dataclasses.asdict(r))]
+    out = []
+    for res, c in sorted(parts, key=lambda p: p[0] or 0):
+        entry = {"path": c["key"].removeprefix(keys.prefix(dataset_id)), "bytes": c["bytes"], "sha256": c["sha256"],
+                 "split": r.split, "shard": r.shard, "samples": c["samples"], "x": c["x"], "y": c["y"], "final": True}
+        if res is not None:
+            entry["resolution"] = res
+        out.append(entry)
+    return out
 
 
 def _put_bytes(storage: Storage, dataset_id: str, key: str, data: bytes, content_type: str) -> dict:
@@ -299,6 +378,7 @@ def _manifest_body(job: JobBase, plan: Plan, records: list[ShardRecord], files: 
     return {
         "dataset_id": job.dataset_id, "format_version": FORMAT_VERSION, "complete": complete,
         "family": job.family, "summary": family.summary, "grid": list(spec.shape), "samples": job.samples,
+        "sampling": job.sampling, "resolutions": job.resolutions if job.paired else None,
         "input_names": family.input_names(spec), "output_names": output_channels(family, spec, job.output.complex),
         "scalar_names": family.scalar_names(spec), "extra_inputs": [e.name for e in family.extra_inputs(spec)],
         "boundary_conditions": family.boundary_conditions(spec),
@@ -331,7 +411,7 @@ def partial_manifest(storage: Storage, job: JobBase, plan: Plan, records: list[S
     files = [_file_entry(storage, dataset_id, keys.spec(dataset_id)),
              _file_entry(storage, dataset_id, keys.plan(dataset_id))]
     records = sorted(records, key=lambda r: (keys.SPLITS.index(r.split), r.shard))
-    files += [_shard_entry(dataset_id, r) for r in records]
+    files += [e for r in records for e in _shard_entries(dataset_id, r)]
     return _manifest_body(job, plan, records, files, complete=False)
 
 
@@ -354,15 +434,23 @@ def finalize(storage: Storage, job: JobBase, plan: Plan) -> dict:
              "fields": _combine_stats(train), "solver": _combine_solver(records),
              "solver_by_split": {name: _combine_solver([r for r in records if r.split == name])
                                  for name in keys.SPLITS if any(r.split == name for r in records)}}
+    if job.paired:  # the same statistics of every resolution (the top-level ones are the finest's)
+        at = {str(res): [ShardRecord(**r.companions[str(res)])
+                         for r in records] for res in job.resolutions[:-1]}
+        at[str(job.grid.n)] = records
+        stats["by_resolution"] = {res: {"fields": _combine_stats([r for r in recs if r.split == "train"] or recs),
+                                        "solver": _combine_solver(recs)} for res, recs in at.items()}
     files = [_file_entry(storage, dataset_id, keys.spec(dataset_id)),
              _file_entry(storage, dataset_id, keys.plan(dataset_id)),
              _put_bytes(storage, dataset_id, keys.stats(dataset_id), canonical_json(stats), "application/json")]
-    shard_files = [_shard_entry(dataset_id, r) for r in records]
+    shard_files = [e for r in records for e in _shard_entries(dataset_id, r)]
     manifest = _manifest_body(job, plan, records, files + shard_files, complete=True)
     family, spec = get_family(job.family), job.family_spec()
     text = metadata.description(manifest)
-    features = metadata.hf_features(records[0].x, records[0].y, family.scalar_names(spec),
-                                    {e.name: list(e.shape) for e in family.extra_inputs(spec)}, job.output.dtype)
+    first = records[0]
+    features = {n: metadata.hf_features(*_xy_at(first, n, job.grid.n), family.scalar_names(spec),
+                                        {e.name: list(e.shape) for e in family.extra_inputs(spec.at(n))},
+                                        job.output.dtype) for n in job.resolutions}
     card = metadata.dataset_card(manifest, features, text).encode()
     files.append(_put_bytes(storage, dataset_id, keys.card(dataset_id), card, "text/markdown"))
     crate = canonical_json(metadata.croissant(manifest, files + shard_files, text))
@@ -370,6 +458,12 @@ def finalize(storage: Storage, job: JobBase, plan: Plan) -> dict:
     manifest["files"] = files + shard_files
     storage.put_json(keys.manifest(dataset_id), manifest)  # last: the dataset is complete iff it exists
     return manifest
+
+
+def _xy_at(record: ShardRecord, resolution: int, finest: int) -> tuple[dict, dict]:
+    """x and y shapes/dtypes of a shard record at one of its resolutions."""
+    part = record.companions[str(resolution)] if resolution != finest else dataclasses.asdict(record)
+    return part["x"], part["y"]
 
 
 def storage_manifest(storage: Storage, dataset_id: str) -> dict | None:

@@ -34,11 +34,12 @@ class DatasetReader:
 
     ``root``: the dataset folder (holding ``manifest.json`` and ``data/``), e.g. what
     ``pdeforge download ID DIR`` or ``pdeforge generate --out DIR`` wrote.  Or ``client``
-    and ``dataset_id`` for a dataset on a server.
+    and ``dataset_id`` for a dataset on a server.  ``resolution``: of a paired dataset, which
+    of its resolutions (cells per axis) to read; the finest by default.
     """
 
     def __init__(self, root: str | os.PathLike | None = None, *, split: str = "train", order: str = "index",
-                 client=None, dataset_id: str | None = None) -> None:
+                 client=None, dataset_id: str | None = None, resolution: int | None = None) -> None:
         if split not in SPLITS:
             raise ValueError(f"split={split!r} is not allowed; allowed: one of {', '.join(map(repr, SPLITS))}")
         if order not in ORDERS:
@@ -49,7 +50,14 @@ class DatasetReader:
         self.client, self.dataset_id = client, dataset_id
         self.split, self.order = split, order
         self.manifest = self._manifest()
-        self.files = sorted((f for f in self.manifest["files"] if f.get("split") == split), key=lambda f: f["shard"])
+        self.resolutions = self.manifest.get("resolutions") or [self.manifest["grid"][0]]
+        self.resolution = self.resolutions[-1] if resolution is None else int(resolution)
+        if self.resolution not in self.resolutions:
+            raise ValueError(f"resolution={resolution} is not allowed; allowed: one of {self.resolutions} (the "
+                             f"resolutions of dataset {self.manifest['dataset_id']})")
+        self.grid = (self.resolution,) * len(self.manifest["grid"])
+        self.files = sorted((f for f in self.manifest["files"] if f.get("split") == split
+                             and f.get("resolution", self.resolution) == self.resolution), key=lambda f: f["shard"])
         self._handles: dict[int, h5py.File] = {}
         self._pid = os.getpid()
         counts = np.array([f["samples"] for f in self.files], dtype=np.int64)
@@ -88,11 +96,21 @@ class DatasetReader:
     def output_names(self) -> list[str]:
         return self.manifest["output_names"]
 
+    @property
+    def paired(self) -> bool:
+        """Whether the dataset holds its samples at several resolutions."""
+        return len(self.resolutions) > 1
+
     def stats(self) -> dict:
-        """``stats.json``: mean/std per channel (``x/<name>``, ``y/<name>``), scalar and extra input."""
+        """``stats.json``: mean/std per channel (``x/<name>``, ``y/<name>``), scalar and extra input -- of
+        this reader's resolution."""
         if self.client is not None:
-            return json.loads(self.client.file_bytes(self.dataset_id, "stats.json"))
-        return json.loads((self.root / "stats.json").read_text())
+            stats = json.loads(self.client.file_bytes(self.dataset_id, "stats.json"))
+        else:
+            stats = json.loads((self.root / "stats.json").read_text())
+        if self.paired:
+            stats = {**stats, **stats["by_resolution"][str(self.resolution)]}
+        return stats
 
     # ----- samples ---------------------------------------------------------------------------------
     def __len__(self) -> int:

@@ -95,3 +95,7 @@ class ShardRecord(_ShardJson):
     stats: dict
     seconds: float
     input_names: list[str] = field(default_factory=list)
+    #: paired datasets: the same samples at the coarser resolutions, ``{"64": {key, bytes, sha256, samples, x,
+    #: y, solver, stats}}`` (this record's own fields describe the finest)
+    companions: dict = field(default_factory=dict)
+    resolution: int | None = None

@@ -26,11 +26,16 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, create_model, mo
 from pdeforge.solvers.engines import check_engine
 from pdeforge.solvers.families import FAMILIES, FamilySpec
 from pdeforge.solvers.families.base import OPTIONAL_TIME, STEADY, TRANSIENT
+from pdeforge.solvers.fields import SAMPLING, SAMPLING_VERSIONS
 from pdeforge.solvers.options import SolverOptions
 from pdeforge.solvers.timestepping import TimeSpec
 
 #: fields of FamilySpec that live in ``grid`` rather than ``params``
 GRID_FIELDS = ("n", "dim")
+#: fields of FamilySpec that are not family parameters (``time`` has its own block, ``sampling`` is top level)
+NOT_PARAMS = (*GRID_FIELDS, "sampling")
+#: at most this many resolutions in one paired dataset
+MAX_RESOLUTIONS = 4
 STRICT = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -114,10 +119,46 @@ SolverModel = model_for(SolverOptions, "Solver")
 TimeModel = model_for(TimeSpec, "Time", doc="Time-dependent families: interval, step, stored frames, scheme.")
 
 
+class GridBase(BaseModel):
+    """The computational grid: ``n`` cells per axis in ``dim`` dimensions of the unit cube; with
+    ``resolutions``, a paired dataset holding every sample at each of them (``n`` = the finest)."""
+
+    model_config = STRICT
+    resolutions: list[int] | None = Field(
+        None, min_length=2, max_length=MAX_RESOLUTIONS,
+        description="paired dataset: the same samples solved at each of these cells-per-axis, ascending "
+                    "(n defaults to, and must be, the largest)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _finest_is_n(cls, data):
+        if isinstance(data, dict) and data.get("resolutions") and "n" not in data:
+            try:
+                return {**data, "n": max(int(r) for r in data["resolutions"])}
+            except (TypeError, ValueError):
+                return data
+        return data
+
+    @model_validator(mode="after")
+    def _ascending(self):
+        res = self.resolutions
+        if res is not None:
+            if any(b <= a for a, b in zip(res, res[1:])):
+                raise ValueError(f"grid.resolutions={res} is not allowed; allowed: strictly ascending cells per axis")
+            if res[-1] != self.n:  # type: ignore[attr-defined]
+                raise ValueError(f"grid.n={self.n} is not allowed with resolutions {res}; "  # type: ignore[attr-defined]
+                                 f"allowed: n = {res[-1]} (the finest resolution) or no n")
+        return self
+
+
 class JobBase(BaseModel):
     model_config = STRICT
     samples: int = Field(1000, ge=1, le=10_000_000, description="number of samples in the dataset")
     seed: int = Field(0, ge=0, le=2**63 - 1, description="dataset seed: sample i is a pure function of (seed, i)")
+    sampling: Literal[SAMPLING_VERSIONS] = Field(  # type: ignore[valid-type]
+        SAMPLING, description="how random draws become grid values: 2 = one continuum field per sample, the same "
+                              "instance at every resolution (point values of its truncation at the cell centres); "
+                              "1 = pdeforge 0.1's per-grid draws (regenerates datasets made before 0.2)")
     split: Split = Field(default_factory=Split)
     solver: SolverModel = Field(default_factory=SolverModel)  # type: ignore[valid-type]
     output: Output = Field(default_factory=Output)
@@ -127,7 +168,22 @@ class JobBase(BaseModel):
         family = FAMILIES[self.family]  # type: ignore[attr-defined]
         block = getattr(self, "time", None)
         time = None if block is None else to_dataclass(TimeSpec, block)
-        return to_dataclass(family.Spec, self.params, n=self.grid.n, dim=self.grid.dim, time=time)  # type: ignore[attr-defined]
+        return to_dataclass(family.Spec, self.params, n=self.grid.n, dim=self.grid.dim, time=time,  # type: ignore[attr-defined]
+                            sampling=self.sampling)
+
+    @property
+    def resolutions(self) -> list[int]:
+        """Cells per axis of every resolution held (one, unless the dataset is paired), ascending."""
+        return list(self.grid.resolutions or [self.grid.n])  # type: ignore[attr-defined]
+
+    @property
+    def paired(self) -> bool:
+        return self.grid.resolutions is not None  # type: ignore[attr-defined]
+
+    @property
+    def unknowns(self) -> int:
+        """Grid cells of one sample, summed over its resolutions."""
+        return sum(r ** self.grid.dim for r in self.resolutions)  # type: ignore[attr-defined]
 
     def solver_options(self) -> SolverOptions:
         return to_dataclass(SolverOptions, self.solver)
@@ -152,7 +208,9 @@ class JobBase(BaseModel):
     @model_validator(mode="after")
     def _consistent(self):
         # cross-field rules of the family and solver; the message names the full field path
-        for where, build in (("params", self.family_spec), ("solver", self.solver_options)):
+        builds = [("params", self.family_spec), ("solver", self.solver_options)]
+        builds += [("grid.resolutions", lambda r=r: self.family_spec().at(r)) for r in self.resolutions[:-1]]
+        for where, build in builds:
             try:
                 build()
             except ValueError as exc:
@@ -160,6 +218,9 @@ class JobBase(BaseModel):
                 name = text.split("=", 1)[0]
                 if name.startswith(("time.", "grid.")):  # already a full path
                     raise ValueError(text) from None
+                if name in GRID_FIELDS:  # a grid rule (n for dim=3), of the grid or of one of its resolutions
+                    raise ValueError(f"{where if where.startswith('grid.') else 'grid.n'}{text[len(name):]}"
+                                     if name == "n" else f"grid.{text}") from None
                 raise ValueError(f"{where}.{text}" if name.isidentifier() or "." in name else text) from None
         try:  # the one applicability rule (pdeforge.solvers.engines.refusal), as a 422 on solver.engine
             check_engine(self.solver.engine, FAMILIES[self.family], self.family_spec())  # type: ignore[attr-defined]
@@ -171,9 +232,10 @@ class JobBase(BaseModel):
 def _job_model(name: str) -> type[JobBase]:
     family = FAMILIES[name]
     stem = family.Spec.__name__.removesuffix("Spec")
-    params = model_for(family.Spec, stem + "Params", GRID_FIELDS)
-    grid = model_for(family.Spec, stem + "Grid", only=GRID_FIELDS,
-                     doc="The computational grid: ``n`` cells per axis in ``dim`` dimensions of the unit cube.")
+    params = model_for(family.Spec, stem + "Params", NOT_PARAMS)
+    cells = model_for(family.Spec, stem + "Cells", only=GRID_FIELDS)
+    grid = create_model(stem + "Grid", __base__=GridBase, __doc__=GridBase.__doc__,
+                        **{name: (f.annotation, f) for name, f in cells.model_fields.items()})
     title = "".join(p.title() for p in name.split("_")) + "Job"
     fields = {"family": (Literal[name], Field(description="PDE family")),
               "grid": (grid, Field(default_factory=grid)),

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 import numpy as np
 from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, RedirectResponse
 
 from pdeforge.workers import keys
@@ -19,6 +20,8 @@ from ..deps import ServiceDep, StorageDep
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
+ResolutionQuery = Annotated[int | None, Query(ge=1, description="paired datasets: which resolution (cells per "
+                                                                 "axis); the finest by default")]
 NOT_READY = {409: {"description": "not finished yet (the dataset, or the shard holding the sample)"}}
 
 
@@ -54,15 +57,23 @@ def get_file(dataset_id: str, path: str, service: ServiceDep, storage: StorageDe
     return FileResponse(local, media_type=media, filename=path.rsplit("/", 1)[-1], headers=headers)
 
 
-def _read(dataset_id: str, index: int, service, storage) -> tuple[dict, str, int]:
-    """(sample, split, shard) of global ``index``, read from its shard without downloading it."""
+def _read(dataset_id: str, index: int, service, storage, resolution: int | None = None) -> tuple[dict, str, int]:
+    """(sample, split, shard) of global ``index``, read from its shard without downloading it (of a paired
+    dataset: at ``resolution``, the finest by default)."""
     manifest = service.dataset_manifest(dataset_id)
     if not 0 <= index < manifest["samples"]:
         raise HTTPException(404, f"sample index {index} out of range; allowed: 0 <= index < {manifest['samples']}")
+    resolutions = manifest.get("resolutions") or [manifest["grid"][0]]
+    if resolution is not None and resolution not in resolutions:
+        raise RequestValidationError([{"type": "value_error", "loc": ("query", "resolution"), "input": resolution,
+                                       "msg": f"{resolution} cells per axis are not held by this dataset; "
+                                              f"allowed: one of {resolutions}"}])
     found = locate_sample(storage, dataset_id, index)
     if found is None:
         raise HTTPException(404, f"sample {index} is not in dataset {dataset_id}")
     split, shard, key, position = found
+    if manifest.get("resolutions") and resolution not in (None, manifest["grid"][0]):
+        key = keys.shard(dataset_id, split, shard, resolution)
     if not any(f.get("shard") == shard and f.get("split") == split for f in manifest["files"]):
         raise DatasetNotReady(f"sample {index} is in shard {keys.shard_name(split, shard)}, which is not "
                               "finished yet")
@@ -78,9 +89,10 @@ SAMPLE_RESPONSES = {200: {"content": {"application/json": {}, "application/octet
 @router.get("/{dataset_id}/samples/{index}.png", response_class=Response, responses={
     200: {"content": {"image/png": {}}, "description": "input channels and solution, with colour bars"},
     **NOT_READY})
-def get_sample_png(dataset_id: str, index: int, service: ServiceDep, storage: StorageDep) -> Response:
+def get_sample_png(dataset_id: str, index: int, service: ServiceDep, storage: StorageDep,
+                   resolution: ResolutionQuery = None) -> Response:
     """A PNG preview of one sample: every input channel and the solution side by side."""
-    return _png(dataset_id, index, service, storage)
+    return _png(dataset_id, index, service, storage, resolution)
 
 
 @router.get("/{dataset_id}/samples/{index}", responses=SAMPLE_RESPONSES)
@@ -88,11 +100,12 @@ def get_sample(
     dataset_id: str, index: int, service: ServiceDep, storage: StorageDep,
     format: Annotated[Literal["json", "npy", "png"],
                       Query(description="json, npy (a structured array) or png (a preview image)")] = "json",
+    resolution: ResolutionQuery = None,
 ):
     """One sample by global index: inputs, solution, scalars, extra inputs and solver record."""
     if format == "png":
-        return _png(dataset_id, index, service, storage)
-    sample, split, shard = _read(dataset_id, index, service, storage)
+        return _png(dataset_id, index, service, storage, resolution)
+    sample, split, shard = _read(dataset_id, index, service, storage, resolution)
     if format == "npy":
         buf = io.BytesIO()
         np.save(buf, _structured(sample))
@@ -111,10 +124,10 @@ def _finite_or_none(value):
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
-def _png(dataset_id: str, index: int, service, storage) -> Response:
+def _png(dataset_id: str, index: int, service, storage, resolution: int | None = None) -> Response:
     from pdeforge.workers.preview import render_png
 
-    sample, split, shard = _read(dataset_id, index, service, storage)
+    sample, split, shard = _read(dataset_id, index, service, storage, resolution)
     png = render_png(sample, title=f"{dataset_id} sample {index} ({split})")
     return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
 

@@ -4,7 +4,10 @@ Velocity: :math:`v = \nabla^\perp\psi = (\partial_y\psi, -\partial_x\psi)` with 
 GRF sampled at the cell vertices.  Face normal velocities are differences of ψ
 along each face, :math:`v_f = \pm(\psi_{end} - \psi_{start})/h`, so the discrete
 divergence of every cell is exactly zero; v is scaled so that
-:math:`\max_f |v_f|` = ``velocity``.  Viscosity: fixed (``nu_min == nu_max``) or
+:math:`\max_f |v_f|` = ``velocity`` -- on the grid itself (sampling 1), or on the fixed
+64 x 64 reference grid (sampling 2: one scale per sample, so ψ is the same function at every
+resolution; the largest face speed of another grid differs from ``velocity`` by the
+resolution's error).  Viscosity: fixed (``nu_min == nu_max``) or
 log-uniform in [nu_min, nu_max] per sample.
 
 Discretisation: cell-centred finite volumes, central diffusion (harmonic means are
@@ -43,7 +46,7 @@ class AdvectionDiffusionSpec(FamilySpec):
     nu_min: float = param(0.01, gt=0.0, le=100.0, doc="smallest viscosity nu")
     nu_max: float = param(0.01, gt=0.0, le=100.0, doc="largest viscosity nu (log-uniform in [nu_min, nu_max])")
     stream: GRFSpec = param(GRFSpec(), doc="GRF of the stream function psi")
-    velocity: float = param(1.0, gt=0.0, le=1e4, doc="maximal face speed max|v_f|")
+    velocity: float = param(1.0, gt=0.0, le=1e4, doc="maximal face speed max|v_f| (sampling 2: on the 64 x 64 reference grid)")
     forcing: ForcingSpec = param(ForcingSpec(), doc="source f(x): constant or grf")
     initial: GRFSpec = param(GRFSpec(alpha=2.5, tau=7.0), doc="transient (time block): GRF of u0")
     initial_scale: float = param(1.0, gt=0.0, le=1e6, doc="transient (time block): u0 = initial_scale * GRF")
@@ -55,6 +58,10 @@ class AdvectionDiffusionSpec(FamilySpec):
         if self.nu_max < self.nu_min:
             fail("nu_max", self.nu_max, f"nu_max >= nu_min = {self.nu_min:g}")
         self.forcing.require("forcing", ("constant", "grf"))
+
+
+#: sampling 2: the grid (cells per axis) on which psi is scaled to max face speed = velocity
+VELOCITY_GRID = 64
 
 
 def face_velocities(psi: np.ndarray, h: float) -> list[np.ndarray]:
@@ -103,27 +110,30 @@ class AdvectionDiffusion(PDEFamily):
         return (spec.n + 1, spec.n + 1)
 
     def sample(self, spec: AdvectionDiffusionSpec, seed: int, index: int) -> Sample:
-        psi = sample_grf(spec.stream, self._psi_shape(spec), seed, index, STREAM_VELOCITY)
-        v0, v1 = face_velocities(psi, spec.h)
+        psi = sample_grf(spec.stream, self._psi_shape(spec), seed, index, STREAM_VELOCITY, sampling=spec.sampling,
+                         at="vertices")
+        reference = psi if spec.sampling == 1 else \
+            sample_grf(spec.stream, (VELOCITY_GRID + 1,) * 2, seed, index, STREAM_VELOCITY, at="vertices")
+        v0, v1 = face_velocities(reference, 1.0 / (reference.shape[0] - 1))
         psi = psi * (spec.velocity / max(np.abs(v0).max(), np.abs(v1).max(), 1e-300))
-        fields = {"f": spec.forcing.sample(spec.shape, seed, index, STREAM_FORCING)} if spec.forcing.random else {}
+        fields = {"f": spec.forcing.sample(spec.shape, seed, index, STREAM_FORCING, sampling=spec.sampling)} if spec.forcing.random else {}
         if spec.time is not None:
-            fields["u0"] = spec.initial_scale * sample_grf(spec.initial, spec.shape, seed, index, STREAM_INITIAL)
+            fields["u0"] = spec.initial_scale * sample_grf(spec.initial, spec.shape, seed, index, STREAM_INITIAL, sampling=spec.sampling)
         nu = uniform_scalar(spec.nu_min, spec.nu_max, seed, index, 0, log=True)
         return Sample(index, fields, {"nu": nu}, {"psi": psi})
 
     def features(self, spec: AdvectionDiffusionSpec, seed: int, indices) -> np.ndarray:
         shape = self._psi_shape(spec)
-        blocks = [(grf_features(spec.stream, shape, seed, indices, STREAM_VELOCITY),
-                   grf_feature_scale(spec.stream, shape))]
+        blocks = [(grf_features(spec.stream, shape, seed, indices, STREAM_VELOCITY, sampling=spec.sampling),
+                   grf_feature_scale(spec.stream, shape, sampling=spec.sampling))]
         if spec.nu_max > spec.nu_min:
             nus = np.array([[uniform_scalar(spec.nu_min, spec.nu_max, seed, i, 0, log=True)] for i in indices])
             span = np.log(spec.nu_max / spec.nu_min)
             blocks.append((np.log(nus / spec.nu_min) / span, np.sqrt(1 / 3)))
-        blocks.append(spec.forcing.features(spec.shape, seed, indices, STREAM_FORCING))
+        blocks.append(spec.forcing.features(spec.shape, seed, indices, STREAM_FORCING, sampling=spec.sampling))
         if spec.time is not None:
-            blocks.append((grf_features(spec.initial, spec.shape, seed, indices, STREAM_INITIAL),
-                           grf_feature_scale(spec.initial, spec.shape)))
+            blocks.append((grf_features(spec.initial, spec.shape, seed, indices, STREAM_INITIAL, sampling=spec.sampling),
+                           grf_feature_scale(spec.initial, spec.shape, sampling=spec.sampling)))
         return stack_features(blocks, len(indices))
 
     def assemble(self, spec: AdvectionDiffusionSpec, sample: Sample):

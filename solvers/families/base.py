@@ -26,7 +26,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..capabilities import Capabilities
-from ..fields import sample_rng
+from ..fields import SAMPLING, SAMPLING_VERSIONS, GRFSpec, sample_rng
 from ..params import param, validate
 from ..timestepping import TimeSpec, TrajectoryRecord
 from .fv import cell_centres
@@ -49,16 +49,28 @@ STEADY, OPTIONAL_TIME, TRANSIENT = "steady", "optional", "transient"
 @dataclass(frozen=True)
 class FamilySpec:
     """Grid common to all families: ``n`` cells per axis in ``dim`` dimensions; ``time`` (a
-    :class:`~pdeforge.solvers.timestepping.TimeSpec`) makes a transient spec."""
+    :class:`~pdeforge.solvers.timestepping.TimeSpec`) makes a transient spec; ``sampling`` is the
+    version of the map from random draws to grid values (:mod:`pdeforge.solvers.fields`)."""
 
     n: int = param(64, ge=8, le=1024, doc="cells per axis")
     dim: int = param(2, choices=(2, 3), doc="space dimension")
     time: TimeSpec | None = None
+    sampling: int = param(SAMPLING, choices=SAMPLING_VERSIONS,
+                          doc="2: sample i is one continuum field, the same instance at every resolution; "
+                              "1: pdeforge 0.1's per-grid draws (to regenerate older datasets)")
 
     def __post_init__(self) -> None:
         validate(self)
         if self.dim == 3 and self.n > 256:
             raise ValueError(f"n={self.n} is out of range for dim=3; allowed: 8 <= n <= 256")
+        if self.sampling == 1:
+            for name, grf in _grf_fields(self):
+                if grf.band is not None:
+                    raise ValueError(f"{name}.band={grf.band} needs sampling 2; allowed: band null with sampling 1")
+
+    def at(self, n: int) -> FamilySpec:
+        """This spec on a grid of ``n`` cells per axis (the same samples: sampling 2)."""
+        return dataclasses.replace(self, n=n)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -218,6 +230,16 @@ class PDEFamily(ABC):
         """Own time stepper of families without a linear system (pseudo-spectral ones); families with
         one are stepped by :func:`pdeforge.solvers.timestepping.integrate` with an engine."""
         raise TypeError(f"{self.name} is stepped through its linear system (it has no own stepper)")
+
+
+def _grf_fields(obj, prefix: str = ""):
+    """(dotted name, GRFSpec) of every random field in a spec, at any depth."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if isinstance(value, GRFSpec):
+            yield prefix + f.name, value
+        elif dataclasses.is_dataclass(value):
+            yield from _grf_fields(value, prefix + f.name + ".")
 
 
 def stack_features(blocks: list[tuple[np.ndarray, float]], count: int) -> np.ndarray:

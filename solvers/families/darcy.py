@@ -59,18 +59,18 @@ class Darcy(PDEFamily):
         return DIRICHLET_ZERO
 
     def sample(self, spec: DarcySpec, seed: int, index: int) -> Sample:
-        fields = {"a": spec.coefficient.sample(spec.shape, seed, index, STREAM_COEFFICIENT)}
+        fields = {"a": spec.coefficient.sample(spec.shape, seed, index, STREAM_COEFFICIENT, sampling=spec.sampling)}
         if spec.forcing.random:
-            fields["f"] = spec.forcing.sample(spec.shape, seed, index, STREAM_FORCING)
+            fields["f"] = spec.forcing.sample(spec.shape, seed, index, STREAM_FORCING, sampling=spec.sampling)
         return Sample(index, fields)
 
     def features(self, spec: DarcySpec, seed: int, indices) -> np.ndarray:
         blocks = []
         if spec.coefficient.random:
             grf = spec.coefficient.grf
-            blocks.append((grf_features(grf, spec.shape, seed, indices, STREAM_COEFFICIENT),
-                           grf_feature_scale(grf, spec.shape)))
-        blocks.append(spec.forcing.features(spec.shape, seed, indices, STREAM_FORCING))
+            blocks.append((grf_features(grf, spec.shape, seed, indices, STREAM_COEFFICIENT, sampling=spec.sampling),
+                           grf_feature_scale(grf, spec.shape, sampling=spec.sampling)))
+        blocks.append(spec.forcing.features(spec.shape, seed, indices, STREAM_FORCING, sampling=spec.sampling))
         return stack_features(blocks, len(indices))
 
     def assemble(self, spec: DarcySpec, sample: Sample):

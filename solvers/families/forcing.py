@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..fields import (
+    SAMPLING,
     GRFSpec,
     chebyshev_coefficients,
     chebyshev_grid,
@@ -48,9 +49,10 @@ class ForcingSpec:
         if self.kind not in kinds:
             fail(f"{field}.kind", self.kind, "one of " + ", ".join(repr(k) for k in kinds))
 
-    def sample(self, shape: tuple[int, ...], seed: int, index: int, stream: int) -> np.ndarray:
+    def sample(self, shape: tuple[int, ...], seed: int, index: int, stream: int, *,
+               sampling: int = SAMPLING) -> np.ndarray:
         if self.kind == "grf":
-            return self.scale * sample_grf(self.grf, shape, seed, index, stream)
+            return self.scale * sample_grf(self.grf, shape, seed, index, stream, sampling=sampling)
         if self.kind == "chebyshev":
             c = chebyshev_coefficients(self.degree, len(shape), self.scale, seed, index, stream)
             return chebyshev_grid(c, cell_centres(shape[0]))
@@ -66,10 +68,12 @@ class ForcingSpec:
             raise ValueError(f"forcing kind {self.kind!r} is random: f is stored per sample")
         return self.sample(shape, 0, 0, 0)
 
-    def features(self, shape: tuple[int, ...], seed: int, indices, stream: int) -> tuple[np.ndarray, float]:
+    def features(self, shape: tuple[int, ...], seed: int, indices, stream: int, *,
+                 sampling: int = SAMPLING) -> tuple[np.ndarray, float]:
         """(features, RMS scale) for the ordering; empty for deterministic kinds."""
         if self.kind == "grf":
-            return grf_features(self.grf, shape, seed, indices, stream), grf_feature_scale(self.grf, shape)
+            return (grf_features(self.grf, shape, seed, indices, stream, sampling=sampling),
+                    grf_feature_scale(self.grf, shape, sampling=sampling))
         if self.kind == "chebyshev":
             d = len(shape)
             rows = [chebyshev_coefficients(self.degree, d, 1.0, seed, i, stream).ravel() for i in indices]

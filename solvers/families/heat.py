@@ -56,11 +56,11 @@ class Heat(Darcy):
 
     def sample(self, spec: HeatSpec, seed: int, index: int) -> Sample:
         sample = super().sample(spec, seed, index)
-        sample.fields["u0"] = spec.initial_scale * sample_grf(spec.initial, spec.shape, seed, index, STREAM_INITIAL)
+        sample.fields["u0"] = spec.initial_scale * sample_grf(spec.initial, spec.shape, seed, index, STREAM_INITIAL, sampling=spec.sampling)
         return sample
 
     def features(self, spec: HeatSpec, seed: int, indices) -> np.ndarray:
         blocks = [(super().features(spec, seed, indices), 1.0),
-                  (grf_features(spec.initial, spec.shape, seed, indices, STREAM_INITIAL),
-                   grf_feature_scale(spec.initial, spec.shape))]
+                  (grf_features(spec.initial, spec.shape, seed, indices, STREAM_INITIAL, sampling=spec.sampling),
+                   grf_feature_scale(spec.initial, spec.shape, sampling=spec.sampling))]
         return stack_features(blocks, len(indices))

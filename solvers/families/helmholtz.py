@@ -83,23 +83,23 @@ class Helmholtz(PDEFamily):
         return DIRICHLET_ZERO
 
     def sample(self, spec: HelmholtzSpec, seed: int, index: int) -> Sample:
-        g = sample_grf(spec.medium, spec.shape, seed, index, STREAM_MEDIUM)
-        c = spec.contrast * np.tanh(g / pointwise_std(spec.medium, spec.shape))
+        g = sample_grf(spec.medium, spec.shape, seed, index, STREAM_MEDIUM, sampling=spec.sampling)
+        c = spec.contrast * np.tanh(g / pointwise_std(spec.medium, spec.shape, spec.sampling))
         fields = {"c": c}
         if spec.forcing.random:
-            fields["f"] = spec.forcing.sample(spec.shape, seed, index, STREAM_FORCING)
+            fields["f"] = spec.forcing.sample(spec.shape, seed, index, STREAM_FORCING, sampling=spec.sampling)
         k = uniform_scalar(spec.k_min, spec.k_max, seed, index, 0)
         return Sample(index, fields, {"k": k})
 
     def features(self, spec: HelmholtzSpec, seed: int, indices) -> np.ndarray:
         blocks = []
         if spec.contrast > 0:
-            blocks.append((grf_features(spec.medium, spec.shape, seed, indices, STREAM_MEDIUM),
-                           grf_feature_scale(spec.medium, spec.shape)))
+            blocks.append((grf_features(spec.medium, spec.shape, seed, indices, STREAM_MEDIUM, sampling=spec.sampling),
+                           grf_feature_scale(spec.medium, spec.shape, sampling=spec.sampling)))
         if spec.k_max > spec.k_min:
             ks = np.array([[uniform_scalar(spec.k_min, spec.k_max, seed, i, 0)] for i in indices])
             blocks.append(((ks - spec.k_min) / (spec.k_max - spec.k_min), math.sqrt(1 / 3)))
-        blocks.append(spec.forcing.features(spec.shape, seed, indices, STREAM_FORCING))
+        blocks.append(spec.forcing.features(spec.shape, seed, indices, STREAM_FORCING, sampling=spec.sampling))
         return stack_features(blocks, len(indices))
 
     def assemble(self, spec: HelmholtzSpec, sample: Sample):

@@ -80,7 +80,7 @@ class Poisson(PDEFamily):
                                       seed, index, STREAM_BOUNDARY)
 
     def sample(self, spec: PoissonSpec, seed: int, index: int) -> Sample:
-        sample = Sample(index, {"f": spec.forcing.sample(spec.shape, seed, index, STREAM_FORCING)})
+        sample = Sample(index, {"f": spec.forcing.sample(spec.shape, seed, index, STREAM_FORCING, sampling=spec.sampling)})
         if spec.boundary == "chebyshev":
             coeffs = self._boundary_coefficients(spec, seed, index)
             sample.fields["g"] = chebyshev_grid(coeffs, cell_centres(spec.n))
@@ -88,7 +88,7 @@ class Poisson(PDEFamily):
         return sample
 
     def features(self, spec: PoissonSpec, seed: int, indices) -> np.ndarray:
-        blocks = [spec.forcing.features(spec.shape, seed, indices, STREAM_FORCING)]
+        blocks = [spec.forcing.features(spec.shape, seed, indices, STREAM_FORCING, sampling=spec.sampling)]
         if spec.boundary == "chebyshev":
             rows = np.array([self._boundary_coefficients(spec, seed, i).ravel() / spec.boundary_scale
                              for i in indices]).reshape(len(indices), -1)

@@ -114,7 +114,7 @@ class ReactionDiffusion(PDEFamily):
         if spec.kind == "gray_scott":
             v0 = self._spots(spec, seed, index)
             return Sample(index, {"u0": 1.0 - v0, "v0": v0})
-        g = spec.initial_scale * sample_grf(spec.initial, spec.shape, seed, index, STREAM_INITIAL)
+        g = spec.initial_scale * sample_grf(spec.initial, spec.shape, seed, index, STREAM_INITIAL, sampling=spec.sampling)
         u0 = np.tanh(g) if spec.kind == "allen_cahn" else 0.5 * (1.0 + np.tanh(g))
         return Sample(index, {"u0": u0})
 
@@ -132,8 +132,8 @@ class ReactionDiffusion(PDEFamily):
             rows = [np.sort(sample_rng(seed, i, STREAM_INITIAL).uniform(size=(spec.seeds, spec.dim)), axis=0).ravel()
                     for i in indices]
             return np.array(rows).reshape(len(indices), -1)
-        blocks = [(grf_features(spec.initial, spec.shape, seed, indices, STREAM_INITIAL),
-                   grf_feature_scale(spec.initial, spec.shape))]
+        blocks = [(grf_features(spec.initial, spec.shape, seed, indices, STREAM_INITIAL, sampling=spec.sampling),
+                   grf_feature_scale(spec.initial, spec.shape, sampling=spec.sampling))]
         return stack_features(blocks, len(indices))
 
     def assemble(self, spec: ReactionDiffusionSpec, sample: Sample):

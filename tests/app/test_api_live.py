@@ -294,6 +294,49 @@ def test_samples_json_and_npy_agree_with_the_stored_shards(live, dataset):
     error_body(live.http.get(f"/v1/datasets/{job_id}/samples/0", params={"format": "xml"}), 422)
 
 
+def test_the_pytorch_loader_reads_a_remote_dataset_with_range_requests(live, dataset):
+    """``PDEDataset.remote``: the samples of a finished dataset on the server, read chunk by chunk through
+    the API (S3: the presigned redirect), equal to the downloaded shards' arrays."""
+    from pdeforge import PDEDataset
+
+    job_id, shards = dataset["id"], {}
+    manifest = live.http.get(f"/v1/datasets/{job_id}").json()
+    for split in ("train", "valid", "test"):
+        remote = PDEDataset.remote(live.url, job_id, split, token=TOKEN)
+        assert len(remote) == manifest["splits"][split]["samples"]
+        for i in range(len(remote)):
+            item = remote[i]
+            found = [(f["split"], f["shard"]) for f in manifest["files"] if f.get("split") == split]
+            arrays = [_shard_arrays(live, job_id, shards, *where) for where in found]
+            stored = next(a for a in arrays if item["index"] in a["sample_index"])
+            (pos,) = np.flatnonzero(stored["sample_index"] == item["index"])
+            assert np.array_equal(item["x"].numpy(), stored["x"][pos])
+            assert np.array_equal(item["y"].numpy(), stored["y"][pos])
+
+
+def test_a_paired_dataset_through_the_service(live):
+    """``grid.resolutions``: one job, every sample at each resolution; the sample endpoint and the remote
+    loader take a resolution; a resolution the dataset does not hold is a 422 naming it."""
+    from pdeforge import PDEDataset
+
+    body = spec(samples=5, shard_samples=3, n=16)
+    body["grid"] = {"resolutions": [8, 16]}
+    job_id = live.submit(body).json()["id"]
+    live.wait_succeeded(job_id)
+    manifest = live.http.get(f"/v1/datasets/{job_id}").json()
+    assert manifest["resolutions"] == [8, 16] and manifest["grid"] == [16, 16] and manifest["sampling"] == 2
+    assert {f["resolution"] for f in manifest["files"] if "shard" in f} == {8, 16}
+    for n in (8, 16):
+        got = live.http.get(f"/v1/datasets/{job_id}/samples/0", params={"resolution": n}).json()
+        assert np.asarray(got["x"]).shape == (1, n, n) and got["solver"]["residual"] <= 1e-8
+        remote = PDEDataset.remote(live.url, job_id, "train", token=TOKEN, resolution=n)
+        assert remote[0]["y"].shape == (1, n, n)
+    finest = live.http.get(f"/v1/datasets/{job_id}/samples/0").json()
+    assert np.asarray(finest["x"]).shape == (1, 16, 16)
+    body = error_body(live.http.get(f"/v1/datasets/{job_id}/samples/0", params={"resolution": 12}), 422)
+    assert body["errors"][0]["field"] == "resolution" and "one of [8, 16]" in body["errors"][0]["allowed"]
+
+
 def test_identical_resubmission_returns_the_same_job_with_200(live, dataset):
     r = live.submit(dataset["spec"], expect=200)
     assert r.json()["id"] == dataset["id"] and r.json()["status"] == "succeeded"
@@ -752,7 +795,8 @@ def test_openapi_states_the_enforced_limits_the_error_body_and_auth(live):
     doc = httpx.get(f"{live.url}/openapi.json", timeout=30).json()
     schemas = doc["components"]["schemas"]
     assert schemas["DarcyJob"]["properties"]["samples"]["maximum"] == LIMITS["max_samples"]
-    assert schemas["Grid"]["properties"]["n"]["maximum"] == 90  # isqrt(8192)
+    for grid in ("DarcyGrid", "HeatGrid", "HelmholtzGrid"):
+        assert schemas[grid]["properties"]["n"]["maximum"] == 90  # isqrt(8192)
     assert doc["info"]["x-pdeforge-limits"]["max_samples"] == LIMITS["max_samples"]
     assert "HTTPValidationError" not in schemas and set(schemas["ErrorBody"]["required"]) == {"detail", "code"}
     post = doc["paths"]["/v1/jobs"]["post"]

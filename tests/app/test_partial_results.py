@@ -36,7 +36,7 @@ def running(tmp_path):
                    split={"train": 1.0, "valid": 0.0, "test": 0.0})
     pipeline.write_spec(storage, job)
     plan = pipeline.load_or_make_plan(storage, job)
-    store.create(job.dataset_id, samples_total=job.samples, family=job.family)
+    store.submit(job.dataset_id, "anonymous", samples_total=job.samples, family=job.family)
     store.set_status(job.dataset_id, JobStatus.RUNNING)
     done = pipeline.solve_shard(storage, job, plan.splits["train"][1])  # one of three shards is finished
     client = TestClient(create_app(settings, enqueue=lambda *args: None))

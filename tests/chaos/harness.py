@@ -417,10 +417,19 @@ def fault_disk_full(stack: ChaosStack, job_id: str) -> None:
         assert time.monotonic() < deadline and not stack.complete(job_id), \
             f"no unit was deferred by the full disk\n{stack.logs()}"
         time.sleep(0.05)
-    if stack.api is not None:
+    # a deferred shard removes its partial temporary file, which frees space again: keep the disk full
+    # (one more ballast file per look) until readiness reports it
+    top_ups = []
+    while stack.api is not None:
+        top_ups.append(stack.mount / f"ballast-{len(top_ups)}")
+        _fill(top_ups[-1])
         ready = httpx.get(f"{stack.api_url}/readyz", timeout=10)
-        assert ready.status_code == 503 and ready.json()["checks"]["storage"].startswith("not writable"), ready.text
+        if ready.status_code == 503 and ready.json()["checks"]["storage"].startswith("not writable"):
+            break
+        assert time.monotonic() < deadline, f"readiness never reported the full disk: {ready.text}"
     ballast.unlink()
+    for path in top_ups:
+        path.unlink()
 
 
 SCENARIOS: dict[str, Callable[[ChaosStack, str], None]] = {

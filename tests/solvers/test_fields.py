@@ -1,4 +1,8 @@
-"""Random fields: FNO-convention GRFs, reproducibility by (seed, index), ordering features."""
+"""Random fields: FNO-convention GRFs, reproducibility by (seed, index), ordering features.
+
+The Fourier-layout checks below pin sampling version 1 (the FFT grid's points are the cells);
+sampling 2 (the default, one continuum field per sample) is covered by
+tests/solvers/test_resolution_consistency.py."""
 
 import multiprocessing as mp
 
@@ -18,15 +22,16 @@ def _draw(args):
 
 
 @pytest.mark.parametrize("shape", [(32, 32), (12, 12, 12)])
-def test_sample_is_a_pure_function_of_seed_and_index(shape):
+@pytest.mark.parametrize("sampling", [1, 2])
+def test_sample_is_a_pure_function_of_seed_and_index(shape, sampling):
     spec = GRFSpec(alpha=2.5, tau=7.0)
-    forward = [sample_grf(spec, shape, 11, i, 1) for i in range(4)]
-    backward = [sample_grf(spec, shape, 11, i, 1) for i in reversed(range(4))][::-1]
+    forward = [sample_grf(spec, shape, 11, i, 1, sampling=sampling) for i in range(4)]
+    backward = [sample_grf(spec, shape, 11, i, 1, sampling=sampling) for i in reversed(range(4))][::-1]
     for a, b in zip(forward, backward):
         np.testing.assert_array_equal(a, b)
     assert not np.allclose(forward[0], forward[1])
-    assert not np.allclose(forward[0], sample_grf(spec, shape, 12, 0, 1))
-    assert not np.allclose(forward[0], sample_grf(spec, shape, 11, 0, 2))
+    assert not np.allclose(forward[0], sample_grf(spec, shape, 12, 0, 1, sampling=sampling))
+    assert not np.allclose(forward[0], sample_grf(spec, shape, 11, 0, 2, sampling=sampling))
 
 
 def test_sample_is_identical_in_another_process():
@@ -40,9 +45,9 @@ def test_sample_is_identical_in_another_process():
 
 def test_features_are_the_low_fourier_coefficients_of_the_field():
     spec, shape = GRFSpec(alpha=2.0, tau=3.0), (32, 32)
-    feats = grf_features(spec, shape, 3, [0, 5], stream=1)
+    feats = grf_features(spec, shape, 3, [0, 5], stream=1, sampling=1)
     for row, i in zip(feats, [0, 5]):
-        g = sample_grf(spec, shape, 3, i, 1)
+        g = sample_grf(spec, shape, 3, i, 1, sampling=1)
         ghat = np.fft.fftn(g, norm="forward")
         # K = 4 in 2-D: features hold k > 0 of the 9x9 block (FFT order), sqrt(2)*(Re, Im)
         order = [0, 1, 2, 3, 4, -4, -3, -2, -1]
@@ -59,8 +64,8 @@ def test_features_are_the_low_fourier_coefficients_of_the_field():
 
 def test_feature_distance_is_low_pass_l2_distance():
     spec, shape = GRFSpec(), (32, 32)
-    f = grf_features(spec, shape, 1, [0, 1], stream=1)
-    g0, g1 = (sample_grf(spec, shape, 1, i, 1) for i in (0, 1))
+    f = grf_features(spec, shape, 1, [0, 1], stream=1, sampling=1)
+    g0, g1 = (sample_grf(spec, shape, 1, i, 1, sampling=1) for i in (0, 1))
     d = np.fft.fftn(g0 - g1, norm="forward")
     low = np.zeros_like(d, dtype=bool)
     idx = np.r_[0:5, 28:32]
@@ -68,12 +73,14 @@ def test_feature_distance_is_low_pass_l2_distance():
     assert np.linalg.norm(f[0] - f[1]) == pytest.approx(np.sqrt(np.sum(np.abs(d[low]) ** 2)), rel=1e-10)
 
 
-def test_pointwise_std_and_feature_scale_match_samples():
+@pytest.mark.parametrize("sampling", [1, 2])
+def test_pointwise_std_and_feature_scale_match_samples(sampling):
     spec, shape = GRFSpec(alpha=2.0, tau=3.0), (32, 32)
-    draws = np.array([sample_grf(spec, shape, 0, i, 1) for i in range(300)])
-    assert draws.std() == pytest.approx(pointwise_std(spec, shape), rel=0.1)
-    feats = grf_features(spec, shape, 0, range(300), stream=1)
-    assert np.sqrt(np.mean(np.sum(feats**2, axis=1))) == pytest.approx(grf_feature_scale(spec, shape), rel=0.1)
+    draws = np.array([sample_grf(spec, shape, 0, i, 1, sampling=sampling) for i in range(300)])
+    assert draws.std() == pytest.approx(pointwise_std(spec, shape, sampling), rel=0.1)
+    feats = grf_features(spec, shape, 0, range(300), stream=1, sampling=sampling)
+    scale = grf_feature_scale(spec, shape, sampling=sampling)
+    assert np.sqrt(np.mean(np.sum(feats**2, axis=1))) == pytest.approx(scale, rel=0.1)
 
 
 def test_fno_default_amplitude():

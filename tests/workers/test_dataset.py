@@ -14,9 +14,7 @@ import pytest
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from pdeforge.solvers.families import get_family
-from pdeforge.workers.dataset import FormatError, read_sample
-from pdeforge.workers.spec import parse_spec
+from pdeforge.workers.dataset import FormatError, read_sample, shard_spec
 from pdeforge.workers.standalone import generate_local
 from tests.cluster import make_job
 
@@ -55,8 +53,7 @@ def build(case: str, tmp_path):
 
 def stored_system(h5: h5py.File, pos: int):
     """(family, spec, A, b, sample) rebuilt from the file alone."""
-    job = parse_spec(h5.attrs["spec"])
-    fam, spec = get_family(h5.attrs["family"]), job.family_spec()
+    fam, spec = shard_spec(h5)
     scalars = {k: h5["scalars"][k][pos] for k in h5.get("scalars", {})}
     extras = {k: h5["inputs"][k][pos].astype(np.float64) for k in h5.get("inputs", {})}
     sample = fam.stored_sample(spec, int(h5["sample_index"][pos]), h5["x"][pos], scalars, extras)
