@@ -1,4 +1,6 @@
-"""The event stream of the web page, ``GET /v1/events``, over real HTTP and real Redis:
+"""The web page at ``/`` and the event stream it follows, ``GET /v1/events``.
+
+Two levels, both over real HTTP and real Redis:
 
 * **the stream**: the app of :func:`create_app` served by uvicorn in a thread of this process (so
   the stream's intervals can be shortened), Redis DB 14 under a key prefix of its own (deleted
@@ -6,8 +8,14 @@
   runs, and each test moves progress and status in Redis itself, as a worker would.  Checked:
   the wire format, snapshot then changes, heartbeats, ownership, 503 when Redis is down, riding
   out a Redis restart, the end of the stream when the client goes away;
+* **the page**: Debian's Chromium driven by Playwright against a live deployment (uvicorn and a
+  Celery worker as subprocesses, :mod:`tests.cluster`), tokens on: the login flow, job rows
+  appearing live, progress advancing while a deliberately slow job runs, preview images that
+  load.  Every request the page makes must go to the server under test, and the page must log
+  no error.  Screenshots are kept in ``<pytest basetemp>/web*/``: ``login.png``, ``running.png``
+  (a job mid-way) and ``jobs.png`` (a finished dataset's preview).
 
-Nothing waits on the clock: every wait is for an event or a log record, with a
+Nothing waits on the clock: every wait is for an event, a DOM state or a log record, with a
 generous limit that only turns a hang into a failure.
 """
 
@@ -23,6 +31,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -36,9 +45,11 @@ from pdeforge.workers.principals import ANONYMOUS, Principal
 from pdeforge.workers.state import now_iso
 from pdeforge.workers.status import JobStatus
 from tests.chaos.harness import RedisServer
-from tests.cluster import make_job
+from tests.cluster import SLOW_SOLVER, Cluster, make_cluster, make_job
 from tests.s3server import free_ports
 
+from .conftest import ApiServer, start_api
+from .test_api_live import server_errors
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -332,6 +343,7 @@ def test_a_stream_cannot_open_while_redis_is_down_503(tmp_path):
         r = client.get("/v1/events")
         assert r.status_code == 503 and r.headers["retry-after"], r.text
         assert r.json()["code"] == "store_unavailable" and "Traceback" not in r.text
+        assert client.get("/").status_code == 200  # the page itself needs no Redis
 
 
 def test_the_stream_rides_out_a_redis_restart(tmp_path, fast):
@@ -370,3 +382,245 @@ def test_a_stream_ends_after_its_lifetime(open_site, stream_log, monkeypatch):
         with pytest.raises(EOFError):  # the server ends it; EventSource reconnects after `retry`
             reader.until(lambda e: False, "the end of the stream")
     stream_log.wait_for("closed: lifetime over")
+
+
+# ----------------------------------------------------------------------------- the page, without a browser
+def test_the_page_needs_a_session_when_tokens_are_configured(guarded_site):
+    site = guarded_site
+    with httpx.Client(base_url=site.url, timeout=PATIENCE) as client:
+        for cookies in ({}, {"pdeforge_session": "alice.99999999999.forged"}):
+            client.cookies.clear()
+            r = client.get("/", cookies=cookies)
+            assert r.status_code == 303 and r.headers["location"] == "/login?next=/", (cookies, r.status_code)
+        client.cookies.clear()
+        assert "<form" in client.get("/login", params={"next": "/"}).text
+        login = client.post("/v1/session", content=f"token={TOKENS['alice']}&next=/".encode(),
+                            headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert login.status_code == 303 and login.headers["location"] == "/"
+        page = client.get("/")
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        assert 'data-principal="alice"' in page.text and 'data-auth="on"' in page.text
+        assert "default-src 'none'" in page.headers["content-security-policy"]
+        assert page.headers["cache-control"] == "no-store"
+
+
+def test_the_page_and_its_files_are_served_with_no_tokens(open_site):
+    with httpx.Client(base_url=open_site.url, timeout=PATIENCE) as client:
+        page = client.get("/")
+        assert page.status_code == 200 and 'data-auth="off"' in page.text
+        for name, media in (("app.js", "text/javascript"), ("style.css", "text/css"), ("favicon.svg", "image/svg+xml")):
+            r = client.get(f"/static/{name}")
+            assert r.status_code == 200 and r.headers["content-type"].startswith(media), (name, r.headers)
+            assert f"/static/{name}" in page.text, name
+        for missing in ("index.html", "nope.js", "..%2Fmain.py", "%2e%2e%2Frouters%2Fui.py"):
+            assert client.get(f"/static/{missing}").status_code == 404, missing
+
+
+# ----------------------------------------------------------------------------- the page in Chromium
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
+WEB_TOKEN = f"web-{uuid.uuid4().hex}"
+PREVIEW_SAMPLES = 8  # as app.js shows
+_seeds = iter(range(1000, 10**6))
+
+
+@dataclass
+class Site:
+    """A live deployment (uvicorn + one worker process) with tokens, and a client of principal ``web``."""
+
+    cluster: Cluster
+    server: ApiServer
+    http: httpx.Client
+    shots: Path
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def submit(self, *, samples: int, shard_samples: int, n: int = 16, **extra) -> str:
+        job = make_job(n=n, samples=samples, seed=next(_seeds), shard_samples=shard_samples, **extra)
+        r = self.http.post("/v1/jobs", json=job.model_dump(mode="json"))
+        assert r.status_code == 202, r.text
+        return r.json()["id"]
+
+
+@pytest.fixture(scope="module")
+def site(redis_client, tmp_path_factory) -> Iterator[Site]:
+    log_dir = tmp_path_factory.mktemp("web")
+    with make_cluster(redis_client, log_dir, local_root=log_dir / "store") as cluster:
+        cluster.start_worker(concurrency=1)
+        server = start_api(cluster, api_tokens=f"web:{WEB_TOKEN}")
+        try:
+            with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {WEB_TOKEN}"},
+                              timeout=PATIENCE) as client:
+                yield Site(cluster, server, client, log_dir)
+        finally:
+            server.stop()
+
+
+@pytest.fixture(autouse=True)
+def no_server_errors(request) -> Iterator[None]:
+    """Fail a page test during which the server answered 5xx or logged a traceback."""
+    if "site" not in request.fixturenames:
+        yield
+        return
+    server = request.getfixturevalue("site").server
+    start = server.log_path.stat().st_size
+    yield
+    errors = server_errors(server, start)
+    assert errors is None, f"server errors:\n{errors}"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"the page tests need Debian's Chromium at {CHROMIUM} (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@dataclass
+class Tab:
+    """A page of a fresh browser context; requests anywhere but the site are aborted and recorded."""
+
+    page: object
+    context: object
+    elsewhere: list[str]
+    errors: list[str]
+
+    def log_in(self, url: str) -> None:
+        r = self.context.request.post(f"{url}/v1/session", data={"token": WEB_TOKEN})
+        assert r.status == 200, r.text()
+
+    def open(self, url: str) -> None:
+        self.page.goto(f"{url}/")
+        self.page.locator('#connection[data-state="live"]').wait_for(timeout=PATIENCE * 1000)
+
+
+@pytest.fixture
+def tab(browser, site) -> Iterator[Tab]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    elsewhere: list[str] = []
+    errors: list[str] = []
+    here = urlsplit(site.url).netloc
+
+    def guard(route) -> None:
+        if urlsplit(route.request.url).netloc == here:
+            route.continue_()
+        else:
+            elsewhere.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", guard)
+    page = context.new_page()
+    page.set_default_timeout(PATIENCE * 1000)
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        yield Tab(page, context, elsewhere, errors)
+    finally:
+        context.close()
+    assert not elsewhere, f"the page requested other hosts: {elsewhere}"
+    assert not errors, f"errors in the page: {errors}"
+
+
+def test_without_a_session_the_page_leads_to_the_login_form_and_back(site, tab):
+    page = tab.page
+    page.goto(f"{site.url}/")
+    assert page.url == f"{site.url}/login?next=/"
+    page.screenshot(path=site.shots / "login.png")
+    page.get_by_label("API token").fill(WEB_TOKEN)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(f"{site.url}/")
+    page.locator('#connection[data-state="live"]').wait_for()
+    assert page.locator("#principal").text_content() == "web"
+
+    page.get_by_role("button", name="Log out").click()
+    page.wait_for_url(f"{site.url}/login?next=/")
+    page.goto(f"{site.url}/")  # the session is gone
+    assert page.url == f"{site.url}/login?next=/"
+
+
+#: records, per job row, each (status, done, total) the table shows, as it changes
+RECORD_ROWS = """() => {
+  window.__rows = {};
+  const record = () => {
+    for (const row of document.querySelectorAll("#jobs tbody tr")) {
+      const [done, total] = row.querySelector(".count").textContent.split(" / ").map(Number);
+      const seen = (window.__rows[row.dataset.jobId] ||= []);
+      const entry = [row.dataset.status, done, total];
+      if (!seen.length || seen[seen.length - 1].join() !== entry.join()) seen.push(entry);
+    }
+  };
+  new MutationObserver(record).observe(document.querySelector("#jobs tbody"),
+                                       {subtree: true, childList: true, characterData: true, attributes: true});
+  record();
+}"""
+
+
+def test_job_rows_appear_and_progress_advances_while_a_job_runs(site, tab):
+    tab.log_in(site.url)
+    tab.open(site.url)
+    page = tab.page
+    page.evaluate(RECORD_ROWS)
+    page.evaluate("window.__sameDocument = true")  # gone if the page reloaded
+    # ~0.1-0.2 s per sample on one core: seconds of progress, read once a second by the stream
+    slow = site.submit(samples=60, shard_samples=10, n=64, solver=SLOW_SOLVER)
+    row = page.locator(f'tr[data-job-id="{slow}"]')
+    row.wait_for()
+    assert row.locator(".family").text_content() == "darcy"
+    assert row.locator(".job-id").text_content() == slow
+
+    # two different counts shown while the job runs, neither zero nor complete: the bar moves live
+    page.wait_for_function("""(id) => new Set((window.__rows[id] || [])
+        .filter(([status, done, total]) => status === "running" && done > 0 && done < total)
+        .map(([, done]) => done)).size >= 2""", arg=slow)
+    page.screenshot(path=site.shots / "running.png")
+    row.locator('.badge:text-is("succeeded")').wait_for(timeout=240_000)
+    assert row.locator(".count").text_content() == "60 / 60"
+    assert row.locator("progress").evaluate("bar => [bar.value, bar.max]") == [60, 60]
+    assert row.locator(".rate").text_content() != "–"
+    seen = page.evaluate("id => window.__rows[id]", slow)
+    done = [d for _, d, _ in seen]
+    assert done == sorted(done) and done[-1] == 60, seen  # progress never went back
+    assert page.evaluate("window.__sameDocument") is True
+
+
+def test_a_dataset_previews_its_first_samples(site, tab):
+    job_id = site.submit(samples=10, shard_samples=4, n=32)
+    site.cluster.wait_succeeded(job_id)
+    tab.log_in(site.url)
+    tab.open(site.url)
+    page = tab.page
+    row = page.locator(f'tr[data-job-id="{job_id}"]')
+    row.locator('.badge:text-is("succeeded")').wait_for()
+    row.get_by_role("button", name=job_id).click()
+
+    preview = page.locator("#preview")
+    preview.wait_for(state="visible")
+    assert page.evaluate("document.activeElement.id") == "preview-title"
+    images = page.locator("#samples img")
+    page.wait_for_function("""(count) => {
+        const images = [...document.querySelectorAll("#samples img")];
+        return images.length === count && images.every((img) => img.complete && img.naturalWidth > 0);
+    }""", arg=PREVIEW_SAMPLES)
+    expected = [f"/v1/datasets/{job_id}/samples/{i}.png" for i in range(PREVIEW_SAMPLES)]
+    assert [urlsplit(src).path for src in images.evaluate_all("imgs => imgs.map((img) => img.src)")] == expected
+    assert all(w > 100 for w in images.evaluate_all("imgs => imgs.map((img) => img.naturalWidth)"))
+
+    manifest = site.http.get(f"/v1/datasets/{job_id}").json()
+    assert preview.locator("#manifest-link").get_attribute("href") == f"/v1/datasets/{job_id}"
+    links = preview.locator("#files a").evaluate_all("links => links.map((a) => a.getAttribute('href'))")
+    assert links == [f"/v1/datasets/{job_id}/files/{f['path']}" for f in manifest["files"]]
+    shard = next(link for link in links if link.endswith(".h5"))
+    assert tab.context.request.get(f"{site.url}{shard}").status == 200  # with the session cookie
+    assert "10 samples (complete)" in preview.locator("#preview-summary").text_content()
+
+    page.locator("#files-box summary").click()
+    page.screenshot(path=site.shots / "jobs.png", full_page=True)
