@@ -18,7 +18,7 @@ from .auth import AuthMiddleware, Authenticator
 from .deps import require_dataset_access
 from .errors import problem
 from .openapi import contract
-from .routers import batches, datasets, families, health, jobs, session
+from .routers import batches, datasets, events, families, health, jobs, session, ui
 
 DESCRIPTION = """Submit PDE dataset specs, follow their progress and download the results.
 
@@ -90,11 +90,12 @@ def create_app(settings: Settings | None = None, *, enqueue: Callable[..., None]
     app.state.auth = Authenticator(settings.principals(), settings.session_key())
     app.state.service = JobService(make_store(settings), make_storage(settings), enqueue, settings)
     errors.install(app)
-    for module in (families, jobs, batches):
+    for module in (families, jobs, batches, events):
         app.include_router(module.router)
     app.include_router(datasets.router, dependencies=[Depends(require_dataset_access)])
     app.include_router(session.router)
     app.include_router(health.router)
+    app.include_router(ui.router)
     # the outermost middleware runs first: authentication, then the body guard, then the app
     app.add_middleware(BodyGuard, limit=settings.max_body_bytes, timeout=settings.body_timeout)
     app.add_middleware(AuthMiddleware, auth=app.state.auth)

@@ -94,6 +94,15 @@ class JobEstimate(BaseModel):
     refusals: list[dict] = Field(default_factory=list, description="why not (code, message, field, limit)")
 
 
+class SampleIndices(BaseModel):
+    """Which samples of a dataset can be read now."""
+
+    dataset_id: str
+    complete: bool = Field(description="the dataset is finished (every sample is readable)")
+    available: int = Field(description="samples readable now (those of the finished shards)")
+    indices: list[int] = Field(description="the first `limit` readable indices after `after`, ascending")
+
+
 class SessionCreate(BaseModel):
     token: str = Field(min_length=1, max_length=4096, description="a bearer token of the API")
 

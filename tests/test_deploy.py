@@ -509,6 +509,8 @@ def test_the_wheel_installs_one_namespace(tmp_path):
     for module in ("pdeforge/solvers/engines/registry.py", "pdeforge/workers/pipeline.py",
                    "pdeforge/app/routers/jobs.py", "pdeforge/workers/storage/s3.py"):
         assert module in names
+    page = {f"pdeforge/{p.relative_to(ROOT)}" for p in (ROOT / "app" / "static").iterdir()}
+    assert page and page <= set(names), "a file of the web page is missing from the wheel"
     sources = {str(p.relative_to(ROOT)) for folder in ("solvers", "workers", "app")
                for p in (ROOT / folder).rglob("*.py")}
     assert {f"pdeforge/{s}" for s in sources} <= set(names), "a source module is missing from the wheel"

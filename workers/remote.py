@@ -81,6 +81,13 @@ def _index(storage: Storage, dataset_id: str) -> tuple[np.ndarray, np.ndarray, n
     return indices[order], which[order], where[order], [(s.split, s.shard, s.key) for s in shards]
 
 
+def sample_indices(storage: Storage, dataset_id: str, shards: set[tuple[str, int]]) -> np.ndarray:
+    """Global indices (ascending) of the samples stored in ``shards`` ((split, shard) pairs), from the plan."""
+    indices, which, _, planned = _index(storage, dataset_id)
+    keep = np.array([(split, shard) in shards for split, shard, _ in planned], dtype=bool)
+    return indices[keep[which]] if len(indices) else indices
+
+
 def locate_sample(storage: Storage, dataset_id: str, index: int) -> tuple[str, int, str, int] | None:
     """(split, shard, key, position in shard) of global sample ``index``, from the plan."""
     sorted_idx, which, where, shards = _index(storage, dataset_id)

@@ -14,9 +14,10 @@ from fastapi.responses import FileResponse, RedirectResponse
 from pdeforge.workers import keys
 from pdeforge.workers.dataset import read_sample
 from pdeforge.workers.errors import DatasetNotReady, ObjectNotFound
-from pdeforge.workers.remote import locate_sample, storage_file
+from pdeforge.workers.remote import locate_sample, sample_indices, storage_file
 
 from ..deps import ServiceDep, StorageDep
+from ..schemas import SampleIndices
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
@@ -84,6 +85,22 @@ def _read(dataset_id: str, index: int, service, storage, resolution: int | None 
 SAMPLE_RESPONSES = {200: {"content": {"application/json": {}, "application/octet-stream": {}, "image/png": {}},
                           "description": "one sample: JSON, .npy (a structured array) or a PNG preview"},
                     **NOT_READY}
+
+
+@router.get("/{dataset_id}/samples", response_model=SampleIndices, responses=NOT_READY)
+def list_samples(
+    dataset_id: str, service: ServiceDep, storage: StorageDep,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+    after: Annotated[int, Query(ge=-1, le=2**62, description="only indices above this one (the last index of "
+                                                             "the previous page)")] = -1,
+) -> SampleIndices:
+    """Indices of the samples readable now: every sample of a finished dataset, those of finished shards before."""
+    manifest = service.dataset_manifest(dataset_id)
+    finished = {(f["split"], f["shard"]) for f in manifest["files"] if "shard" in f}
+    indices = sample_indices(storage, dataset_id, finished)
+    start = int(np.searchsorted(indices, after, side="right"))
+    return SampleIndices(dataset_id=dataset_id, complete=manifest["complete"], available=len(indices),
+                         indices=indices[start:start + limit].tolist())
 
 
 @router.get("/{dataset_id}/samples/{index}.png", response_class=Response, responses={

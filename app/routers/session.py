@@ -26,13 +26,14 @@ from ..schemas import SessionCreate, SessionPublic
 router = APIRouter(tags=["session"])
 
 LOGIN_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>PDEForge login</title></head>
-<body><h1>PDEForge</h1>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>PDEForge login</title><link rel="stylesheet" href="/static/style.css"></head>
+<body><main class="login"><section><h1>PDEForge</h1>
 <form method="post" action="/v1/session">
 <label>API token <input type="password" name="token" autocomplete="current-password" required></label>
 <input type="hidden" name="next" value="{next}">
 <button type="submit">Log in</button>
-</form></body></html>
+</form></section></main></body></html>
 """
 
 

@@ -840,6 +840,9 @@ def test_schemathesis_finds_no_server_error(fuzz_api):
     assert ("securitySchemes" in doc["components"]) == ("auth" in fuzz_api.name), doc["components"].keys()
     failures, calls = [], 0
     operations = [result.ok() for result in schema.get_all_operations()]
+    # an event stream never ends, so it cannot be called like this (tests/app/test_web.py covers it)
+    operations = [op for op in operations
+                  if "text/event-stream" not in op.definition.raw["responses"].get("200", {}).get("content", {})]
     for operation, mode in itertools.product(operations, schemathesis.GenerationMode):
 
         @settings(max_examples=15, deadline=None, database=None, derandomize=True,

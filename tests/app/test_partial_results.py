@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 from pdeforge.app.main import create_app
 from pdeforge.workers import pipeline
 from pdeforge.workers.config import Settings
+from pdeforge.workers.principals import ANONYMOUS
 from pdeforge.workers.services import make_storage, make_store
 from pdeforge.workers.status import JobStatus
 from tests.cluster import make_job
@@ -36,7 +37,7 @@ def running(tmp_path):
                    split={"train": 1.0, "valid": 0.0, "test": 0.0})
     pipeline.write_spec(storage, job)
     plan = pipeline.load_or_make_plan(storage, job)
-    store.submit(job.dataset_id, "anonymous", samples_total=job.samples, family=job.family)
+    store.submit(job.dataset_id, ANONYMOUS.name, samples_total=job.samples, family=job.family)
     store.set_status(job.dataset_id, JobStatus.RUNNING)
     done = pipeline.solve_shard(storage, job, plan.splits["train"][1])  # one of three shards is finished
     client = TestClient(create_app(settings, enqueue=lambda *args: None))
@@ -81,3 +82,20 @@ def test_samples_and_files_of_unfinished_shards_are_409_naming_the_shard(running
     assert r.status_code == 404  # not listed: nothing of it is served
     r = client.get(f"/v1/datasets/{job.dataset_id}/files/manifest.json")
     assert r.status_code == 409 and "1/3 shards final" in r.json()["detail"]
+
+
+def test_the_sample_list_names_the_samples_of_finished_shards(running):
+    client, job, plan, done, _ = running
+    finished = sorted(plan.splits["train"][1].indices)
+    r = client.get(f"/v1/datasets/{job.dataset_id}/samples")
+    assert r.status_code == 200, r.text
+    assert r.json() == {"dataset_id": job.dataset_id, "complete": False, "available": 4, "indices": finished}
+    first = client.get(f"/v1/datasets/{job.dataset_id}/samples", params={"limit": 3}).json()["indices"]
+    rest = client.get(f"/v1/datasets/{job.dataset_id}/samples", params={"after": first[-1]}).json()["indices"]
+    assert first + rest == finished and len(first) == 3
+    for index in finished:  # each one reads; the others are 409
+        assert client.get(f"/v1/datasets/{job.dataset_id}/samples/{index}").status_code == 200
+    other = next(i for i in range(job.samples) if i not in finished)
+    assert client.get(f"/v1/datasets/{job.dataset_id}/samples/{other}").status_code == 409
+    for params in ({"limit": 0}, {"limit": 10_001}, {"after": -2}, {"after": 2**63}):
+        assert client.get(f"/v1/datasets/{job.dataset_id}/samples", params=params).status_code == 422, params
