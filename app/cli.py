@@ -440,12 +440,13 @@ def preview(
     dataset_id: Annotated[str, typer.Argument(metavar="ID", help="job / dataset id")],
     index: Annotated[int, typer.Argument(metavar="INDEX", min=0, help="global sample index")],
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="PNG file (default sample_<ID>_<INDEX>.png)")] = None,
+    resolution: Annotated[Optional[int], typer.Option(help="paired datasets: which resolution (default: the finest)")] = None,
     url: UrlOption = None,
     token: TokenOption = None,
 ) -> None:
     """Save a PNG preview of one sample (inputs and solution side by side) from the server."""
     with _api(url, token) as api:
-        png = api.sample(dataset_id, index, format="png")
+        png = api.sample(dataset_id, index, format="png", resolution=resolution)
     path = out or Path(f"sample_{dataset_id}_{index}.png")
     path.write_bytes(png)
     typer.echo(f"wrote {path} ({len(png)} bytes)")

@@ -333,6 +333,11 @@ def test_a_paired_dataset_through_the_service(live):
         assert remote[0]["y"].shape == (1, n, n)
     finest = live.http.get(f"/v1/datasets/{job_id}/samples/0").json()
     assert np.asarray(finest["x"]).shape == (1, 16, 16)
+    from pdeforge.app.client import PDEForgeClient
+
+    with PDEForgeClient(live.url, TOKEN) as api:  # what `pdeforge preview ID 0 --resolution 8` calls
+        coarse = api.sample(job_id, 0, "npy", resolution=8)
+        assert coarse["x"].shape == (1, 8, 8) and api.sample(job_id, 0, "png", resolution=8)[:4] == b"\x89PNG"
     body = error_body(live.http.get(f"/v1/datasets/{job_id}/samples/0", params={"resolution": 12}), 422)
     assert body["errors"][0]["field"] == "resolution" and "one of [8, 16]" in body["errors"][0]["allowed"]
 
