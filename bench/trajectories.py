@@ -1,7 +1,8 @@
 """Trajectory generation: PDEForge vs the loop a user would write, at equal accuracy.
 
     python -m bench.trajectories            # heat 64^2 and 128^2 (variable a), heat 64^2 constant a,
-                                            # Gray-Scott 128^2, and the 1000-trajectory heat run
+                                            # Gray-Scott 128^2, Burgers 1-D 1024, Navier-Stokes 64^2,
+                                            # and the 1000-trajectory heat run
     python -m bench.trajectories --quick    # smaller sizes, seconds
 
 Rows (one process each, forked from a parent that solves nothing; per-trajectory wall time is
@@ -15,7 +16,12 @@ the median over the trajectories after the first, i.e. with the set-ups that reu
   defaults, and with the tuned column ordering) per trajectory, reused for all its steps;
 * ``cholmod loop`` -- the same with a fresh CHOLMOD factorization per trajectory (SPD only);
 * ``pyamg loop`` -- one PyAMG hierarchy per trajectory, CG warm-started from the last step;
-* ``dst/dct loop`` -- for a constant coefficient, the sine/cosine transform solve per step.
+* ``dst/dct loop`` -- for a constant coefficient, the sine/cosine transform solve per step;
+* ``numpy pseudo-spectral loop`` -- Burgers and Navier--Stokes: the plain NumPy loop of FNO's
+  generator (rfft state, 2/3 de-aliasing) with our scheme (CN for viscosity, AB2 for the
+  nonlinear term), no verification, no time-error estimate; ``numpy loop, batched``: the same
+  with every trajectory of the row advanced at once as one (B, C, *grid) array, as FNO's
+  generator does (per-trajectory time = total / B).
 
 Accuracy: every method's frames are compared with a reference run at dt/16 (BDF2); rows report
 the largest relative frame error and are only compared when all are below 1e-3.  Also frames
@@ -51,13 +57,25 @@ def cases(quick: bool) -> list[dict]:
                 "params": {"coefficient": {"kind": "constant", "value": 1.0}}, "time": heat, "count": 6})
     out.append({"name": f"Gray-Scott {64 if quick else 128}^2", "family": "reaction_diffusion",
                 "n": 64 if quick else 128, "params": {"kind": "gray_scott"}, "time": gs, "count": 3})
+    nb = 256 if quick else 1024
+    out.append({"name": f"Burgers 1-D {nb}, nu = 0.01", "family": "burgers", "n": nb, "dim": 1,
+                "params": {"nu_min": 0.01, "nu_max": 0.01},
+                "time": {"t_end": 0.5, "dt": 1e-4, "frames": 11, "scheme": "crank_nicolson"}, "count": 4})
+    nn = 32 if quick else 64
+    out.append({"name": f"Navier-Stokes {nn}^2, nu = 1e-3", "family": "navier_stokes", "n": nn, "params": {},
+                "time": {"t_end": 2.0 if quick else 10.0, "dt": 5e-3, "frames": 11, "scheme": "crank_nicolson"},
+                "count": 3})
     return out
+
+
+def pseudo_spectral(case: dict) -> bool:
+    return case["family"] in ("burgers", "navier_stokes")
 
 
 def build(case: dict, time_override: dict | None = None):
     from pdeforge.workers.spec import parse_spec
 
-    data = {"family": case["family"], "grid": {"n": case["n"]}, "params": case["params"],
+    data = {"family": case["family"], "grid": {"n": case["n"], "dim": case.get("dim", 2)}, "params": case["params"],
             "time": {**case["time"], **(time_override or {})}}
     job = parse_spec(data)
     from pdeforge.solvers.families import get_family
@@ -71,7 +89,8 @@ def reference_frames(case: dict, count: int) -> np.ndarray:
 
     dt = case["time"]["dt"] / 16
     fam, spec = build(case, {"dt": dt, "scheme": "bdf2"})
-    return generate(fam, spec, range(count), seed=0, options=SolverOptions(engine="direct", ordering="none")).y
+    engine = "pseudo_spectral" if pseudo_spectral(case) else "direct"
+    return generate(fam, spec, range(count), seed=0, options=SolverOptions(engine=engine, ordering="none")).y
 
 
 # ----------------------------------------------------------------------------- methods
@@ -206,11 +225,68 @@ def transform_loop(case, count):
     return _loop(case, count, make)
 
 
+def numpy_spectral_loop(case, count, batched=False):
+    """The plain NumPy pseudo-spectral loop a user would write (as FNO's generator): rfft state, 2/3
+    de-aliasing, viscosity by Crank-Nicolson, the nonlinear term by Adams-Bashforth 2 -- our scheme.
+    ``batched``: all trajectories advanced at once as one (B, C, *grid) array, as FNO's generator does."""
+    fam, spec = build(case)
+    tspec, n, dim = spec.time, spec.n, spec.dim
+    freqs = [np.fft.fftfreq(n, 1 / n)] * (dim - 1) + [np.fft.rfftfreq(n, 1 / n)]
+    k = np.meshgrid(*freqs, indexing="ij", sparse=True)
+    lap = 4 * np.pi**2 * sum(ki * ki for ki in k)
+    keep = np.ones(lap.shape, dtype=bool)
+    for ki in k:
+        keep = keep & (np.abs(ki) < n / 3)
+    ik = [2j * np.pi * ki for ki in k]
+    axes = tuple(range(-dim, 0))
+    fwd, inv = (lambda u: np.fft.rfftn(u, axes=axes)), (lambda uh: np.fft.irfftn(uh, s=spec.shape, axes=axes))
+    inv_lap = np.where(lap > 0, 1 / np.where(lap > 0, lap, 1), 0)
+    samples = [fam.sample(spec, 0, i).rounded("float32") for i in range(count)]
+    groups = [list(range(count))] if batched else [[i] for i in range(count)]
+    per, frames = np.zeros(count), [None] * count
+    for group in groups:
+        u0 = np.stack([fam.initial_state(spec, samples[i]) for i in group])  # (B, C, *grid)
+        t0 = time.perf_counter()
+        if case["family"] == "burgers":
+            nu = np.array([samples[i].scalars["nu"] for i in group]).reshape(-1, 1, *[1] * dim)
+            force = 0.0
+
+            def nonlinear(uh):
+                u = inv(uh[:, 0])
+                return (-ik[0] * fwd(0.5 * u * u) * keep)[:, None]
+        else:
+            nu = spec.viscosity
+            force = fwd(fam.forcing(spec)) * keep
+
+            def nonlinear(wh):
+                psi = wh[:, 0] * inv_lap
+                u, v = inv(ik[1] * psi), -inv(ik[0] * psi)
+                return (-fwd(u * inv(ik[0] * wh[:, 0]) + v * inv(ik[1] * wh[:, 0])) * keep)[:, None]
+        a, b = 1 - 0.5 * tspec.dt * nu * lap, 1 / (1 + 0.5 * tspec.dt * nu * lap)
+        uh = fwd(u0)
+        out, n_prev = [u0], None
+        for step in range(tspec.steps):
+            nk = nonlinear(uh) + force
+            uh = (a * uh + tspec.dt * (nk if n_prev is None else 1.5 * nk - 0.5 * n_prev)) * b
+            n_prev = nk
+            if (step + 1) % tspec.steps_per_frame == 0:
+                out.append(inv(uh))
+        per[group] = (time.perf_counter() - t0) / len(group)
+        traj = np.stack(out, axis=1)  # (B, T, C, *grid)
+        for j, i in enumerate(group):
+            frames[i] = traj[j]
+    return per, np.stack(frames), {}
+
+
 METHODS = {"ours": ours, "splu loop (defaults)": splu_default, "splu loop (tuned ordering)": splu_tuned,
-           "cholmod loop": cholmod_loop, "pyamg loop": pyamg_loop, "dst/dct loop": transform_loop}
+           "cholmod loop": cholmod_loop, "pyamg loop": pyamg_loop, "dst/dct loop": transform_loop,
+           "numpy pseudo-spectral loop": numpy_spectral_loop,
+           "numpy loop, batched": lambda case, count: numpy_spectral_loop(case, count, batched=True)}
 
 
 def applies(method: str, case: dict) -> bool:
+    if pseudo_spectral(case) or method.startswith("numpy"):
+        return pseudo_spectral(case) and (method == "ours" or method.startswith("numpy"))
     constant = case["family"] == "reaction_diffusion" or case["params"].get("coefficient", {}).get("kind") == "constant"
     if method == "dst/dct loop":
         return constant
@@ -267,10 +343,12 @@ def thousand_heat_trajectories(quick: bool) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--only", default="", help="run only the cases whose name contains this text "
+                                                   "(and skip the 1000-trajectory run)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "trajectories.json"))
     args = parser.parse_args()
     rows = []
-    for case in cases(args.quick):
+    for case in (c for c in cases(args.quick) if args.only.lower() in c["name"].lower()):
         count = case["count"]
         reference = reference_frames(case, count)
         results = {m: run(m, case, count, reference) for m in METHODS if applies(m, case)}
@@ -278,7 +356,7 @@ def main() -> None:
         print(f"# {case['name']}: " + ", ".join(
             f"{m} {r.get('seconds_per_trajectory', float('nan')) * 1e3:.1f} ms (err {r.get('frame_error', float('nan')):.1e})"
             if "error" not in r else f"{m} {r['error']}" for m, r in results.items()), flush=True)
-    big = thousand_heat_trajectories(args.quick)
+    big = None if args.only else thousand_heat_trajectories(args.quick)
 
     print("\n## Per trajectory (median s), frame error vs a dt/16 reference, ratio = method / ours\n")
     print("| case | steps | ours (engine) | " + " | ".join(m for m in METHODS if m != "ours") + " |")
@@ -311,8 +389,9 @@ def main() -> None:
         note = (f" ({THE_WELL_CORE_SECONDS_PER_FRAME / spf:.0f}x less than The Well's 3.96)"
                 if row["case"]["family"] == "reaction_diffusion" else "")
         print(f"| {row['case']['name']} | {1 / spf:.0f} | {spf:.2e}{note} | {o['peak_rss_mb']:.0f} |")
-    print(f"\n{big['trajectories']} heat trajectories x {big['steps']} steps at 64^2 with `pdeforge generate` "
-          f"(2 processes): {big['wall_seconds']:.1f} s wall ({big['engine']}; time error <= {big['time_error_max']:.1e})")
+    if big is not None:
+        print(f"\n{big['trajectories']} heat trajectories x {big['steps']} steps at 64^2 with `pdeforge generate` "
+              f"(2 processes): {big['wall_seconds']:.1f} s wall ({big['engine']}; time error <= {big['time_error_max']:.1e})")
     out = {"rows": rows, "thousand_heat": big}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1, default=str))

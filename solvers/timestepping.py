@@ -159,10 +159,12 @@ def _steps(L, u0: np.ndarray, explicit, dt: float, scheme: str, count: int, solv
 
 def integrate(L, u0: np.ndarray, explicit: Callable[[np.ndarray], np.ndarray], time: TimeSpec,
               solve: StepSolver, on_frame: Callable[[int, np.ndarray], None], *,
-              memo: dict | None = None, warm_start: bool = True) -> TrajectoryRecord:
+              memo: dict | None = None, warm_start: bool = True,
+              on_start: Callable[[], None] | None = None) -> TrajectoryRecord:
     r"""Integrate ``u_t = -L u + explicit(u)`` from ``u0`` with ``time.scheme``; ``on_frame(k, u)`` gets
     frame k (k = 0 is ``u0``) as soon as it is reached.  Returns the trajectory's record.
     ``warm_start``: hand ``solve`` an explicit predictor as initial guess (iterative engines); else None.
+    ``on_start()`` is called after the time-error estimate's steps, before the stored run's first step.
 
     Time error estimate (step doubling): before the run, the first ``m`` steps (one frame
     interval, two if it holds an odd number of steps) are repeated with step ``2 dt``;
@@ -184,6 +186,8 @@ def integrate(L, u0: np.ndarray, explicit: Callable[[np.ndarray], np.ndarray], t
         _steps(L, u0, explicit, 2 * dt, scheme, m // 2, solve, mats, shadow,
                lambda n, u: coarse.__setitem__(n, u) if n == m // 2 else None, warm_start)
     fine: dict[int, np.ndarray] = {}
+    if on_start is not None:
+        on_start()
     on_frame(0, u0)
 
     def on_step(n: int, u: np.ndarray) -> None:

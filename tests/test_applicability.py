@@ -23,6 +23,10 @@ DEFINITE = "an M-matrix"
 LAPLACIAN = "a constant-coefficient Laplacian"
 STENCIL = "a (2d+1)-point stencil"
 OWN = "its own (pseudo-spectral) time stepper"
+NOLIN = "a linear system per sample"
+#: every engine but pseudo_spectral, refused for a family without a linear system
+SPECTRAL_ONLY = {**{e: NOLIN for e in ("skr", "gmres", "direct", "direct_mixed", "factorize_once", "amg")},
+                 "mg": STENCIL, "spectral": LAPLACIAN}
 
 #: case -> (family, spec parameters, {engine: why it does not apply}); unlisted engines apply
 TABLE = {
@@ -53,6 +57,10 @@ TABLE = {
                    {"pseudo_spectral": OWN}),
     "gray_scott": ("reaction_diffusion", dict(n=16, kind="gray_scott", time={"t_end": 2.0, "dt": 0.5, "frames": 3}),
                    {"mg": STENCIL, "pseudo_spectral": OWN}),
+    "burgers 1-D": ("burgers", dict(n=64, dim=1, nu_min=0.02, nu_max=0.1,
+                                    time={"t_end": 0.02, "dt": 1e-3, "frames": 3}), SPECTRAL_ONLY),
+    "burgers 2-D": ("burgers", dict(n=16, dim=2, time={"t_end": 0.02, "dt": 1e-3, "frames": 3}), SPECTRAL_ONLY),
+    "navier_stokes": ("navier_stokes", dict(n=16, time={"t_end": 0.2, "dt": 0.01, "frames": 3}), SPECTRAL_ONLY),
 }
 PAIRS = [(case, engine) for case in TABLE for engine in ENGINES]
 
@@ -80,7 +88,7 @@ def test_the_table_covers_every_engine_and_family():
     assert set(ENGINES) == {"skr", "gmres", "direct", "direct_mixed", "factorize_once", "amg", "mg", "spectral",
                             "pseudo_spectral"}
     assert {TABLE[c][0] for c in TABLE} == {"darcy", "poisson", "helmholtz", "advection_diffusion", "heat",
-                                            "reaction_diffusion"}
+                                            "reaction_diffusion", "burgers", "navier_stokes"}
 
 
 @pytest.mark.parametrize("case, engine", PAIRS)
@@ -136,7 +144,8 @@ def test_every_applicable_pair_matches_a_direct_solve(case, engine):
     if spec.time is not None:  # trajectories: every step verified, frames agree with a direct-solve run
         assert res.y.shape == (4, spec.time.frames, len(fam.output_names(spec)), *spec.shape)
         assert all(rec.converged and rec.residual <= 1e-8 for rec in res.records)
-        reference = generate(fam, spec, [0, 3, 5, 1], seed=7, options=SolverOptions(engine="direct"))
+        exact = "direct" if fam.capabilities(spec).linear_system else "pseudo_spectral"
+        reference = generate(fam, spec, [0, 3, 5, 1], seed=7, options=SolverOptions(engine=exact))
         assert np.abs(res.y - reference.y).max() <= 1e-6 * np.abs(reference.y).max()
         return
     assert res.y.shape == (4, 1, *spec.shape) and res.y.dtype == fam.dtype(spec)

@@ -36,6 +36,10 @@ EXAMPLE_GRIDS = {
     "poisson_3d.json": [("poisson", 32, 3)],
     "sweep_resolutions.json": [("darcy", 32, 2), ("darcy", 64, 2), ("darcy", 128, 2)],
     "quickstart.json": [("darcy", 32, 2)],
+    "heat.json": [("heat", 64, 2)],
+    "gray_scott.json": [("reaction_diffusion", 128, 2)],
+    "burgers_1d.json": [("burgers", 1024, 1)],
+    "navier_stokes.json": [("navier_stokes", 64, 2)],
 }
 
 #: containers' PDEFORGE_* values that differ from the code's defaults on purpose

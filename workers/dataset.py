@@ -107,7 +107,8 @@ def claims(precision: str, rtol: float, atol: float, time=None) -> str:
                 f"dt = {time.dt:g}, {time.steps} steps) started from the stored initial condition and inputs of "
                 f"sample i (x, scalars/, inputs/: rounded to {precision} before the run), computed in float64 and "
                 f"rounded to {precision} (relative rounding <= 2^-{bits} per entry); y[i, 0] is the stored initial "
-                f"condition. Every implicit step solved its linear system to a true relative residual <= "
+                f"condition. Every implicit step solved its linear system (pseudo-spectral families: the diagonal "
+                f"Fourier-space system of the viscous stage) to a true relative residual <= "
                 f"max(rtol, atol/||b||) with rtol = {rtol:g}, atol = {atol:g}; solver/residual[i] is the largest over "
                 f"the steps. solver/time_error_estimate[i] estimates the relative time-discretisation error of "
                 f"the stored frames (step doubling over the first frame interval), which no residual measures; "
@@ -174,7 +175,7 @@ class ShardWriter:
         d, n = spec.dim, spec.n
         grid = GRID_DIMS[:d]
         for dim in grid:
-            self._scale(dim, cell_centres(n)).attrs["units"] = "1 (unit domain)"
+            self._scale(dim, fam.coordinates(spec)).attrs["units"] = "1 (unit domain)"
         self._scale(SAMPLE_DIM, np.zeros(S, np.int64))
         if self.time is not None:
             self._scale(TIME_DIM, self.time.frame_times()).attrs["units"] = "1 (time of the PDE)"
@@ -209,7 +210,7 @@ class ShardWriter:
         h5.attrs.update({
             "format_version": FORMAT_VERSION, "pdeforge_version": __version__, "family": fam.name,
             "grid": json.dumps(list(spec.shape)), "domain": json.dumps([[0.0, 1.0]] * d),
-            "grid_type": "cell-centred (cell i of n has its centre at (i + 1/2) / n)",
+            "grid_type": fam.grid_type(spec),
             "boundary_conditions": fam.boundary_conditions(spec), "units": "dimensionless",
             "input_channels": json.dumps(self.in_names), "output_channels": json.dumps(self.out_names),
             "scalars": json.dumps(fam.scalar_names(spec)),

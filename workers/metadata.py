@@ -109,7 +109,7 @@ def dataset_card(manifest: dict, features: dict[int, list[dict]], description: s
     return (f"---\n{_yaml(header)}\n---\n\n# PDEForge dataset {manifest['dataset_id']}: {manifest['family']}\n\n"
             f"{description}\n\n"
             f"* samples: {manifest['samples']} ({counts})\n"
-            f"* grid: {' x '.join(map(str, manifest['grid']))} cells, cell-centred, on the unit domain\n"
+            f"* grid: {' x '.join(map(str, manifest['grid']))}, {manifest.get('grid_type', 'cell-centred')}\n"
             + (f"* resolutions: {', '.join(map(str, manifest['resolutions']))} cells per axis -- every sample at "
                "each (one continuum instance, point values at the cell centres), in `data/<split>/r<n>/`\n"
                if manifest.get("resolutions") else "")

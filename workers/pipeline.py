@@ -381,7 +381,7 @@ def _manifest_body(job: JobBase, plan: Plan, records: list[ShardRecord], files: 
         "sampling": job.sampling, "resolutions": job.resolutions if job.paired else None,
         "input_names": family.input_names(spec), "output_names": output_channels(family, spec, job.output.complex),
         "scalar_names": family.scalar_names(spec), "extra_inputs": [e.name for e in family.extra_inputs(spec)],
-        "boundary_conditions": family.boundary_conditions(spec),
+        "boundary_conditions": family.boundary_conditions(spec), "grid_type": family.grid_type(spec),
         "time": None if spec.time is None else {**dataclasses.asdict(spec.time), "steps": spec.time.steps,
                                                 "frame_times": spec.time.frame_times().tolist()},
         "claims": claims(job.output.dtype, job.solver.rtol, job.solver.atol, spec.time), "sample_order": SAMPLE_ORDER,

@@ -35,6 +35,9 @@ from .fv import cell_centres
 DIRICHLET_ZERO = ("u = 0 on every boundary face (Dirichlet, imposed through a ghost value at distance h/2 "
                   "outside the boundary cell)")
 
+#: the grid of the finite-volume families, in the words stored in every file
+CELL_CENTRED = "cell-centred (cell i of n has its centre at (i + 1/2) / n)"
+
 #: dimension names of the axes of one boundary face array (d - 1 of them)
 FACE_DIMS = ("face_u", "face_v")
 
@@ -213,8 +216,12 @@ class PDEFamily(ABC):
                       {k: np.asarray(v) for k, v in extras.items()})
 
     def coordinates(self, spec: FamilySpec) -> np.ndarray:
-        """1-D cell-centre coordinates (the same on every axis)."""
+        """1-D coordinates of the grid points (the same on every axis): cell centres by default."""
         return cell_centres(spec.n)
+
+    def grid_type(self, spec: FamilySpec) -> str:
+        """Where the values of a field sit, in words (stored in every file)."""
+        return CELL_CENTRED
 
     # ----- time-dependent families (spec.time is not None) -------------------------------------------
     def initial_state(self, spec: FamilySpec, sample: Sample) -> np.ndarray:

@@ -1,0 +1,183 @@
+r"""Fourier pseudo-spectral time stepping on the periodic unit torus: the families without a linear system.
+
+Fields live on the periodic grid :math:`x_j = j/n` (``n`` points per axis of :math:`[0,1)^d`)
+and are advanced as their real-FFT coefficients :math:`\hat u_k` (``numpy.fft.rfftn``).  Every
+family here has the form
+
+.. math::  \hat u_t = -\nu\,|2\pi k|^2\,\hat u + \widehat{N(u)} + \hat f,
+
+the viscous term *implicit* (a diagonal operator: its "solve" is a division) and the
+nonlinear term :math:`N` *explicit*, evaluated pseudo-spectrally (derivatives in Fourier
+space, products at the grid points) and de-aliased by the 2/3 rule (coefficients with
+:math:`|k_j| \ge n/3` on any axis are zeroed in :math:`\widehat{N(u)}`).
+
+Time: the schemes of :mod:`pdeforge.solvers.timestepping` (IMEX Euler; Crank--Nicolson with
+Adams--Bashforth 2; SBDF2), run by the same :func:`~pdeforge.solvers.timestepping.integrate`
+with :math:`L = \operatorname{diag}(\nu|2\pi k|^2)`: the same step formulas, frames and
+step-doubling time-error estimate as the finite-volume families.  There is no linear system
+to solve; each implicit stage is still verified by its residual, recomputed after the
+division, so a non-finite state is caught at the step where it appears.
+
+Stability: the advection in :math:`N` is explicit.  With :math:`U` the sum over axes of
+:math:`\max|u_j|` (the velocity components), the CFL number is
+:math:`c = \Delta t\, U\, n`.  A spec is refused when :math:`\Delta t\, U_0\, n` exceeds
+:data:`CFL_ADMIT`, :math:`U_0` four pointwise standard deviations of the initial velocity
+(an estimate from the spectrum, the same for every sample); every step then measures the
+true :math:`c`, and a trajectory whose :math:`c` exceeds :data:`CFL_LIMIT` is marked
+unconverged (its record says at which time).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..residual import meets_tolerance
+from ..timestepping import TimeSpec, TrajectoryRecord, integrate
+
+#: a spec's dt is refused when dt * U0 * n exceeds this (U0: 4 standard deviations of the initial velocity)
+CFL_ADMIT = 0.5
+#: a trajectory whose measured CFL number dt * max speed * n exceeds this is marked unconverged
+CFL_LIMIT = 1.0
+#: the boundary condition and grid of the periodic families, in the words stored in every file
+PERIODIC = "periodic on the unit torus [0, 1)^d; grid point j of n at x = j / n on every axis"
+#: U0 = this many pointwise standard deviations of the initial velocity
+SPEED_SIGMAS = 4.0
+
+
+def periodic_points(n: int) -> np.ndarray:
+    """The grid points x_j = j / n of the periodic unit interval."""
+    return np.arange(n) / n
+
+
+class FourierGrid:
+    """Wave numbers, the 2/3 de-aliasing mask and real FFTs on the periodic grid of ``n``^``dim`` points."""
+
+    def __init__(self, n: int, dim: int) -> None:
+        self.n, self.dim, self.shape = n, dim, (n,) * dim
+        freqs = [np.fft.fftfreq(n, 1.0 / n)] * (dim - 1) + [np.fft.rfftfreq(n, 1.0 / n)]
+        self.k = np.meshgrid(*freqs, indexing="ij", sparse=True)  # integer wave numbers per axis
+        self.k2 = sum(k * k for k in self.k)  # |k|^2 on the half spectrum
+        self.half = self.k2.shape
+        keep = np.ones(self.half, dtype=bool)
+        for k in self.k:
+            keep = keep & (np.abs(k) < n / 3)
+        self.keep = keep
+        self._axes = tuple(range(-dim, 0))
+
+    def forward(self, u: np.ndarray) -> np.ndarray:
+        """rfftn over the last ``dim`` axes."""
+        return np.fft.rfftn(u, axes=self._axes)
+
+    def inverse(self, uh: np.ndarray) -> np.ndarray:
+        """irfftn over the last ``dim`` axes, back to ``n``^``dim`` real points."""
+        return np.fft.irfftn(uh, s=self.shape, axes=self._axes)
+
+    def derivative(self, uh: np.ndarray, axis: int) -> np.ndarray:
+        r""":math:`\widehat{\partial_{x_{axis}} u} = 2\pi i k_{axis} \hat u`."""
+        return (2j * math.pi) * self.k[axis] * uh
+
+    def laplacian_symbol(self) -> np.ndarray:
+        r""":math:`|2\pi k|^2` (the symbol of :math:`-\Delta`) on the half spectrum."""
+        return (4 * math.pi**2) * self.k2
+
+
+#: nonlinear(uh, u) -> (N hat before de-aliasing, (C, *half); sum over axes of max |velocity component|)
+Nonlinear = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, float]]
+
+
+def integrate_fourier(grid: FourierGrid, u0: np.ndarray, viscosity: float, nonlinear: Nonlinear,
+                      forcing: np.ndarray | None, time: TimeSpec, rtol: float,
+                      on_frame: Callable[[int, np.ndarray], None]) -> TrajectoryRecord:
+    r"""Integrate ``C`` periodic fields ``u0`` (C, *grid) by the spec's scheme (see the module docstring);
+    ``on_frame(k, u)`` gets frame k as (C, *grid) real point values.  ``forcing`` (C, *grid) or None."""
+    C = u0.shape[0]
+    symbol = np.tile((viscosity * grid.laplacian_symbol()).ravel(), C)
+    L = sp.diags(symbol, format="csr")
+    f_hat = None if forcing is None else (grid.forward(forcing) * grid.keep).ravel()
+    cfl = {"max": 0.0, "at": 0.0, "t": 0.0, "steps": 0}
+    scale = time.dt * grid.n
+
+    def explicit(state: np.ndarray) -> np.ndarray:
+        uh = state.reshape(C, *grid.half)
+        n_hat, _ = nonlinear(uh, grid.inverse(uh))
+        out = (n_hat * grid.keep).ravel()
+        return out if f_hat is None else out + f_hat
+
+    def physical(state: np.ndarray) -> np.ndarray:
+        return grid.inverse(state.reshape(C, *grid.half))
+
+    def tracked(state: np.ndarray) -> np.ndarray:  # the stored run's explicit part, with its CFL number
+        uh = state.reshape(C, *grid.half)
+        n_hat, speed = nonlinear(uh, grid.inverse(uh))
+        c = scale * speed
+        if c > cfl["max"]:
+            cfl["max"], cfl["at"] = c, cfl["steps"] * time.dt
+        cfl["steps"] += 1
+        out = (n_hat * grid.keep).ravel()
+        return out if f_hat is None else out + f_hat
+
+    diagonals: dict[int, tuple[object, np.ndarray]] = {}
+
+    def solve(M, rhs, x0):
+        entry = diagonals.get(id(M))
+        if entry is None or entry[0] is not M:
+            entry = diagonals[id(M)] = (M, M.diagonal())
+        x = rhs / entry[1]
+        ok, rel = meets_tolerance(M, rhs, x, rtol)
+        return x, {"iterations": 0, "matvecs": 1, "residual": rel, "converged": ok}
+
+    u0 = np.asarray(u0, dtype=np.float64)
+    state0 = grid.forward(u0).ravel()
+    stepper = _Switch(explicit, tracked)
+    # frame 0 is the initial condition itself (not its FFT round trip): the stored inputs
+    rec = integrate(L, state0, stepper, time, solve, lambda k, s: on_frame(k, u0 if k == 0 else physical(s)),
+                    warm_start=False, on_start=stepper.switch)
+    rec.messages.append(f"largest CFL number dt * max speed * n = {cfl['max']:.3g} (at t = {cfl['at']:.4g})")
+    if cfl["max"] > CFL_LIMIT:
+        rec.converged = False
+        rec.messages.append(f"CFL number {cfl['max']:.3g} > {CFL_LIMIT} at t = {cfl['at']:.4g}: the explicit advection "
+                            "may be unstable; reduce time.dt")
+    return rec
+
+
+class _Switch:
+    """The explicit part: untracked during the step-doubling estimate, tracked (CFL) during the stored run."""
+
+    def __init__(self, estimate, stored) -> None:
+        self.current, self.stored = estimate, stored
+
+    def switch(self) -> None:
+        self.current = self.stored
+
+    def __call__(self, state: np.ndarray) -> np.ndarray:
+        return self.current(state)
+
+
+def speed_std(root: np.ndarray, k: list[np.ndarray], kind: str) -> float:
+    r"""Pointwise standard deviation of the speed sum of a GRF-driven velocity, from :math:`\sqrt{\lambda_k}`
+    on the cube {-K..K}^d with integer wave vectors ``k`` (open mesh): ``kind`` = ``velocity`` (each
+    component is a GRF with this spectrum) or ``vorticity`` (the velocity of the vorticity field, 2-D)."""
+    lam = root**2
+    if kind == "velocity":
+        return len(k) * float(np.sqrt(lam.sum()))
+    k2 = sum(ki * ki for ki in k).astype(float)
+    k2[k2 == 0] = np.inf
+    # u = psi_y, v = -psi_x with psi_hat = omega_hat / |2 pi k|^2: Var u + Var v = sum lambda_k / |2 pi k|^2,
+    # split evenly between the two components by isotropy
+    component = float(np.sqrt(np.sum(lam / (4 * math.pi**2 * k2)) / 2))
+    return 2.0 * component
+
+
+def admit_dt(time: TimeSpec | None, speed: float, n: int, fail) -> None:
+    """Refuse ``time.dt`` when dt * U0 * n > CFL_ADMIT (``fail`` raises the 422 naming the bound)."""
+    if time is None or speed <= 0:
+        return
+    bound = CFL_ADMIT / (speed * n)
+    if time.dt > bound:
+        fail("time.dt", time.dt, f"time.dt <= {bound:.4g} (explicit advection: dt * U0 * n <= {CFL_ADMIT}, "
+                                 f"U0 = {speed:.4g} estimated as {SPEED_SIGMAS:g} standard deviations of the initial "
+                                 f"speed, n = {n} points per axis)")
