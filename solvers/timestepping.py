@@ -85,6 +85,8 @@ class TrajectoryRecord:
     time_error_estimate: float = 0.0  # see the module docstring
     operators: int = 0  # distinct step matrices of this trajectory
     messages: list[str] = field(default_factory=list)
+    #: integrate(..., blocks=B): the estimate of each of the B trajectories stacked in the state
+    block_time_errors: list[float] = field(default_factory=list)
 
 
 class StepMatrices:
@@ -160,11 +162,13 @@ def _steps(L, u0: np.ndarray, explicit, dt: float, scheme: str, count: int, solv
 def integrate(L, u0: np.ndarray, explicit: Callable[[np.ndarray], np.ndarray], time: TimeSpec,
               solve: StepSolver, on_frame: Callable[[int, np.ndarray], None], *,
               memo: dict | None = None, warm_start: bool = True,
-              on_start: Callable[[], None] | None = None) -> TrajectoryRecord:
+              on_start: Callable[[], None] | None = None, blocks: int = 1) -> TrajectoryRecord:
     r"""Integrate ``u_t = -L u + explicit(u)`` from ``u0`` with ``time.scheme``; ``on_frame(k, u)`` gets
     frame k (k = 0 is ``u0``) as soon as it is reached.  Returns the trajectory's record.
     ``warm_start``: hand ``solve`` an explicit predictor as initial guess (iterative engines); else None.
     ``on_start()`` is called after the time-error estimate's steps, before the stored run's first step.
+    ``blocks``: the state stacks that many independent trajectories of equal size (a batch); the time
+    error is then also estimated for each (``block_time_errors``).
 
     Time error estimate (step doubling): before the run, the first ``m`` steps (one frame
     interval, two if it holds an odd number of steps) are repeated with step ``2 dt``;
@@ -201,6 +205,12 @@ def integrate(L, u0: np.ndarray, explicit: Callable[[np.ndarray], np.ndarray], t
         norm = float(np.linalg.norm(fine[m]))
         diff = float(np.linalg.norm(fine[m] - coarse[m // 2])) / (2 ** ORDER[scheme] - 1)
         rec.time_error_estimate = diff / norm if norm > 0 else diff
+        if blocks > 1:
+            norms = np.linalg.norm(fine[m].reshape(blocks, -1), axis=1)
+            diffs = np.linalg.norm((fine[m] - coarse[m // 2]).reshape(blocks, -1), axis=1) / (2 ** ORDER[scheme] - 1)
+            rec.block_time_errors = [float(d / n) if n > 0 else float(d) for d, n in zip(diffs, norms)]
+        else:
+            rec.block_time_errors = [rec.time_error_estimate]
     rec.residual_max = max(rec.residual_max, shadow.residual_max)  # the estimate's steps are verified too
     rec.converged &= shadow.converged
     rec.iterations += shadow.iterations

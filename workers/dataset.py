@@ -145,7 +145,8 @@ class ShardWriter:
         self.family, self.spec, self.count = family, spec, count
         self.complex_storage, self.precision = complex_storage, precision
         self.time = spec.time
-        self._previous: tuple[int, np.ndarray] | None = None  # the last frame written (one-frame differences)
+        # the last frame written per trajectory (one-frame differences; batched trajectories interleave)
+        self._previous: dict[int, tuple[int, np.ndarray]] = {}
         self.xdt, self.ydt = storage_dtypes(family, spec, precision, complex_storage)
         self.in_names = family.input_names(spec)
         self.out_names = output_channels(family, spec, complex_storage)
@@ -244,9 +245,13 @@ class ShardWriter:
         self.h5["y"][position, k] = y
         self._digest("y", position).update(np.ascontiguousarray(y).tobytes())
         self._y_moments("y", y)
-        if self._previous is not None and self._previous[0] == position and k > 0:
-            self._y_moments("dy", y.astype(np.float64) - self._previous[1])
-        self._previous = (position, y.astype(np.float64))
+        last = self._previous.get(position)
+        if last is not None and last[0] == k - 1:
+            self._y_moments("dy", y.astype(np.float64) - last[1])
+        if k + 1 < self.time.frames:
+            self._previous[position] = (k, y.astype(np.float64))
+        else:
+            self._previous.pop(position, None)
 
     def add(self, solved: SolvedSample) -> None:
         h5, pos, s = self.h5, solved.position, solved.sample

@@ -234,9 +234,19 @@ class PDEFamily(ABC):
         return lambda u: b
 
     def integrate(self, spec: FamilySpec, sample: Sample, on_frame, options) -> TrajectoryRecord:
-        """Own time stepper of families without a linear system (pseudo-spectral ones); families with
-        one are stepped by :func:`pdeforge.solvers.timestepping.integrate` with an engine."""
+        """Own time stepper of families without a linear system (pseudo-spectral ones): one trajectory,
+        ``on_frame(k, u)`` with u (C_out, *grid).  Families with a linear system are stepped by
+        :func:`pdeforge.solvers.timestepping.integrate` with an engine."""
+        return self.integrate_batch(spec, [sample], lambda k, u: on_frame(k, u[0]), options)[0]
+
+    def integrate_batch(self, spec: FamilySpec, samples: list[Sample], on_frame, options) -> list[TrajectoryRecord]:
+        """Several trajectories advanced together (``on_frame(k, u)`` with u (B, C_out, *grid)); the same
+        frames as one at a time."""
         raise TypeError(f"{self.name} is stepped through its linear system (it has no own stepper)")
+
+    def batch_size(self, spec: FamilySpec) -> int:
+        """How many trajectories :meth:`integrate_batch` takes at once."""
+        return 1
 
 
 def _grf_fields(obj, prefix: str = ""):

@@ -30,7 +30,8 @@ from ..params import fail, param
 from ..timestepping import TimeSpec
 from .base import STREAM_INITIAL, STREAM_INITIAL_2, TRANSIENT, FamilySpec, PDEFamily, Sample, stack_features, \
     uniform_scalar
-from .pseudospectral import PERIODIC, SPEED_SIGMAS, FourierGrid, admit_dt, integrate_fourier, periodic_points
+from .pseudospectral import PERIODIC, SPEED_SIGMAS, FourierGrid, admit_dt, batch_size, integrate_fourier, \
+    periodic_points
 
 #: FNO's Burgers initial condition: N(0, 625 (-Laplace + 25 I)^-2)
 FNO_BURGERS_INITIAL = GRFSpec(alpha=2.0, tau=5.0, sigma=25.0)
@@ -114,15 +115,20 @@ class Burgers(PDEFamily):
     def assemble(self, spec: BurgersSpec, sample: Sample):
         raise TypeError("burgers has no linear system: it is stepped pseudo-spectrally (engine pseudo_spectral)")
 
-    def integrate(self, spec: BurgersSpec, sample: Sample, on_frame, options):
+    def batch_size(self, spec: BurgersSpec) -> int:
+        return batch_size(spec.dim, spec.unknowns)
+
+    def integrate_batch(self, spec: BurgersSpec, samples, on_frame, options):
         grid = fourier_grid(spec.n, spec.dim)
+        axes = tuple(range(1, spec.dim + 1))
         if spec.dim == 1:
             def nonlinear(uh, u):  # -(u^2 / 2)_x
-                return -grid.derivative(grid.forward(0.5 * u[0] ** 2), 0)[None], float(np.abs(u[0]).max())
+                return -grid.derivative(grid.forward(0.5 * u * u), 0), np.abs(u[:, 0]).max(axis=1)
         else:
             def nonlinear(uh, u):  # -(u . grad) u_c for c = u, v
-                du = [[grid.inverse(grid.derivative(uh[c], a)) for a in range(2)] for c in range(2)]
-                adv = np.stack([u[0] * du[c][0] + u[1] * du[c][1] for c in range(2)])
-                return -grid.forward(adv), float(np.abs(u[0]).max() + np.abs(u[1]).max())
-        return integrate_fourier(grid, self.initial_state(spec, sample), sample.scalars["nu"], nonlinear, None,
-                                 spec.time, options.rtol, on_frame)
+                du = [[grid.inverse(grid.derivative(uh[:, c], a)) for a in range(2)] for c in range(2)]
+                adv = np.stack([u[:, 0] * du[c][0] + u[:, 1] * du[c][1] for c in range(2)], axis=1)
+                return -grid.forward(adv), np.abs(u[:, 0]).max(axis=axes) + np.abs(u[:, 1]).max(axis=axes)
+        u0 = np.stack([self.initial_state(spec, s) for s in samples])
+        nu = np.array([s.scalars["nu"] for s in samples])
+        return integrate_fourier(grid, u0, nu, nonlinear, None, spec.time, options.rtol, on_frame)

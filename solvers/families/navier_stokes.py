@@ -30,8 +30,8 @@ from ..params import fail, param
 from ..shells import REFERENCE_SHELLS
 from ..timestepping import TimeSpec
 from .base import STREAM_INITIAL, TRANSIENT, FamilySpec, PDEFamily, Sample
-from .pseudospectral import PERIODIC, SPEED_SIGMAS, FourierGrid, admit_dt, integrate_fourier, periodic_points, \
-    speed_std
+from .pseudospectral import PERIODIC, SPEED_SIGMAS, FourierGrid, admit_dt, batch_size, integrate_fourier, \
+    periodic_points, speed_std
 
 #: FNO's initial vorticity: amplitude 7^{3/2}, (-Laplace + 49 I)^{-2.5} (the default amplitude tau^(alpha - 1))
 FNO_VORTICITY = GRFSpec(alpha=2.5, tau=7.0)
@@ -105,16 +105,21 @@ class NavierStokes(PDEFamily):
         s = 2 * math.pi * (x[:, None] + x[None, :])
         return (spec.forcing_amplitude * (np.sin(s) + np.cos(s)))[None]
 
-    def integrate(self, spec: NavierStokesSpec, sample: Sample, on_frame, options):
+    def batch_size(self, spec: NavierStokesSpec) -> int:
+        return batch_size(1, spec.unknowns)
+
+    def integrate_batch(self, spec: NavierStokesSpec, samples, on_frame, options):
         grid = fourier_grid(spec.n)
         inv_k2 = np.zeros(grid.half)
         np.divide(1.0, grid.laplacian_symbol(), out=inv_k2, where=grid.k2 > 0)
 
         def nonlinear(wh, w):  # -(u . grad) w with u = (psi_y, -psi_x), psi_hat = w_hat / |2 pi k|^2
-            psi = wh[0] * inv_k2
+            psi = wh[:, 0] * inv_k2
             u, v = grid.inverse(grid.derivative(psi, 1)), -grid.inverse(grid.derivative(psi, 0))
-            wx, wy = grid.inverse(grid.derivative(wh[0], 0)), grid.inverse(grid.derivative(wh[0], 1))
-            return -grid.forward(u * wx + v * wy)[None], float(np.abs(u).max() + np.abs(v).max())
+            wx, wy = grid.inverse(grid.derivative(wh[:, 0], 0)), grid.inverse(grid.derivative(wh[:, 0], 1))
+            speed = np.abs(u).max(axis=(1, 2)) + np.abs(v).max(axis=(1, 2))
+            return -grid.forward(u * wx + v * wy)[:, None], speed
 
-        return integrate_fourier(grid, self.initial_state(spec, sample), spec.viscosity, nonlinear,
-                                 self.forcing(spec), spec.time, options.rtol, on_frame)
+        u0 = np.stack([self.initial_state(spec, s) for s in samples])
+        return integrate_fourier(grid, u0, spec.viscosity, nonlinear, self.forcing(spec), spec.time, options.rtol,
+                                 on_frame)

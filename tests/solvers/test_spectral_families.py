@@ -160,3 +160,34 @@ def test_stored_inputs_reproduce_the_stored_frames(family, params):
         frames, rec = run(fam, spec, stored)
         assert np.array_equal(frames, res.y[pos])
         assert res.records[pos].steps == spec.time.steps and res.records[pos].time_error_estimate > 0
+
+
+@pytest.mark.parametrize("family, params", [
+    ("burgers", dict(n=64, dim=1, nu_min=0.01, nu_max=0.1, time=TimeSpec(t_end=0.1, dt=1e-3, frames=3))),
+    ("burgers", dict(n=16, dim=2, time=TimeSpec(t_end=0.02, dt=1e-3, frames=3))),
+    ("navier_stokes", dict(n=16, time=TimeSpec(t_end=0.2, dt=0.01, frames=3, scheme="bdf2"))),
+])
+def test_a_batch_gives_each_trajectory_exactly_its_own_frames_and_record(family, params):
+    fam = get_family(family)
+    spec = fam.spec(**params)
+    samples = [fam.sample(spec, 2, i) for i in range(5)]
+    batched = {}
+    records = fam.integrate_batch(spec, samples, lambda k, u: batched.__setitem__(k, np.array(u)), OPTS)
+    assert len(records) == 5 and fam.batch_size(spec) >= 5
+    for j, sample in enumerate(samples):
+        alone, rec = run(fam, spec, sample)
+        assert np.array_equal(np.stack([batched[k][j] for k in sorted(batched)]), alone)
+        assert records[j].residual_max == pytest.approx(rec.residual_max, rel=1e-6, abs=1e-18)
+        assert records[j].time_error_estimate == pytest.approx(rec.time_error_estimate, rel=1e-9)
+        assert records[j].messages == rec.messages and records[j].converged
+
+
+def test_one_runaway_trajectory_does_not_mark_its_batch_unconverged():
+    burgers = get_family("burgers")
+    spec = burgers.spec(n=128, nu_min=0.01, nu_max=0.01, time=TimeSpec(t_end=0.1, dt=1e-3, frames=3))
+    x = periodic_points(128)
+    calm, fast = 0.5 * np.sin(2 * math.pi * x), 20.0 * np.sin(2 * math.pi * x)
+    with np.errstate(over="ignore", invalid="ignore"):
+        recs = burgers.integrate_batch(spec, [Sample(0, {"u0": calm}, {"nu": 0.01}), Sample(1, {"u0": fast}, {"nu": 0.01})],
+                                       lambda k, u: None, OPTS)
+    assert recs[0].converged and recs[0].residual_max < 1e-14 and not recs[1].converged
