@@ -5,7 +5,7 @@
                                             # and the 1000-trajectory heat run
     python -m bench.trajectories --quick    # smaller sizes, seconds
 
-Rows (one process each, forked from a parent that solves nothing; per-trajectory wall time is
+Rows (one fresh process each, spawned from a parent that solves nothing; per-trajectory wall time is
 the median over the trajectories after the first, i.e. with the set-ups that reuse pays for):
 
 * ``ours`` -- :func:`pdeforge.solvers.generate.generate` with ``engine="auto"`` over a sorted
@@ -305,7 +305,7 @@ def _child(conn, method, case, count, reference):
 
 
 def run(method, case, count, reference, timeout=900):
-    ctx = mp.get_context("fork")
+    ctx = mp.get_context("spawn")  # a forked child can inherit a held BLAS/threading lock and hang
     parent, child = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_child, args=(child, method, case, count, reference))
     proc.start()
