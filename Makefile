@@ -20,15 +20,16 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 
+# (PYTHONWARNINGS=ignore: setuptools warns that every editable install of a package-dir mapping is editable)
 $(VENV)/.service: pyproject.toml | $(PY)
 	@test -n "$(CHOLMOD)" || echo "note: no SuiteSparse headers: the direct engine will use SuperLU (apt-get install libsuitesparse-dev for CHOLMOD)"
-	$(PY) -m pip install -q -e '.[service$(CHOLMOD)]'
+	PYTHONWARNINGS=ignore $(PY) -m pip install -q -e '.[service$(CHOLMOD)]'
 	touch $@
 
 $(VENV)/.test: pyproject.toml | $(PY)
 	$(PY) -m pip install -q "$(TORCH)" $$(curl -fsS -m 5 -o /dev/null $(TORCH_INDEX)/ 2>/dev/null \
 		&& echo --index-url $(TORCH_INDEX) --extra-index-url https://pypi.org/simple)
-	$(PY) -m pip install -q -e '.[test$(CHOLMOD)]'
+	PYTHONWARNINGS=ignore $(PY) -m pip install -q -e '.[test$(CHOLMOD)]'
 	@$(PY) -c "import torch; torch.version.cuda and print('warning: a CUDA build of torch was installed (several GB)')"
 	touch $@ $(VENV)/.service
 

@@ -28,10 +28,8 @@ from ..capabilities import Capabilities, MatrixClass
 from ..fields import GRFSpec, grf_feature_scale, grf_features, pointwise_std, sample_grf
 from ..params import fail, param
 from ..timestepping import TimeSpec
-from .base import STREAM_INITIAL, STREAM_INITIAL_2, TRANSIENT, FamilySpec, PDEFamily, Sample, stack_features, \
-    uniform_scalar
-from .pseudospectral import PERIODIC, SPEED_SIGMAS, FourierGrid, admit_dt, batch_size, integrate_fourier, \
-    periodic_points
+from .base import STREAM_INITIAL, STREAM_INITIAL_2, FamilySpec, Sample, stack_features, uniform_scalar
+from .pseudospectral import SPEED_SIGMAS, FourierGrid, PeriodicFamily, admit_dt, batch_size, integrate_fourier
 
 #: FNO's Burgers initial condition: N(0, 625 (-Laplace + 25 I)^-2)
 FNO_BURGERS_INITIAL = GRFSpec(alpha=2.0, tau=5.0, sigma=25.0)
@@ -65,12 +63,11 @@ def fourier_grid(n: int, dim: int) -> FourierGrid:
     return FourierGrid(n, dim)
 
 
-class Burgers(PDEFamily):
+class Burgers(PeriodicFamily):
     name = "burgers"
     Spec = BurgersSpec
     summary = ("u_t + u.grad(u) = nu Laplace(u) on the periodic torus (1-D scalar, 2-D vector), u0 a GRF; "
                "pseudo-spectral, no linear system")
-    time_dependence = TRANSIENT
     default_time = TimeSpec(t_end=1.0, dt=1e-4, frames=11, scheme="crank_nicolson")
 
     def capabilities(self, spec: BurgersSpec) -> Capabilities:
@@ -89,15 +86,6 @@ class Burgers(PDEFamily):
     def varying_scalars(self, spec: BurgersSpec) -> list[str]:
         return ["nu"] if spec.nu_max > spec.nu_min else []
 
-    def boundary_conditions(self, spec: BurgersSpec) -> str:
-        return PERIODIC
-
-    def grid_type(self, spec: BurgersSpec) -> str:
-        return PERIODIC
-
-    def coordinates(self, spec: BurgersSpec) -> np.ndarray:
-        return periodic_points(spec.n)
-
     def sample(self, spec: BurgersSpec, seed: int, index: int) -> Sample:
         fields = {f"{c}0": sample_grf(spec.initial, spec.shape, seed, index, stream, sampling=spec.sampling,
                                       at="periodic") for c, stream in zip(spec.species, _STREAMS)}
@@ -111,9 +99,6 @@ class Burgers(PDEFamily):
             nus = np.array([[uniform_scalar(spec.nu_min, spec.nu_max, seed, i, 0, log=True)] for i in indices])
             blocks.append((np.log(nus / spec.nu_min) / np.log(spec.nu_max / spec.nu_min), np.sqrt(1 / 3)))
         return stack_features(blocks, len(indices))
-
-    def assemble(self, spec: BurgersSpec, sample: Sample):
-        raise TypeError("burgers has no linear system: it is stepped pseudo-spectrally (engine pseudo_spectral)")
 
     def batch_size(self, spec: BurgersSpec) -> int:
         return batch_size(spec.dim, spec.unknowns)

@@ -29,8 +29,8 @@ from ..fields import GRFSpec, grf_feature_scale, grf_features, sample_grf
 from ..params import fail, param
 from ..shells import REFERENCE_SHELLS
 from ..timestepping import TimeSpec
-from .base import STREAM_INITIAL, TRANSIENT, FamilySpec, PDEFamily, Sample
-from .pseudospectral import PERIODIC, SPEED_SIGMAS, FourierGrid, admit_dt, batch_size, integrate_fourier, \
+from .base import STREAM_INITIAL, FamilySpec, Sample
+from .pseudospectral import SPEED_SIGMAS, FourierGrid, PeriodicFamily, admit_dt, batch_size, integrate_fourier, \
     periodic_points, speed_std
 
 #: FNO's initial vorticity: amplitude 7^{3/2}, (-Laplace + 49 I)^{-2.5} (the default amplitude tau^(alpha - 1))
@@ -61,12 +61,11 @@ def fourier_grid(n: int) -> FourierGrid:
     return FourierGrid(n, 2)
 
 
-class NavierStokes(PDEFamily):
+class NavierStokes(PeriodicFamily):
     name = "navier_stokes"
     Spec = NavierStokesSpec
     summary = ("2-D incompressible Navier-Stokes, vorticity form, periodic torus, FNO's forcing and GRF initial "
                "vorticity; pseudo-spectral, no linear system")
-    time_dependence = TRANSIENT
     default_time = TimeSpec(t_end=10.0, dt=5e-3, frames=11, scheme="crank_nicolson")
 
     def capabilities(self, spec: NavierStokesSpec) -> Capabilities:
@@ -78,15 +77,6 @@ class NavierStokes(PDEFamily):
     def output_names(self, spec: NavierStokesSpec) -> list[str]:
         return ["w"]
 
-    def boundary_conditions(self, spec: NavierStokesSpec) -> str:
-        return PERIODIC
-
-    def grid_type(self, spec: NavierStokesSpec) -> str:
-        return PERIODIC
-
-    def coordinates(self, spec: NavierStokesSpec) -> np.ndarray:
-        return periodic_points(spec.n)
-
     def sample(self, spec: NavierStokesSpec, seed: int, index: int) -> Sample:
         w0 = sample_grf(spec.initial, spec.shape, seed, index, STREAM_INITIAL, sampling=spec.sampling, at="periodic")
         return Sample(index, {"w0": w0})
@@ -94,9 +84,6 @@ class NavierStokes(PDEFamily):
     def features(self, spec: NavierStokesSpec, seed: int, indices) -> np.ndarray:
         feats = grf_features(spec.initial, spec.shape, seed, indices, STREAM_INITIAL, sampling=spec.sampling)
         return feats / grf_feature_scale(spec.initial, spec.shape, sampling=spec.sampling)
-
-    def assemble(self, spec: NavierStokesSpec, sample: Sample):
-        raise TypeError("navier_stokes has no linear system: it is stepped pseudo-spectrally (engine pseudo_spectral)")
 
     def forcing(self, spec: NavierStokesSpec) -> np.ndarray | None:
         if spec.forcing_amplitude == 0:

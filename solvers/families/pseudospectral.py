@@ -35,8 +35,8 @@ from collections.abc import Callable
 import numpy as np
 import scipy.sparse as sp
 
-from ..residual import meets_tolerance
 from ..timestepping import TimeSpec, TrajectoryRecord, integrate
+from .base import TRANSIENT, FamilySpec, PDEFamily
 
 #: a spec's dt is refused when dt * U0 * n exceeds this (U0: 4 standard deviations of the initial velocity)
 CFL_ADMIT = 0.5
@@ -175,6 +175,24 @@ class _Switch:
 
     def __call__(self, state: np.ndarray) -> np.ndarray:
         return self.current(state)
+
+
+class PeriodicFamily(PDEFamily):
+    """What the periodic pseudo-spectral families share: the torus, its grid points, no linear system."""
+
+    time_dependence = TRANSIENT
+
+    def boundary_conditions(self, spec: FamilySpec) -> str:
+        return PERIODIC
+
+    def grid_type(self, spec: FamilySpec) -> str:
+        return PERIODIC
+
+    def coordinates(self, spec: FamilySpec) -> np.ndarray:
+        return periodic_points(spec.n)
+
+    def assemble(self, spec: FamilySpec, sample):
+        raise TypeError(f"{self.name} has no linear system: it is stepped pseudo-spectrally (engine pseudo_spectral)")
 
 
 def speed_std(root: np.ndarray, k: list[np.ndarray], kind: str) -> float:
