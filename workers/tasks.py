@@ -240,7 +240,7 @@ class LeaseGuard:
 
 @app.task(name="pdeforge.solve_shard", **TASK)
 def solve_shard(self, job_id: str, split: str, k: int) -> None:
-    settings, store, storage = get_settings(), services.store(), services.storage()
+    settings, storage = get_settings(), services.storage()
     name = keys.shard_name(split, k)
     begun = _begin(job_id, name)
     if begun is None:

@@ -299,7 +299,7 @@ def test_engine_refuses_indefinite_and_complex_families():
 def test_cluster_deflation_finds_the_inclusions_and_cuts_iterations():
     n = 40
     a = inclusions(n, 2, 1e4)
-    A, b = diffusion(a, 1.0 / n).tocsr(), np.ones(n * n)
+    A = diffusion(a, 1.0 / n).tocsr()
     M = Multigrid((n, n)).setup(A, deflate=True)
     assert M.deflation is not None and M.deflation.k == 25  # the 5 x 5 inclusions
     members = np.sort(M.grid.levels[0].perm[M.deflation.members])
