@@ -14,7 +14,8 @@ neuraloperator's files carry the resolution in their names already; PDEBench fil
   ``t-coordinate``) 1-D arrays.
 * ``zarr`` -- one Zarr (v3) group ``<name>.zarr`` with a group per split holding ``x``, ``y``,
   ``sample_index`` and the scalars, with dimension names and coordinates, so
-  ``xarray.open_zarr(path, group=split)`` names every axis.
+  ``xarray.open_zarr(path, group=split, consolidated=False)`` names every axis (Zarr v3 has no
+  consolidated metadata in its specification, so none is written).
 """
 
 from __future__ import annotations
@@ -59,6 +60,12 @@ def export(root: str | Path, fmt: str, out: str | Path, *, name: str | None = No
     return {"neuralop": _neuralop, "pdebench": _pdebench, "zarr": _zarr}[fmt](readers, out, name, manifest)
 
 
+def grid_points(manifest: dict, n: int) -> np.ndarray:
+    """The coordinates of a grid axis of n points: cell centres (i + 1/2) / n, or j / n on a periodic grid."""
+    periodic = manifest.get("grid_type", "").startswith("periodic")
+    return np.arange(n) / n if periodic else (np.arange(n) + 0.5) / n
+
+
 def _neuralop(readers, out: Path, name: str, manifest: dict) -> list[Path]:
     import torch
 
@@ -81,7 +88,7 @@ def _pdebench(readers, out: Path, name: str, manifest: dict) -> list[Path]:
     written = []
     for reader in readers:
         grid = reader.grid
-        coords = (np.arange(grid[0]) + 0.5) / grid[0]
+        coords = grid_points(manifest, grid[0])
         stem = f"{name}_{reader.split}_{reader.resolution}" if reader.paired else f"{name}_{reader.split}"
         path = out / f"{stem}.hdf5"
         N = len(reader)
@@ -136,9 +143,12 @@ def _zarr(readers, out: Path, name: str, manifest: dict) -> list[Path]:
             for k, arr in scalars.items():
                 arr[i] = s["scalars"][k]
         group.create_array("sample_index", data=reader.sample_index, dimension_names=["sample_index"])
-        group.create_array("channel_in", data=np.array(reader.input_names, dtype=str), dimension_names=["channel_in"])
-        group.create_array("channel_out", data=np.array(reader.output_names, dtype=str),
-                           dimension_names=["channel_out"])
+        for dim, names in (("channel_in", reader.input_names), ("channel_out", reader.output_names)):
+            # variable-length UTF-8: Zarr v3's specified string type (fixed-width unicode is not)
+            names_array = group.create_array(dim, shape=(len(names),), dtype=str, dimension_names=[dim])
+            names_array[:] = np.array(names, dtype=object)
+        if "time" in y_dims:
+            group.create_array("time", data=np.asarray(manifest["time"]["frame_times"]), dimension_names=["time"])
         for dim, size in zip(dims, grid):
-            group.create_array(dim, data=(np.arange(size) + 0.5) / size, dimension_names=[dim])
+            group.create_array(dim, data=grid_points(manifest, size), dimension_names=[dim])
     return [path]

@@ -73,3 +73,21 @@ def test_zarr_store_opens_in_xarray_with_named_dimensions(dataset, tmp_path):
 def test_unknown_format_names_the_choices(dataset, tmp_path):
     with pytest.raises(ValueError, match="'neuralop', 'pdebench', 'zarr'"):
         export(dataset, "netcdf", tmp_path)
+
+
+def test_periodic_trajectories_export_with_their_grid_points_and_frame_times(tmp_path):
+    """Burgers 1-D: the Zarr store and the PDEBench file carry x_j = j / n and the frame times."""
+    import xarray as xr
+
+    job = make_job("burgers", n=32, samples=3, grid={"dim": 1}, time={"t_end": 0.1, "dt": 1e-3, "frames": 3},
+                   split={"train": 1.0, "valid": 0.0, "test": 0.0})
+    generate_local(job, tmp_path / "ds", workers=1)
+    (store,) = export(tmp_path / "ds", "zarr", tmp_path, name="burgers")
+    ds = xr.open_zarr(store, group="train", consolidated=False)
+    assert ds["y"].dims == ("sample_index", "time", "channel_out", "grid_x")
+    np.testing.assert_array_equal(ds["grid_x"].values, np.arange(32) / 32)
+    np.testing.assert_allclose(ds["time"].values, [0.0, 0.05, 0.1])
+    (h5path,) = export(tmp_path / "ds", "pdebench", tmp_path, name="burgers")
+    with h5py.File(h5path) as f:
+        np.testing.assert_array_equal(f["x-coordinate"][:], np.arange(32) / 32)
+        assert f["tensor"].shape == (3, 3, 32, 1)
