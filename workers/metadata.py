@@ -35,8 +35,10 @@ def _feature(name: str, shape: list[int], dtype: str) -> dict:
     return {"name": name, "dtype": _array_feature(shape, dtype)}
 
 
-def hf_features(x: dict, y: dict, scalars: list[str], extras: dict[str, list[int]], precision: str) -> list[dict]:
-    """The card's ``features``: x, y, sample_index, scalars/, inputs/, solver/ (per-sample arrays)."""
+def hf_features(x: dict, y: dict, scalars: list[str], extras: dict[str, list[int]], precision: str,
+                trajectory: bool = False) -> list[dict]:
+    """The card's ``features``: x, y, sample_index, scalars/, inputs/, solver/ (per-sample arrays; trajectories
+    add steps, time_error_estimate and operators)."""
     features = [_feature("x", x["shape"][1:], x["dtype"]), _feature("y", y["shape"][1:], y["dtype"]),
                 {"name": "sample_index", "dtype": "int64"}]
     if scalars:
@@ -45,6 +47,9 @@ def hf_features(x: dict, y: dict, scalars: list[str], extras: dict[str, list[int
         features.append({"name": "inputs", "struct": [_feature(k, shape, precision) for k, shape in extras.items()]})
     solver = [("converged", "bool"), ("engine", "string"), ("fallback", "bool"), ("iterations", "int64"),
               ("matvecs", "int64"), ("residual", "float64"), ("residual_stored", "float64"), ("seconds", "float64")]
+    if trajectory:
+        solver += [("steps", "int64"), ("time_error_estimate", "float64"), ("operators", "int64")]
+        solver.sort()
     features.append({"name": "solver", "struct": [{"name": k, "dtype": t} for k, t in solver]})
     return features
 

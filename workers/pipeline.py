@@ -450,7 +450,7 @@ def finalize(storage: Storage, job: JobBase, plan: Plan) -> dict:
     first = records[0]
     features = {n: metadata.hf_features(*_xy_at(first, n, job.grid.n), family.scalar_names(spec),
                                         {e.name: list(e.shape) for e in family.extra_inputs(spec.at(n))},
-                                        job.output.dtype) for n in job.resolutions}
+                                        job.output.dtype, spec.time is not None) for n in job.resolutions}
     card = metadata.dataset_card(manifest, features, text).encode()
     files.append(_put_bytes(storage, dataset_id, keys.card(dataset_id), card, "text/markdown"))
     crate = canonical_json(metadata.croissant(manifest, files + shard_files, text))

@@ -24,6 +24,10 @@ def datasets_dir(tmp_path_factory):
         job = make_job(family, n=16, samples=10, seed=1, params=params, output={"shard_samples": 4})
         manifest = generate_local(job, root, workers=1)
         out[name] = (root, manifest)
+    root = tmp_path_factory.mktemp("burgers")  # a trajectory dataset on a 1-D periodic grid
+    job = make_job("burgers", n=32, samples=10, seed=1, grid={"dim": 1}, params={"nu_min": 0.01, "nu_max": 0.1},
+                   time={"t_end": 0.1, "dt": 1e-3, "frames": 3}, output={"shard_samples": 4})
+    out["burgers"] = (root, generate_local(job, root, workers=1))
     return out
 
 
@@ -38,7 +42,7 @@ def shard_arrays(root, manifest, split):
     return np.concatenate(xs), np.concatenate(ys), np.concatenate(idx)
 
 
-@pytest.mark.parametrize("name", ["darcy", "helmholtz", "advection"])
+@pytest.mark.parametrize("name", ["darcy", "helmholtz", "advection", "burgers"])
 def test_hugging_face_datasets_loads_the_folder_with_no_arguments(datasets_dir, name, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     import datasets
@@ -55,6 +59,20 @@ def test_hugging_face_datasets_loads_the_folder_with_no_arguments(datasets_dir, 
     if np.iscomplexobj(y):
         got = np.stack([r["real"] for r in got]) + 1j * np.stack([r["imag"] for r in got])
     np.testing.assert_array_equal(np.asarray(got).reshape(y.shape), y)
+    if manifest["time"] is not None:  # trajectories: the per-sample step counts and time-error estimates load too
+        assert {"steps", "time_error_estimate", "operators"} <= set(loaded["train"][0]["solver"])
+
+
+def test_xarray_names_the_axes_of_a_periodic_trajectory(datasets_dir):
+    import xarray as xr
+
+    root, manifest = datasets_dir["burgers"]
+    path = root / next(f["path"] for f in manifest["files"] if "shard" in f)
+    with xr.open_dataset(path, engine="h5netcdf") as ds:
+        assert ds["y"].dims == ("sample_index", "time", "channel_out", "grid_x")
+        np.testing.assert_array_equal(ds["grid_x"].values, np.arange(32) / 32)
+        np.testing.assert_allclose(ds["time"].values, [0.0, 0.05, 0.1])
+        assert ds.attrs["grid_type"].startswith("periodic")
 
 
 def test_xarray_names_every_dimension(datasets_dir):
