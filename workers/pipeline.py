@@ -178,12 +178,14 @@ def solve_shard(
     on_progress: Callable[[int], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
     cache: FactorCache | None = None,
+    on_alive: Callable[[], None] | None = None,
 ) -> ShardRecord:
     """Solve one planned shard and store it; returns its record (idempotent, see module doc).
 
     ``on_progress(done)`` is called after every sample; ``should_cancel()`` is polled
     between samples and stops the shard with :class:`JobCancelled`; ``cache`` is the
-    worker process's factor cache.
+    worker process's factor cache; ``on_alive()`` is called after every stored frame of a
+    trajectory (a sign of life while one long trajectory, or a batch of them, is solved).
     """
     done = existing_shard(storage, job.dataset_id, shard.split, shard.shard)
     if done is not None:
@@ -215,7 +217,7 @@ def solve_shard(
             current = r
             key = shard.key if r == job.grid.n else keys.shard(job.dataset_id, shard.split, shard.shard, r)
             coarser = parts[max(parts)]["path"] if parts else None
-            parts[r] = _solve_part(job, shard, family, options, r, key, coarser, on_sample, cache)
+            parts[r] = _solve_part(job, shard, family, options, r, key, coarser, on_sample, cache, on_alive)
         records = {r: _part_record(job, shard, part, r) for r, part in parts.items()}
         finest = records.pop(job.grid.n)
         record = dataclasses.replace(finest, seconds=time.perf_counter() - t0,
@@ -231,8 +233,22 @@ def solve_shard(
     return record
 
 
+class _AliveSink:
+    """The shard writer, with a sign of life after every frame it stores."""
+
+    def __init__(self, writer: ShardWriter, alive: Callable[[], None]) -> None:
+        self.writer, self.alive = writer, alive
+
+    def add(self, solved) -> None:
+        self.writer.add(solved)
+
+    def add_frame(self, position: int, k: int, frame) -> None:
+        self.writer.add_frame(position, k, frame)
+        self.alive()
+
+
 def _solve_part(job: JobBase, shard: ShardPlan, family, options, resolution: int, key: str, coarser: str | None,
-                on_sample, cache) -> dict:
+                on_sample, cache, on_alive=None) -> dict:
     """Solve the shard's samples on the grid of ``resolution`` cells into a temporary HDF5 file; an
     iterative engine starts each solve from the sample's solution in ``coarser`` (a finished part),
     interpolated.  Returns the part: path, key, writer summary, records, counters."""
@@ -241,20 +257,21 @@ def _solve_part(job: JobBase, shard: ShardPlan, family, options, resolution: int
     os.close(fd)
     try:
         with os_errors_of_hdf5():  # a full temporary disk is an OSError (transient), not a failed job
-            return _write_part(job, shard, family, options, spec, tmp, key, coarser, on_sample, cache)
+            return _write_part(job, shard, family, options, spec, tmp, key, coarser, on_sample, cache, on_alive)
     except BaseException:
         os.unlink(tmp)
         raise
 
 
 def _write_part(job: JobBase, shard: ShardPlan, family, options, spec, tmp: str, key: str, coarser: str | None,
-                on_sample, cache) -> dict:
+                on_sample, cache, on_alive=None) -> dict:
     writer = ShardWriter(tmp, family, spec, len(shard.indices), precision=job.output.dtype,
                          complex_storage=job.output.complex, compression=job.output.compression,
                          attrs=shard_attrs(job, shard, spec.n))
     guess = None if coarser is None else CoarseGuesses(coarser, spec.n, spec.dim)
     try:
-        meta = solve_sequence(family, spec, job.seed, shard.indices, options, writer, on_sample=on_sample,
+        sink = writer if on_alive is None else _AliveSink(writer, on_alive)
+        meta = solve_sequence(family, spec, job.seed, shard.indices, options, sink, on_sample=on_sample,
                               cache=cache, precision=job.output.dtype, initial_guess=guess)
     except BaseException:
         writer.abort()

@@ -193,14 +193,16 @@ def plan(self, job_id: str) -> None:
 
 
 class LeaseGuard:
-    """Per-sample callbacks of a shard: progress, lease renewal, cancellation -- all skipped for a
-    moment while Redis is unreachable (the solve goes on), and the lease confirmed after the last
-    sample, before the shard is written (:class:`LeaseLost` if another delivery took it over)."""
+    """Per-sample callbacks of a shard: progress, lease renewal, cancellation; per stored frame of a
+    trajectory, lease renewal -- all skipped for a moment while Redis is unreachable (the solve goes
+    on), and the lease confirmed after the last sample, before the shard is written
+    (:class:`LeaseLost` if another delivery took it over)."""
 
     def __init__(self, job_id: str, unit: str, value: str, total: int) -> None:
         self.job_id, self.unit, self.value, self.total = job_id, unit, value, total
         self.store, self.settings = services.store(), get_settings()
         self.quiet_until = 0.0
+        self.next_renewal = 0.0
 
     def _down(self) -> bool:
         return time.monotonic() < self.quiet_until
@@ -221,6 +223,21 @@ class LeaseGuard:
         try:
             if count % self.settings.progress_every == 0:
                 self.store.progress(self.job_id, self.unit, count)
+            ours = self.store.renew_lease(self.job_id, self.unit, self.value, self.settings.lease_seconds)
+        except UNAVAILABLE as exc:
+            self._went_down(exc)
+            return
+        if not ours:
+            raise LeaseLost(f"{self.unit} of {self.job_id} is leased by another delivery", job_id=self.job_id)
+
+    def alive(self) -> None:
+        """Between samples (a frame of a long trajectory was stored): renew the lease at most every
+        ``lease_seconds / 6`` s, so that a long trajectory keeps its shard (LeaseLost if taken over)."""
+        now = time.monotonic()
+        if self._down() or now < self.next_renewal:
+            return
+        self.next_renewal = now + self.settings.lease_seconds / 6
+        try:
             ours = self.store.renew_lease(self.job_id, self.unit, self.value, self.settings.lease_seconds)
         except UNAVAILABLE as exc:
             self._went_down(exc)
@@ -260,7 +277,8 @@ def solve_shard(self, job_id: str, split: str, k: int) -> None:
         if done is None:
             guard = LeaseGuard(job_id, name, value, len(shard.indices))
             done = pipeline.solve_shard(storage, job, shard, on_progress=guard.progress,
-                                        should_cancel=guard.cancelled, cache=services.factor_cache())
+                                        should_cancel=guard.cancelled, cache=services.factor_cache(),
+                                        on_alive=guard.alive)
     except JobCancelled:
         _release(job_id, name, value)
         return

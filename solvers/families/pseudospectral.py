@@ -89,8 +89,9 @@ class FourierGrid:
 #: component|, (B,)), for a batch of B trajectories of C fields
 Nonlinear = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
-#: a batch holds at most this many trajectories, and at most BATCH_VALUES grid values of state
-BATCH_SIZE, BATCH_VALUES = 32, 1 << 21
+#: a batch holds at most this many trajectories, and at most BATCH_VALUES grid values of state (large grids
+#: gain nothing from batching, and a small batch stores its frames, i.e. shows it is alive, more often)
+BATCH_SIZE, BATCH_VALUES = 32, 1 << 18
 
 
 def batch_size(fields: int, points: int) -> int:

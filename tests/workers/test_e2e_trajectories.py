@@ -55,3 +55,18 @@ def test_a_trajectory_job_survives_a_killed_worker_and_matches_local_generation(
         with h5py.File(tmp_path / entry["path"], "r") as h5:
             for pos, index in enumerate(h5["sample_index"][:]):
                 assert np.array_equal(h5["y"][pos], remote[int(index)]), index
+
+
+def test_a_trajectory_longer_than_the_lease_keeps_its_shard(new_cluster):
+    """One Navier-Stokes trajectory of several lease periods (lease 2 s): the stored frames renew the
+    lease, so the sweep never re-sends the shard -- one delivery, one attempt, the job succeeds."""
+    c = new_cluster
+    c.start_worker(concurrency=1, lease_seconds=2)
+    # 12000 steps at 64^2 (several seconds), a frame every 200 steps
+    job = make_job("navier_stokes", n=64, samples=1, seed=1, shard_samples=1,
+                   time={"t_end": 60.0, "dt": 5e-3, "frames": 61}, split={"train": 1.0, "valid": 0.0, "test": 0.0})
+    c.service.submit(job)
+    rec = c.wait_succeeded(job.dataset_id, timeout=240)
+    assert rec["samples_done"] == 1
+    attempts = c.store.r.hgetall(c.store._k(job.dataset_id, "attempts"))
+    assert all(int(v) == 1 for v in attempts.values()), attempts  # without the frames' renewals: train/00000 = 2
