@@ -89,6 +89,25 @@ class TrajectoryRecord:
     block_time_errors: list[float] = field(default_factory=list)
 
 
+class Diagonal:
+    """A diagonal operator ``diag(d)`` (Fourier-space viscous terms): products are elementwise, with no
+    sparse-matrix machinery and no conversion of a real diagonal for complex vectors."""
+
+    def __init__(self, d: np.ndarray) -> None:
+        self.d = np.ascontiguousarray(d)
+        self.shape, self.dtype = (self.d.size, self.d.size), self.d.dtype
+
+    def __matmul__(self, x: np.ndarray) -> np.ndarray:
+        return self.d * x
+
+    def diagonal(self) -> np.ndarray:
+        return self.d
+
+    def shifted(self, shift: float, scale: float) -> Diagonal:
+        """``shift I + scale diag(d)``."""
+        return Diagonal(shift + scale * self.d)
+
+
 class StepMatrices:
     """The step matrices ``shift I + scale L`` of a trajectory, each built once (the same object for
     every step, so engines reuse their set-up); ``memo`` may be shared by all trajectories of a
@@ -102,8 +121,11 @@ class StepMatrices:
         key = (id(self.L), shift, scale)
         entry = self.memo.get(key)
         if entry is None or entry[0] is not self.L:
-            M = (sp.identity(self.L.shape[0], dtype=self.L.dtype, format="csr") * shift + self.L * scale).tocsr()
-            M.sort_indices()
+            if isinstance(self.L, Diagonal):
+                M = self.L.shifted(shift, scale)
+            else:
+                M = (sp.identity(self.L.shape[0], dtype=self.L.dtype, format="csr") * shift + self.L * scale).tocsr()
+                M.sort_indices()
             entry = self.memo[key] = (self.L, M)
         return entry[1]
 

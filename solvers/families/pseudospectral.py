@@ -33,9 +33,8 @@ import math
 from collections.abc import Callable
 
 import numpy as np
-import scipy.sparse as sp
 
-from ..timestepping import TimeSpec, TrajectoryRecord, integrate
+from ..timestepping import Diagonal, TimeSpec, TrajectoryRecord, integrate
 from .base import TRANSIENT, FamilySpec, PDEFamily
 
 #: a spec's dt is refused when dt * U0 * n exceeds this (U0: 4 standard deviations of the initial velocity)
@@ -111,7 +110,7 @@ def integrate_fourier(grid: FourierGrid, u0: np.ndarray, viscosity, nonlinear: N
     B, C = u0.shape[:2]
     nu = np.broadcast_to(np.asarray(viscosity, dtype=np.float64), (B,))
     symbol = (nu.reshape(B, 1, *[1] * grid.dim) * grid.laplacian_symbol()) * np.ones((1, C, *[1] * grid.dim))
-    L = sp.diags(symbol.ravel(), format="csr")
+    L = Diagonal(symbol.ravel())
     f_hat = None if forcing is None else (grid.forward(forcing) * grid.keep).ravel()
     f_hat = None if f_hat is None else np.tile(f_hat, B)
     cfl, cfl_at = np.zeros(B), np.zeros(B)
@@ -130,13 +129,8 @@ def integrate_fourier(grid: FourierGrid, u0: np.ndarray, viscosity, nonlinear: N
         out = (n_hat * grid.keep).ravel()
         return out if f_hat is None else out + f_hat
 
-    diagonals: dict[int, tuple[object, np.ndarray]] = {}
-
-    def solve(M, rhs, x0):
-        entry = diagonals.get(id(M))
-        if entry is None or entry[0] is not M:
-            entry = diagonals[id(M)] = (M, M.diagonal())
-        x = rhs / entry[1]
+    def solve(M: Diagonal, rhs, x0):
+        x = rhs / M.d
         r_norm = np.linalg.norm((rhs - M @ x).reshape(B, -1), axis=1)  # recomputed, per trajectory
         b_norm = np.linalg.norm(rhs.reshape(B, -1), axis=1)
         rel = np.divide(r_norm, b_norm, out=r_norm.copy(), where=b_norm > 0)
