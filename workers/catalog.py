@@ -42,16 +42,22 @@ def parameter_rows(name: str) -> list[tuple[str, str, str, str]]:
     parameters dotted, e.g. ``coefficient.grf.alpha``), read from the spec dataclasses' metadata."""
     rows: list[tuple[str, str, str, str]] = []
 
-    def walk(cls, prefix: str) -> None:
+    def walk(cls, prefix: str, instance=None) -> None:
+        """``instance``: the family's default of a nested parameter block (e.g. FNO's GRF for burgers),
+        whose values are the defaults shown, not those of the block's class."""
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
             if "doc" not in f.metadata:
                 continue
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            if instance is not None:
+                default = getattr(instance, f.name)
+            else:
+                default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
             if dataclasses.is_dataclass(hints[f.name]):
-                walk(hints[f.name], f"{prefix}{f.name}.")
+                walk(hints[f.name], f"{prefix}{f.name}.", default)
                 continue
-            where = "grid." if cls is FAMILIES[name].Spec and f.name in ("n", "dim") else "params."
+            top = cls is FAMILIES[name].Spec
+            where = "grid." if top and f.name in ("n", "dim") else "" if top and f.name == "sampling" else "params."
             label = f"{where}{prefix}{f.name}" if not prefix else f"params.{prefix}{f.name}"
             rows.append((label, "(auto)" if default is None else repr(default), allowed_range(f.metadata)
                          .replace("value", f.name), f.metadata["doc"]))

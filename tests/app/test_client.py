@@ -613,3 +613,15 @@ def test_cli_auth_and_connection_errors(stack, dataset):
         url = "http://127.0.0.1:%d" % s.getsockname()[1]
     result = invoke("status", "--url", url)
     assert result.exit_code == 1 and url in result.stderr and "cannot reach" in result.stderr
+
+
+def test_cli_families_table_shows_each_familys_own_defaults():
+    """Nested parameter blocks show the family's default (FNO's Burgers GRF), not their class's;
+    ``sampling`` is a top-level field of a spec, not a parameter."""
+    result = invoke("families", "burgers")
+    assert result.exit_code == 0, result.output
+    rows = {line.split()[0]: line.split()[1] for line in result.output.splitlines()[3:] if line.strip()
+            and not line.startswith("example")}
+    assert (rows["params.initial.tau"], rows["params.initial.sigma"], rows["grid.n"], rows["sampling"]) == \
+        ("5.0", "25.0", "1024", "2")
+    assert "params.sampling" not in rows
