@@ -375,6 +375,8 @@ def read_sample(source, position: int) -> dict:
             "solver": {k: _scalar(h5["solver"][k][position]) for k in h5["solver"]},
             "scalars": {k: float(h5["scalars"][k][position]) for k in h5.get("scalars", {})},
             "inputs": {k: h5["inputs"][k][position] for k in h5.get("inputs", {})},
+            "times": h5[TIME_DIM][:] if TIME_DIM in h5 else None,  # frame times of a trajectory
+            "grid_points": h5[GRID_DIMS[0]][:],  # coordinates along every grid axis
         }
 
 
