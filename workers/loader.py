@@ -18,6 +18,8 @@
 * Complex solutions: ``complex="complex"`` (a complex tensor) or ``"channels"`` (real and
   imaginary parts as two channels, what real-valued models need).
 * ``num_workers > 0`` works: HDF5 files are opened lazily, once per worker process.
+* ``in_memory=True`` reads the split once (each shard in one go) and keeps ready tensors: for
+  datasets that fit in memory, 25-70x the samples/s of reading HDF5 per sample (``bench.loader``).
 * A remote dataset: ``PDEDataset.remote(url, dataset_id, token=...)`` reads the chunks of the
   samples you touch with HTTP Range requests through the API.
 * Paired datasets (``grid.resolutions``): ``PDEDataset(root, resolution=64)`` is one resolution
@@ -95,7 +97,7 @@ class PDEDataset(Dataset):
 
     def __init__(self, root: str | os.PathLike | None = None, split: str = "train", *, normalize: bool = False,
                  complex: str = "complex", dtype: torch.dtype = torch.float32, order: str = "index",
-                 resolution: int | None = None, reader: DatasetReader | None = None) -> None:
+                 resolution: int | None = None, reader: DatasetReader | None = None, in_memory: bool = False) -> None:
         if complex not in COMPLEX_MODES:
             raise ValueError(f"complex={complex!r} is not allowed; allowed: one of 'complex', 'channels'")
         self.reader = reader if reader is not None else DatasetReader(root, split=split, order=order,
@@ -103,6 +105,11 @@ class PDEDataset(Dataset):
         self.complex, self.dtype = complex, dtype
         self.normalizer = Normalizer(self.reader.stats(), self.reader.input_names, self.reader.output_names,
                                      complex == "channels") if normalize else None
+        # in_memory: every sample read once (each shard in one go) and kept as ready tensors
+        self._memory: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+        if in_memory and len(self.reader):
+            x, y = self.reader.read_all()
+            self._memory = [self._tensors(x[i], y[i]) for i in range(len(x))]
 
     @classmethod
     def remote(cls, url: str, dataset_id: str, split: str = "train", *, token: str | None = None, **options):
@@ -123,9 +130,19 @@ class PDEDataset(Dataset):
         return len(self.reader)
 
     def __getitem__(self, i: int) -> dict:
+        if self._memory is not None:
+            if not -len(self) <= i < len(self):
+                raise IndexError(f"sample {i} out of range for {len(self)} samples")
+            x, y = self._memory[i]
+            return {"x": x, "y": y, "index": int(self.reader.sample_index[i])}
         sample = self.reader.read(i)
-        x = torch.from_numpy(np.ascontiguousarray(sample["x"])).to(self.dtype)
-        y = torch.from_numpy(np.ascontiguousarray(sample["y"]))
+        x, y = self._tensors(sample["x"], sample["y"])
+        return {"x": x, "y": y, "index": sample["index"]}
+
+    def _tensors(self, x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """x and y of one sample as the tensors this dataset yields (dtype, complex mode, normalisation)."""
+        x = torch.from_numpy(np.ascontiguousarray(x)).to(self.dtype)
+        y = torch.from_numpy(np.ascontiguousarray(y))
         channel_axis = y.ndim - x.ndim  # 0, or 1 for trajectories: y is (T, C, *grid)
         if torch.is_complex(y):
             ctype = torch.complex64 if self.dtype == torch.float32 else torch.complex128
@@ -137,7 +154,7 @@ class PDEDataset(Dataset):
         if self.normalizer is not None:
             x = self.normalizer.encode_x(x)
             y = self.normalizer.encode_y(y, channel_axis)
-        return {"x": x, "y": y, "index": sample["index"]}
+        return x, y
 
 
 class PairedDataset(Dataset):

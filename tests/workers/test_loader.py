@@ -59,6 +59,20 @@ def test_tensors_equal_the_arrays_h5py_reads_in_index_order(darcy, split):
     assert sorted(solve_order.sample_index.tolist()) == sorted(stored)
 
 
+@pytest.mark.parametrize("order", ["index", "solve"])
+def test_in_memory_items_equal_the_items_read_from_hdf5(darcy, helmholtz, order):
+    for root, _ in (darcy, helmholtz):
+        for options in ({}, {"normalize": True, "complex": "channels"}):
+            lazy = PDEDataset(root, order=order, **options)
+            held = PDEDataset(root, order=order, in_memory=True, **options)
+            assert len(held) == len(lazy) and held._memory is not None
+            for i in range(len(lazy)):
+                a, b = lazy[i], held[i]
+                assert a["index"] == b["index"] and torch.equal(a["x"], b["x"]) and torch.equal(a["y"], b["y"])
+            with pytest.raises(IndexError):
+                held[len(held)]
+
+
 def test_dataloader_with_two_worker_processes_sees_every_sample_once(darcy):
     root, manifest = darcy
     ds = PDEDataset(root, split="train")
