@@ -21,9 +21,13 @@ Ratios ``x fresh SA`` and ``x amg`` are their total / mg total (> 1: mg faster).
 method runs in a forked process; ``mg`` deflates high-coefficient clusters from the
 second system on when the first needed more than 20 iterations (the engine's rule).
 A second table gives the iteration counts as n doubles (2-D 64..512, 3-D 16..64;
-sample 0) of mg without and with cluster deflation and of fresh SA, for the GRF
-fields and for the same threshold geometry refined by nearest neighbour from the
-smallest grid (fixed interfaces).  Prints markdown and writes JSON to ``bench/results/multigrid.json``.
+sample 0) of mg with the structured coarse levels only (``coarse="structured"``, the
+old V-cycle), of mg as it now chooses (``coarse="auto"``: classical AMG below the first
+agglomeration for high-jump operators), each without and with cluster deflation, and of
+fresh SA, for the GRF fields and for the same threshold geometry refined by nearest
+neighbour from the smallest grid (fixed interfaces).  Contrast 1e6 is counted to rtol
+1e-6 there: beyond 64^2, 1e-8 lies below the float64 floor of ||b - A x|| (a direct
+solve misses it too).  Prints markdown and writes JSON to ``bench/results/multigrid.json``.
 """
 
 from __future__ import annotations
@@ -51,6 +55,11 @@ ADVECTION_SIZES = (64, 128, 256)
 GROWTH = {2: (64, 128, 256, 512), 3: (16, 32, 48, 64)}
 QUICK_GROWTH = {2: (32, 64, 128), 3: (8, 16, 32)}
 METHODS = ("mg", "fresh_sa", "amg")
+#: growth table: (key, coarse option of Multigrid, cluster deflation)
+GROWTH_VARIANTS = (("mg_V", "structured", False), ("mg_V_deflated", "structured", True),
+                   ("mg", "auto", False), ("mg_deflated", "auto", True))
+#: contrast 1e6 beyond 64^2: rtol 1e-8 is below the float64 floor of the true residual
+GROWTH_RTOL = {"threshold1e6": 1e-6}
 
 
 def samples_for(n: int, dim: int) -> int:
@@ -233,7 +242,8 @@ def _growth_child(conn, kind, dim, sizes, fixed):
     from pdeforge.solvers.families.fv import diffusion
     from pdeforge.solvers.multigrid import mg_cg
 
-    out = {"mg": {}, "mg_deflated": {}, "fresh_sa": {}}
+    rtol = GROWTH_RTOL.get(kind, RTOL)
+    out = {"rtol": rtol, **{key: {} for key, *_ in GROWTH_VARIANTS}, "fresh_sa": {}}
     try:
         for n in sizes:
             if fixed and n % sizes[0]:
@@ -244,18 +254,22 @@ def _growth_child(conn, kind, dim, sizes, fixed):
             else:
                 family, spec, _ = sorted_sequence(kind, n, dim, 1)
                 A, b = family.assemble(spec, family.sample(spec, 0, 0))
-            for key, deflate in (("mg", False), ("mg_deflated", True)):
-                x, info, res = mg_cg(A, b, rtol=RTOL, maxiter=1000, full_output=True, deflate=deflate)
+            for key, coarse, deflate in GROWTH_VARIANTS:
+                x, info, res = mg_cg(A, b, rtol=rtol, maxiter=1000, full_output=True, deflate=deflate, coarse=coarse)
                 out[key][n] = res.iterations if info == 0 else f"{res.iterations} (info {info})"
             ml = pyamg.smoothed_aggregation_solver(A)
             its = [0]
-            _, info = spla.cg(A, b, rtol=RTOL, M=ml.aspreconditioner(), maxiter=1000,
+            _, info = spla.cg(A, b, rtol=rtol, M=ml.aspreconditioner(), maxiter=1000,
                               callback=lambda _x: its.__setitem__(0, its[0] + 1))
             out["fresh_sa"][n] = its[0] if info == 0 else f"{its[0]} (info {info})"
         conn.send(out)
     except Exception as exc:
         conn.send({"error": f"{type(exc).__name__}: {exc}", **out})
     conn.close()
+
+
+def _counts(counts) -> str:
+    return "–" if not counts else " ".join(str(v) for v in counts.values())
 
 
 def growth_ratio(counts: dict) -> str:
@@ -284,6 +298,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--quick", action="store_true", help="smoke run")
     ap.add_argument("--no-growth", action="store_true", help="skip the iteration-growth table")
     ap.add_argument("--no-darcy", action="store_true", help="skip the Darcy rows")
+    ap.add_argument("--no-fixed", action="store_true", help="growth table: skip the fixed-geometry rows")
     ap.add_argument("--advection", action="store_true",
                     help="add advection-diffusion rows (max face speed 1, 10, 100; nu = 0.01) at 64^2..256^2")
     ap.add_argument("--out", default="bench/results/multigrid.json")
@@ -312,7 +327,8 @@ def main(argv=None) -> dict:
     if not args.no_growth:
         for dim, gs in growth_sizes.items():
             for kind in KINDS:
-                for fixed in ((False, True) if kind.startswith("threshold") and kind != "threshold4" else (False,)):
+                fixed_too = kind.startswith("threshold") and kind != "threshold4" and not args.no_fixed
+                for fixed in ((False, True) if fixed_too else (False,)):
                     g = forked(_growth_child, kind, dim, gs, fixed)
                     growth.append({"kind": kind, "dim": dim, "fixed_geometry": fixed, **g})
                     print(f"# growth {kind} {dim}-D{' fixed' if fixed else ''}: {g}", flush=True)
@@ -345,15 +361,18 @@ def main(argv=None) -> dict:
               + " | ".join(f"{r[k]:.1f}x" if k in r else "–" for k in ("x_fresh_sa", "x_amg")) + " |")
     if growth:
         print("\n## Iterations as n doubles (sample 0; max/min over the sizes; n/c: not converged)\n")
-        print("| coefficient | dim | geometry | mg iterations | mg max/min | mg + deflation | max/min | "
-              "fresh SA iterations | SA max/min |")
-        print("|---|---|---|---|---|---|---|---|---|")
+        print("V: structured coarse levels only (the old cycle); auto: classical AMG below the first "
+              "agglomeration when the face coefficients jump by >= 100 (otherwise identical to V); "
+              "+defl: cluster deflation.\n")
+        print("| coefficient | dim | geometry | rtol | V | max/min | V+defl | max/min | auto | max/min | "
+              "auto+defl | max/min | fresh SA | max/min |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for g in growth:
-            geo = f"fixed (refined from n={growth_sizes[g['dim']][0]})" if g["fixed_geometry"] else "GRF at each n"
+            geo = f"fixed (from n={growth_sizes[g['dim']][0]})" if g["fixed_geometry"] else "GRF at each n"
             err = f" error: {g['error']}" if "error" in g else ""
-            print(f"| {g['kind']} | {g['dim']} | {geo} | {g.get('mg')} | {growth_ratio(g.get('mg', {}))} | "
-                  f"{g.get('mg_deflated')} | {growth_ratio(g.get('mg_deflated', {}))} | "
-                  f"{g.get('fresh_sa')} | {growth_ratio(g.get('fresh_sa', {}))}{err} |")
+            cells = " | ".join(f"{_counts(g.get(key))} | {growth_ratio(g.get(key) or {})}"
+                               for key in ("mg_V", "mg_V_deflated", "mg", "mg_deflated", "fresh_sa"))
+            print(f"| {g['kind']} | {g['dim']} | {geo} | {g.get('rtol', RTOL):g} | {cells}{err} |")
     print(f"\ntotal {elapsed:.0f} s on {os.cpu_count()} cores (OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']})")
     out = {"rows": rows, "growth": growth, "seconds": elapsed, "cores": os.cpu_count(), "rtol": RTOL}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

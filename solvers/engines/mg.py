@@ -17,7 +17,15 @@ tensor grid ``spec.shape`` (d = 1, 2, 3; any n >= 2, odd n included):
   mass term (``I/dt``) dominates the coarse operator (interior diagonal excess from
   0 to 0.2), where the Galerkin correction is already nearly exact;
 * the coarsest grid (<= 64 cells) is solved exactly (dense inverse);
-* high contrast (:mod:`pdeforge.solvers.multigrid.deflation`): the aggregate coarse spaces
+* high contrast, coarse levels: when the face coefficients of a symmetric operator jump
+  by >= 100 between consecutive faces (thresholded fields of contrast >= 1e3), the
+  structured hierarchy stops after the first agglomeration and classical
+  (Ruge--Stueben) AMG of PyAMG, with its operator-dependent interpolation, solves the
+  level-1 Galerkin operator approximately (one V-cycle); the aggregate coarse spaces
+  below level 1 are what loses h-independence there (2-D threshold 1e3, 64^2..512^2:
+  14, 19, 26, 41 -> 11, 14, 14, 20 iterations).  Smooth and low-contrast coefficients
+  never switch and keep the structured cycle;
+* high contrast, deflation (:mod:`pdeforge.solvers.multigrid.deflation`): the aggregate coarse spaces
   cannot separate clusters of high-coefficient cells that touch only through
   low-coefficient material, so on thresholded fields with contrast >= 1e3 the
   iteration counts grow with n.  Once a symmetric solve needs more than
@@ -45,12 +53,19 @@ clusters.  ``solve(A, b, x0=...)`` accepts a warm start.
 Measured behaviour (bench/multigrid.py, one thread, rtol 1e-8): set-up plus solve
 about 1-1.5x the time of 100 products with A on lognormal and FNO-threshold (12/3)
 Darcy; iteration counts bounded in n for smooth coefficients, fixed interface
-geometries and channels.  On thresholded GRFs with contrast >= 1e3 the counts grow
-with n -- the interface gets rougher as the zero level set of the GRF resolves
-finer scales -- as they do for PyAMG smoothed aggregation; deflation removes most
-of that growth in 3-D, part of it in 2-D.  With contrast 1e6 and n >= 256, rtol
-1e-8 can lie below the float64 floor of ||b - A x|| for any solver (reported as
-``info = -2`` with the floor in the message, never raised).
+geometries and channels.  On thresholded GRFs with contrast >= 1e3 the counts of the
+all-structured cycle grow with n -- the interface gets rougher as the zero level set of
+the GRF resolves finer scales -- as they do for PyAMG smoothed aggregation.  With the
+algebraic coarse levels and cluster deflation the growth from the smallest to the
+largest grid is 1.6x in 2-D (64^2..512^2: contrast 1e3 11, 12, 14, 18; 1e6 10, 11, 11, 16
+to rtol 1e-6) and 2.0x in 3-D (16^3..64^3: 10, 13, 19, 20 and 9, 11, 17, 18), against
+2.9x/4.6x and 4.9x/14x before: still above the 1.5x aimed at.  In 3-D the exact
+two-grid method of the finest 2^3 agglomeration itself grows; only an
+operator-dependent interpolation on the finest level (full Ruge--Stueben AMG: 6, 10, 12
+iterations at 16^3..48^3, contrast 1e6, at several times the set-up cost) removes it.
+With contrast 1e6 and n >= 128 (2-D), rtol 1e-8 can lie below the float64 floor of
+||b - A x|| for any solver (reported as ``info = -2`` with the floor in the message,
+never raised; the growth table counts contrast 1e6 to rtol 1e-6).
 
 References
 ----------
@@ -135,7 +150,8 @@ class MgEngine(Engine):
             self._deflate = False  # it does not pay here: plain cycles for the rest of the sequence
             self.counters["deflation_dropped"] += 1
         deflated = f", {M.deflation.k} clusters deflated" if M.symmetric and M.deflation is not None else ""
-        message = f"structured MG (beta={M.beta:.2f}, nu={M.nu}{deflated}) + {krylov}, {its} iterations"
+        algebraic = ", classical AMG below level 1" if M.use_algebraic else ""
+        message = f"structured MG (beta={M.beta:.2f}, nu={M.nu}{algebraic}{deflated}) + {krylov}, {its} iterations"
         if not kres.converged:
             message += f": {kres.message}"
         return x, residual_result(self.name, A, b, x, t0, iterations=its, matvecs=kres.matvecs + 1,

@@ -14,7 +14,10 @@ Poisson, implicit heat steps ``I/dt + A``, upwind advection--diffusion), on a gr
 * :func:`mg_cg` (SPD) and :func:`mg_gmres` (non-symmetric) are the Krylov drivers
   (SciPy style, true-residual stopping test, non-convergence returned as data);
 * :func:`cluster_deflation` (``M.setup(A, deflate=True)``) adds the indicators of
-  high-coefficient clusters as an exact coarse space for contrasts >= 1e3.
+  high-coefficient clusters as an exact coarse space for contrasts >= 1e3;
+* high-contrast symmetric operators (:func:`face_jump` >= ``ALGEBRAIC_JUMP``) keep only
+  the first agglomeration and hand its Galerkin operator to classical AMG
+  (``Multigrid(shape, coarse="auto")``, the default; ``"structured"`` forces the old cycle).
 
 ``M = Multigrid(shape); M.setup(A); x, info = mg_cg(A, b, M=M)`` -- keep ``M`` and call
 ``setup`` again for the next operator of a sequence on the same grid.
@@ -22,8 +25,8 @@ Poisson, implicit heat steps ``I/dt + A``, upwind advection--diffusion), on a gr
 
 from .deflation import ClusterDeflation, cluster_deflation
 from .grid import GridHierarchy, grid_hierarchy
-from .hierarchy import BETA, NU, Multigrid, default_beta, infer_shape, pattern_data
+from .hierarchy import ALGEBRAIC_JUMP, BETA, NU, Multigrid, default_beta, face_jump, infer_shape, pattern_data
 from .solve import mg_cg, mg_gmres
 
-__all__ = ["BETA", "NU", "ClusterDeflation", "GridHierarchy", "Multigrid", "cluster_deflation", "default_beta",
-           "grid_hierarchy", "infer_shape", "mg_cg", "mg_gmres", "pattern_data"]
+__all__ = ["ALGEBRAIC_JUMP", "BETA", "NU", "ClusterDeflation", "GridHierarchy", "Multigrid", "cluster_deflation",
+           "default_beta", "face_jump", "grid_hierarchy", "infer_shape", "mg_cg", "mg_gmres", "pattern_data"]

@@ -1,5 +1,8 @@
 r"""Per-operator values of the hierarchy and the multigrid V-cycle (the preconditioner).
 
+(The algebraic coarse levels for high-contrast operators and the K-cycle option are
+described after the cycle below.)
+
 :class:`Multigrid` holds, for one grid structure (:func:`.grid.grid_hierarchy`), the
 values of every level for the current operator: the stacked stencil, red-black
 diagonal and off-diagonal blocks, Galerkin coarse operators and the inverse of
@@ -24,6 +27,34 @@ Cycle at level :math:`\ell` for :math:`A_\ell x = b` from :math:`x = 0`:
 4. post-smoothing: ``nu`` backward sweeps (black, then red), so that with a
    symmetric :math:`A` the cycle is a symmetric operator and preconditions CG.
 
+High-contrast coefficients (``coarse="auto"``).  When the face coefficients of a
+symmetric operator jump by ``ALGEBRAIC_JUMP`` (100) or more between consecutive faces
+(:func:`face_jump`: thresholded fields with contrast >= 1e3 give contrast/2; smooth
+lognormal fields 1.1-4 in 2-D, up to ~1e3 on coarse 3-D grids), only the first
+agglomeration is kept: the Galerkin operator of level 1 is handed to classical
+(Ruge--Stueben) AMG of PyAMG, whose operator-dependent interpolation follows the
+coefficient, and one of its V-cycles (symmetric Gauss--Seidel) replaces the structured
+cycle below level 0.  Measured (bench/multigrid.py, sample 0, CG iterations): the
+exact two-grid method of the 2^d agglomeration is nearly n-independent in 2-D
+(contrast 1e6: 9, 15, 12 at 64^2..256^2) while the three-grid one is not (17, 22, 34),
+so the coarse spaces below level 1 are what fails; the 2-D threshold-1e3 counts
+64^2..512^2 go from 14, 19, 26, 41 (V) to 11, 14, 14, 20 (18 with cluster deflation).
+In 3-D even the exact two-grid method of the finest agglomeration grows (contrast
+1e6: 15, 33, 89 at 16^3..48^3; 9, 12, 19 with cluster deflation): there the
+remaining growth is the piecewise-constant interpolation of level 0 itself, which
+only an operator-dependent interpolation on the finest level removes (full
+Ruge--Stueben AMG: 6, 10, 12, at several times the set-up cost).  Easy coefficients
+never reach the jump test and keep the structured cycle unchanged.
+
+K-cycle (``cycle="K"``; Notay and Vassilevski).  Every intermediate level's problem
+is solved by two flexible-CG steps preconditioned by that level's cycle (and the
+correction is not over-corrected).  Measured worse than the over-corrected V-cycle
+everywhere: 2-D contrast 1e6, 64^2/128^2/256^2: 18/33/55 (V) against 76/201/758
+(K, CG iterations to 1e-8 or the float64 floor); lognormal 64^2: 8 against 12.  With
+two-grid rates that already degrade at level 1 two inner Krylov steps cannot recover
+an exact coarse solve, and the nonlinear preconditioner costs the outer CG its
+short recurrence (FCG(10) 20/43 against 17/26 for V).  Kept as an option for the record.
+
 References
 ----------
 B. R. Hutchinson and G. D. Raithby, "A multigrid method based on the additive
@@ -34,6 +65,14 @@ Computing 55, 379-393, 1995.
 
 Y. Notay, "An aggregation-based algebraic multigrid method", Electron. Trans.
 Numer. Anal. 37, 123-146, 2010.
+
+Y. Notay and P. S. Vassilevski, "Recursive Krylov-based multigrid cycles", Numer.
+Linear Algebra Appl. 15, 473-487, 2008.
+
+J. W. Ruge and K. Stueben, "Algebraic multigrid", in Multigrid Methods, SIAM, 1987.
+
+M. Khalil and P. Wesseling, "Vertex-centered and cell-centered multigrid for interface
+problems", J. Comput. Phys. 98, 1-10, 1992.
 """
 
 from __future__ import annotations
@@ -57,6 +96,18 @@ NU = 2
 #: s = sum|a_ij - a_ji| / sum|a_ij + a_ji| (upwind: Pe/(2 + Pe) per face) goes from SKEW[0] to SKEW[1]
 SKEW = (0.5, 0.9)
 
+
+#: cycle options of :class:`Multigrid`: "V" (over-corrected V-cycle) or "K" (K-cycle on every
+#: intermediate structured level; measured no better than "V" on high contrast, see the class docstring)
+CYCLES = ("V", "K")
+#: the K-cycle skips its second Krylov step when the first reduced the residual below this factor
+KCYCLE_TOL = 0.25
+#: coarse-space options: "structured" (2^d agglomeration down to the dense coarsest grid),
+#: "algebraic" (agglomeration once, then classical AMG on the first coarse operator), "auto"
+COARSE = ("auto", "structured", "algebraic")
+#: "auto" turns to the algebraic coarse levels for a symmetric operator whose face coefficients
+#: jump by at least this factor between neighbouring faces (see :func:`face_jump`)
+ALGEBRAIC_JUMP = 100.0
 
 #: the over-correction fades to 1 as the interior diagonal excess of the coarse operator
 #: (the share of the diagonal not balanced by its row: a mass or reaction term) reaches MASS_FULL
@@ -133,7 +184,7 @@ class _Level:
     """
 
     __slots__ = ("g", "nr", "nb", "N", "Nc", "S", "diag", "inv", "sA_rb", "sA_br", "A_full", "Rw",
-                 "ones_r", "ones_b", "x", "bt", "s", "bc", "work")
+                 "ones_r", "ones_b", "x", "bt", "s", "bc", "work", "kv", "kw", "kr")
 
     def __init__(self, g, d: int, Nc: int | None):
         self.g, self.N, self.nr, self.Nc = g, g.N, g.n_red, Nc
@@ -147,6 +198,7 @@ class _Level:
         self.x, self.bt, self.s = np.empty(g.N), np.empty(g.N), np.empty(self.nr)
         self.bc = None if Nc is None else np.empty(Nc)
         self.Rw = None if Nc is None else np.empty(self.nr)
+        self.kv = self.kw = self.kr = None  # K-cycle work arrays, allocated on first use
 
     def fill(self, full: bool) -> None:
         """Red-black values from the stacked stencil ``S``."""
@@ -164,9 +216,11 @@ class _Level:
         if full:
             self.A_full = self.S.ravel()[g.full[2]]
 
-    def matvec(self, v: np.ndarray) -> np.ndarray:
-        """``A v`` in red-black order (finest level)."""
-        w = np.zeros(self.N)
+    def matvec(self, v: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """``A v`` in red-black order (the finest level, and every level with a K-cycle)."""
+        w = np.zeros(self.N) if out is None else out
+        if out is not None:
+            w.fill(0.0)
         _spmv_add((self.N, self.N), self.g.full, self.A_full, v, w)
         return w
 
@@ -177,6 +231,37 @@ class _Level:
         rows = np.repeat(np.arange(self.N), np.diff(g.full[0]))
         M[rows, g.full[1]] = self.S.ravel()[g.full[2]]
         return M
+
+
+def face_jump(L: _Level) -> float:
+    """Largest ratio between the coefficients of two consecutive faces along an axis (1 without such pairs).
+
+    ``S[a]`` (``lower[a]``) of a cell is minus the coefficient of its face towards ``-e_a`` and
+    ``S[2d-a]`` that towards ``+e_a``: the ratio of the two, over the cells having both, is
+    about 1 for smooth coefficients and the contrast itself across a sharp interface.
+    """
+    d = (L.S.shape[0] - 1) // 2
+    jump = 1.0
+    for a in range(d):
+        lo, up = np.abs(L.S[a]), np.abs(L.S[2 * d - a])
+        both = (lo > 0) & (up > 0)
+        if both.any():
+            r = lo[both] / up[both]
+            jump = max(jump, float(r.max()), float(1.0 / r.min()))
+    return jump
+
+
+def _algebraic(L: _Level):
+    """Classical (Ruge--Stueben) AMG of PyAMG on a level's operator (red-black order), symmetric GS smoothing."""
+    import pyamg
+
+    A = sp.csr_matrix((L.A_full, L.g.full[1].copy(), L.g.full[0].copy()), shape=(L.N, L.N))
+    A.sort_indices()
+    return pyamg.ruge_stuben_solver(A, max_coarse=COARSE_SIZE_ALGEBRAIC)
+
+
+#: PyAMG's coarsest grid (solved by its pseudo-inverse)
+COARSE_SIZE_ALGEBRAIC = 64
 
 
 def _interior_excess(L: _Level) -> float:
@@ -198,6 +283,10 @@ class Multigrid:
         None (default): per level, :func:`default_beta` of the operator's skewness and
         of the coarse operator's interior diagonal excess (decided at each :meth:`setup`).
     nu : red-black Gauss--Seidel sweeps before and after the coarse correction.
+    cycle : "V" (default) or "K" (K-cycle on every intermediate level; see the module docstring).
+    coarse : "structured" (2^d agglomeration down to the dense coarsest grid), "algebraic"
+        (one agglomeration, then classical AMG of the level-1 operator), or "auto" (default:
+        algebraic for a symmetric operator with :func:`face_jump` >= ``ALGEBRAIC_JUMP``).
 
     Attributes
     ----------
@@ -206,11 +295,19 @@ class Multigrid:
     skewness : ``sum|a_ij - a_ji| / sum|a_ij + a_ji|`` over the off-diagonal pairs.
     betas : over-correction of the correction from level ``i + 1`` into level ``i``.
     beta : ``betas[0]`` (the finest correction).
+    jump : :func:`face_jump` of the finest operator.  ``use_algebraic`` : whether the
+    algebraic coarse levels are used; ``algebraic`` : their PyAMG hierarchy (else None).
     """
 
-    def __init__(self, shape, *, beta: float | None = None, nu: int = NU) -> None:
+    def __init__(self, shape, *, beta: float | None = None, nu: int = NU, cycle: str = "V",
+                 coarse: str = "auto") -> None:
         if not ((beta is None or 0 < beta < 2.5) and nu >= 1):
             raise ValueError(f"beta={beta!r}, nu={nu!r}; allowed: 0 < beta < 2.5 or None, integer nu >= 1")
+        if cycle not in CYCLES:
+            raise ValueError(f"cycle={cycle!r}; allowed: {', '.join(map(repr, CYCLES))}")
+        if coarse not in COARSE:
+            raise ValueError(f"coarse={coarse!r}; allowed: {', '.join(map(repr, COARSE))}")
+        self.cycle_option, self.coarse_option = cycle, coarse
         self.grid: GridHierarchy = grid_hierarchy(tuple(shape))
         self.shape = self.grid.shape
         self.beta_option, self.nu = beta, int(nu)
@@ -220,6 +317,12 @@ class Multigrid:
         self.levels = [_Level(g, d, gl[i + 1].N if i + 1 < len(gl) else None) for i, g in enumerate(gl)]
         self.betas = [BETA if beta is None else float(beta)] * (len(gl) - 1)
         self.symmetric: bool | None = None
+        self.jump = 1.0
+        self.use_algebraic = False
+        #: PyAMG hierarchy for the first coarse operator when the algebraic coarse levels are used, else None
+        self.algebraic = None
+        #: krylov[c]: the coarse problem of level c is solved by the K-cycle (two FCG steps) rather than one cycle
+        self.krylov = [False] * len(gl)
         self.coarse_inverse: np.ndarray | None = None
         self.deflation: ClusterDeflation | None = None
         self.applications = 0
@@ -237,8 +340,9 @@ class Multigrid:
         levels = self.levels
         L0 = levels[0]
         L0.S.ravel()[L0.g.scatter] = data
+        last = len(levels) - 1
         for i, L in enumerate(levels):
-            L.fill(full=(i == 0))
+            L.fill(full=(i == 0 or self.krylov[i] or (self.use_algebraic and i == 1)))
             if i == 0:
                 # every off-diagonal pair couples a red and a black cell: A_rb against A_br^T
                 flat = L.S.ravel()
@@ -247,19 +351,43 @@ class Multigrid:
                 self.skewness = 0.0 if self.symmetric else float(
                     np.abs(upper - lower).sum() / max(np.abs(upper + lower).sum(), 1e-300))
                 self.symmetric = self.symmetric or self.skewness <= 1e-12
+                self.jump = face_jump(L)
+                self.use_algebraic = last >= 1 and (
+                    self.coarse_option == "algebraic" or (self.coarse_option == "auto" and self.symmetric
+                                                          and self.jump >= ALGEBRAIC_JUMP))
+                if self.use_algebraic:
+                    last = 1
+                # the K-cycle accelerates every intermediate level solved by a cycle: below the
+                # structured levels (0 < c < last) and the algebraic level 1
+                self.krylov = [self.cycle_option == "K" and 0 < c and (c < last or self.use_algebraic)
+                               and c <= last for c in range(len(levels))]
+            if i == last:
+                break
             if i + 1 < len(levels):
                 C = levels[i + 1]
                 coarse_stencil(L.S.reshape(-1, *L.g.shape), C.S.reshape(-1, *C.g.shape))
-                if self.beta_option is None:
+                if self.krylov[i + 1]:
+                    self.betas[i] = 1.0  # the K-cycle's Krylov step chooses the scaling of the correction
+                elif self.beta_option is None:
                     self.betas[i] = default_beta(self.skewness, _interior_excess(C))
-        M = levels[-1].dense()
-        inv = np.linalg.inv(M)
-        if not np.all(np.isfinite(inv)):
-            raise np.linalg.LinAlgError("the coarsest Galerkin operator is singular")
-        self.coarse_inverse = inv
+                else:
+                    self.betas[i] = float(self.beta_option)
+        if self.use_algebraic:
+            self.algebraic, self.coarse_inverse = _algebraic(levels[1]), None
+        else:
+            M = levels[-1].dense()
+            inv = np.linalg.inv(M)
+            if not np.all(np.isfinite(inv)):
+                raise np.linalg.LinAlgError("the coarsest Galerkin operator is singular")
+            self.coarse_inverse, self.algebraic = inv, None
         self.deflation = cluster_deflation(levels[0]) if deflate and self.symmetric else None
         self.setups += 1
         return self
+
+    @property
+    def kcycle(self) -> bool:
+        """Whether the current operator is preconditioned by K-cycles."""
+        return any(self.krylov)
 
     @property
     def beta(self) -> float:
@@ -270,6 +398,10 @@ class Multigrid:
         """One V-cycle from zero for ``A_i x = b`` (red-black order); returns level i's work array."""
         L = self.levels[i]
         x = L.x
+        if i == 1 and self.algebraic is not None:
+            # one classical-AMG V-cycle (symmetric Gauss-Seidel) from zero; pyamg's solve adds one residual
+            np.copyto(x, self.algebraic.solve(b, x0=np.zeros_like(b), tol=0.0, maxiter=1))
+            return x
         if L.Nc is None:
             np.dot(self.coarse_inverse, b, out=x)
             return x
@@ -294,7 +426,7 @@ class Multigrid:
         bc.fill(0.0)
         _spmv_add((Nc, nr), g.R_red, L.Rw, s, bc)
         # 3. over-corrected coarse-grid correction x += beta P e_c
-        ec = self._cycle(i + 1, bc)
+        ec = self._kcycle(i + 1, bc) if self.krylov[i + 1] else self._cycle(i + 1, bc)
         beta = self.betas[i]
         if beta != 1.0:
             ec *= beta
@@ -307,6 +439,41 @@ class Multigrid:
             np.copyto(xr, btr)
             _spmv_add((nr, nb), g.rb, L.sA_rb, xb, xr)
         return x
+
+    def _kcycle(self, c: int, b: np.ndarray) -> np.ndarray:
+        """Approximate ``A_c^{-1} b`` by two flexible-CG steps preconditioned by the cycle of level c.
+
+        Notay and Vassilevski's K-cycle: ``v1 = B b``, ``w1 = A v1``; if the first step
+        already reduces the residual below ``KCYCLE_TOL`` times ``||b||`` it is returned,
+        otherwise ``v2 = B r1`` and the A-orthogonalised combination of ``v1, v2`` minimising
+        the A-norm of the error.  Returns level c's array ``kv``.
+        """
+        L = self.levels[c]
+        if L.kv is None:
+            L.kv, L.kw, L.kr = np.empty(L.N), np.empty(L.N), np.empty(L.N)
+        v1, w1, r = L.kv, L.kw, L.kr
+        np.copyto(v1, self._cycle(c, b))
+        L.matvec(v1, out=w1)
+        rho1 = float(v1 @ w1)
+        a1 = float(v1 @ b)
+        if not rho1 > 0:  # the cycle is not positive on this vector: plain cycle
+            return v1
+        t1 = a1 / rho1
+        np.multiply(w1, -t1, out=r)
+        r += b
+        if float(r @ r) <= KCYCLE_TOL**2 * float(b @ b):
+            v1 *= t1
+            return v1
+        v2 = self._cycle(c, r)
+        w2 = L.matvec(v2)
+        gamma, beta, a2 = float(v2 @ w1), float(v2 @ w2), float(v2 @ r)
+        rho2 = beta - gamma * gamma / rho1
+        if not rho2 > 1e-14 * beta:
+            v1 *= t1
+            return v1
+        v1 *= t1 - gamma * a2 / (rho1 * rho2)
+        v1 += (a2 / rho2) * v2
+        return v1
 
     def apply_rb(self, r: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """One cycle for a residual of the finest level in red-black order (``M^{-1} r``, new array or ``out``)."""

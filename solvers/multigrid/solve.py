@@ -69,7 +69,7 @@ def mg_cg(A, b, x0=None, *, rtol=1e-8, atol=0.0, maxiter=None, M=None, shape=Non
     callback : ``callback(residual_norm)`` after every iteration (may raise to abort).
     full_output : also return the :class:`~pdeforge.solvers.krylov.SolveResult`.
     deflate : when ``M`` is built here, with cluster deflation.
-    **options : passed to :class:`Multigrid` when it is built here (``beta``, ``nu``).
+    **options : passed to :class:`Multigrid` when it is built here (``beta``, ``nu``, ``cycle``, ``coarse``).
 
     Returns
     -------
