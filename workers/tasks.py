@@ -218,17 +218,8 @@ class LeaseGuard:
             if not patiently(self.store.renew_lease, self.job_id, self.unit, self.value, self.settings.lease_seconds):
                 raise LeaseLost(f"{self.unit} of {self.job_id} is leased by another delivery", job_id=self.job_id)
             return
-        if self._down():
-            return
-        try:
-            if count % self.settings.progress_every == 0:
-                self.store.progress(self.job_id, self.unit, count)
-            ours = self.store.renew_lease(self.job_id, self.unit, self.value, self.settings.lease_seconds)
-        except UNAVAILABLE as exc:
-            self._went_down(exc)
-            return
-        if not ours:
-            raise LeaseLost(f"{self.unit} of {self.job_id} is leased by another delivery", job_id=self.job_id)
+        if not self._down():
+            self._renew(count if count % self.settings.progress_every == 0 else None)
 
     def alive(self) -> None:
         """Between samples (a frame of a long trajectory was stored): renew the lease at most every
@@ -237,7 +228,13 @@ class LeaseGuard:
         if self._down() or now < self.next_renewal:
             return
         self.next_renewal = now + self.settings.lease_seconds / 6
+        self._renew()
+
+    def _renew(self, progress: int | None = None) -> None:
+        """Renew the lease (and record ``progress`` samples done); a moment's quiet if Redis is down."""
         try:
+            if progress is not None:
+                self.store.progress(self.job_id, self.unit, progress)
             ours = self.store.renew_lease(self.job_id, self.unit, self.value, self.settings.lease_seconds)
         except UNAVAILABLE as exc:
             self._went_down(exc)
