@@ -390,7 +390,8 @@ def test_the_page_needs_a_session_when_tokens_are_configured(guarded_site):
     with httpx.Client(base_url=site.url, timeout=PATIENCE) as client:
         for cookies in ({}, {"pdeforge_session": "alice.99999999999.forged"}):
             client.cookies.clear()
-            r = client.get("/", cookies=cookies)
+            client.cookies.update(cookies)
+            r = client.get("/")
             assert r.status_code == 303 and r.headers["location"] == "/login?next=/", (cookies, r.status_code)
         client.cookies.clear()
         assert "<form" in client.get("/login", params={"next": "/"}).text
