@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import os
 import resource
 import time
@@ -33,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.isolation import in_process
 from pdeforge.solvers.engines import refusal
 from pdeforge.solvers.threads import single_threaded_blas
 
@@ -183,17 +183,7 @@ def _child(conn, method, family_name, params, n, dim, count):
 
 
 def run_method(method, family_name, params, n, dim, count, timeout=300):
-    ctx = mp.get_context("fork")
-    parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(child, method, family_name, params, n, dim, count))
-    proc.start()
-    if not parent.poll(timeout):
-        proc.kill()
-        proc.join()
-        return {"error": f"timeout after {timeout} s"}
-    out = parent.recv()
-    proc.join()
-    return out
+    return in_process(_child, method, family_name, params, n, dim, count, timeout=timeout)
 
 
 def fmt(row: dict | None) -> str:

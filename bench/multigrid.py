@@ -34,13 +34,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import os
 import time
 from pathlib import Path
 
 import numpy as np
 
+from bench.isolation import in_process
 from pdeforge.solvers.threads import single_threaded_blas
 
 single_threaded_blas()
@@ -212,17 +212,7 @@ def _child(conn, method, kind, n, dim, count):
 
 
 def forked(target, *args, timeout=900):
-    ctx = mp.get_context("fork")
-    parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=target, args=(child, *args))
-    proc.start()
-    if not parent.poll(timeout):
-        proc.kill()
-        proc.join()
-        return {"error": f"timeout after {timeout} s"}
-    out = parent.recv()
-    proc.join()
-    return out
+    return in_process(target, *args, timeout=timeout)
 
 
 # ----------------------------------------------------------------------------- growth check

@@ -33,13 +33,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import resource
 import time
 from pathlib import Path
 
 import numpy as np
 
+from bench.isolation import in_process
 from pdeforge.solvers.threads import single_threaded_blas
 
 single_threaded_blas()
@@ -313,17 +313,8 @@ def _child(conn, method, case, count, reference):
 
 
 def run(method, case, count, reference, timeout=900):
-    ctx = mp.get_context("spawn")  # a forked child can inherit a held BLAS/threading lock and hang
-    parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(child, method, case, count, reference))
-    proc.start()
-    if not parent.poll(timeout):
-        proc.kill()
-        proc.join()
-        return {"error": f"timeout after {timeout} s"}
-    out = parent.recv()
-    proc.join()
-    return out
+    # spawned: a forked child can inherit a held BLAS/threading lock and hang
+    return in_process(_child, method, case, count, reference, timeout=timeout, start="spawn")
 
 
 def thousand_heat_trajectories(quick: bool) -> dict:
