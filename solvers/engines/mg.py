@@ -67,18 +67,8 @@ With contrast 1e6 and n >= 128 (2-D), rtol 1e-8 can lie below the float64 floor 
 ||b - A x|| for any solver (reported as ``info = -2`` with the floor in the message,
 never raised; the growth table counts contrast 1e6 to rtol 1e-6).
 
-References
-----------
-B. R. Hutchinson and G. D. Raithby, "A multigrid method based on the additive
-correction strategy", Numer. Heat Transfer 9, 511-537, 1986.
-
-D. Braess, "Towards algebraic multigrid for elliptic problems of second order",
-Computing 55, 379-393, 1995.
-
-Y. Notay, "An aggregation-based algebraic multigrid method", Electron. Trans.
-Numer. Anal. 37, 123-146, 2010.
-
-U. Trottenberg, C. W. Oosterlee and A. Schüller, "Multigrid", Academic Press, 2001
+References: :mod:`pdeforge.solvers.multigrid.hierarchy` (additive correction, aggregation AMG,
+over-correction) and Trottenberg, Oosterlee and Schüller, "Multigrid", Academic Press, 2001
 (red-black Gauss--Seidel, cell-centred transfers).
 """
 
