@@ -31,7 +31,7 @@ from ..shells import REFERENCE_SHELLS
 from ..timestepping import TimeSpec
 from .base import STREAM_INITIAL, FamilySpec, Sample
 from .pseudospectral import SPEED_SIGMAS, FourierGrid, PeriodicFamily, admit_dt, batch_size, integrate_fourier, \
-    periodic_points, speed_std
+    periodic_points, vorticity_speed_std
 
 #: FNO's initial vorticity: amplitude 7^{3/2}, (-Laplace + 49 I)^{-2.5} (the default amplitude tau^(alpha - 1))
 FNO_VORTICITY = GRFSpec(alpha=2.5, tau=7.0)
@@ -53,7 +53,7 @@ class NavierStokesSpec(FamilySpec):
         """U0: SPEED_SIGMAS standard deviations of |u| + |v| of the initial velocity."""
         K = REFERENCE_SHELLS[2] if self.initial.band is None else self.initial.band - 1
         k = np.meshgrid(*[np.arange(-K, K + 1)] * 2, indexing="ij", sparse=True)
-        return SPEED_SIGMAS * speed_std(self.initial.root(2, 2 * K + 1), k, "vorticity")
+        return SPEED_SIGMAS * vorticity_speed_std(self.initial.root(2, 2 * K + 1), k)
 
 
 @lru_cache(maxsize=8)

@@ -115,13 +115,13 @@ def integrate_fourier(grid: FourierGrid, u0: np.ndarray, viscosity, nonlinear: N
     f_hat = None if f_hat is None else np.tile(f_hat, B)
     cfl, cfl_at = np.zeros(B), np.zeros(B)
     residual, converged = np.zeros(B), np.ones(B, dtype=bool)
-    steps = [0]
+    steps, stored_run = [0], [False]  # the CFL number is measured on the stored run, not on the estimate's
     scale = time.dt * grid.n
 
-    def explicit(state: np.ndarray, tracked: bool = False) -> np.ndarray:
+    def explicit(state: np.ndarray) -> np.ndarray:
         uh = state.reshape(B, C, *grid.half)
         n_hat, speed = nonlinear(uh, grid.inverse(uh))
-        if tracked:  # the stored run: CFL number of each trajectory at this step
+        if stored_run[0]:  # the CFL number of each trajectory at this step
             c = scale * np.asarray(speed)
             worse = c > cfl
             cfl[worse], cfl_at[worse] = c[worse], steps[0] * time.dt
@@ -140,11 +140,10 @@ def integrate_fourier(grid: FourierGrid, u0: np.ndarray, viscosity, nonlinear: N
         converged[:] &= ok
         return x, {"iterations": 0, "matvecs": 1, "residual": float(rel.max()), "converged": bool(ok.all())}
 
-    stepper = _Switch(explicit, lambda state: explicit(state, tracked=True))
     # frame 0 is the initial condition itself (not its FFT round trip): the stored inputs
-    rec = integrate(L, grid.forward(u0).ravel(), stepper, time, solve,
+    rec = integrate(L, grid.forward(u0).ravel(), explicit, time, solve,
                     lambda k, s: on_frame(k, u0 if k == 0 else grid.inverse(s.reshape(B, C, *grid.half))),
-                    warm_start=False, on_start=stepper.switch, blocks=B)
+                    warm_start=False, on_start=lambda: stored_run.__setitem__(0, True), blocks=B)
     out = []
     for b in range(B):
         one = TrajectoryRecord(steps=rec.steps, matvecs=rec.matvecs, residual_max=float(residual[b]),
@@ -157,19 +156,6 @@ def integrate_fourier(grid: FourierGrid, u0: np.ndarray, viscosity, nonlinear: N
                                 "advection may be unstable; reduce time.dt")
         out.append(one)
     return out
-
-
-class _Switch:
-    """The explicit part: untracked during the step-doubling estimate, tracked (CFL) during the stored run."""
-
-    def __init__(self, estimate, stored) -> None:
-        self.current, self.stored = estimate, stored
-
-    def switch(self) -> None:
-        self.current = self.stored
-
-    def __call__(self, state: np.ndarray) -> np.ndarray:
-        return self.current(state)
 
 
 class PeriodicFamily(PDEFamily):
@@ -190,18 +176,14 @@ class PeriodicFamily(PDEFamily):
         raise TypeError(f"{self.name} has no linear system: it is stepped pseudo-spectrally (engine pseudo_spectral)")
 
 
-def speed_std(root: np.ndarray, k: list[np.ndarray], kind: str) -> float:
-    r"""Pointwise standard deviation of the speed sum of a GRF-driven velocity, from :math:`\sqrt{\lambda_k}`
-    on the cube {-K..K}^d with integer wave vectors ``k`` (open mesh): ``kind`` = ``velocity`` (each
-    component is a GRF with this spectrum) or ``vorticity`` (the velocity of the vorticity field, 2-D)."""
-    lam = root**2
-    if kind == "velocity":
-        return len(k) * float(np.sqrt(lam.sum()))
+def vorticity_speed_std(root: np.ndarray, k: list[np.ndarray]) -> float:
+    r"""Pointwise standard deviation of :math:`|u| + |v|` for the velocity of a 2-D GRF vorticity, from
+    :math:`\sqrt{\lambda_k}` on the cube {-K..K}^2 with integer wave vectors ``k`` (open mesh)."""
     k2 = sum(ki * ki for ki in k).astype(float)
     k2[k2 == 0] = np.inf
     # u = psi_y, v = -psi_x with psi_hat = omega_hat / |2 pi k|^2: Var u + Var v = sum lambda_k / |2 pi k|^2,
     # split evenly between the two components by isotropy
-    component = float(np.sqrt(np.sum(lam / (4 * math.pi**2 * k2)) / 2))
+    component = float(np.sqrt(np.sum(root**2 / (4 * math.pi**2 * k2)) / 2))
     return 2.0 * component
 
 

@@ -93,7 +93,6 @@ def test_every_file_s_claims_hold_at_its_resolution(direct_pair):
 
 
 def test_the_reader_the_loaders_and_the_exports_know_the_resolutions(direct_pair, tmp_path):
-    pytest.importorskip("torch", reason="the PyTorch loader is an extra")
     from pdeforge import PairedDataset, PDEDataset
     from pdeforge.workers.export import export
 
