@@ -18,14 +18,17 @@ sequence of ``samples_for`` samples, seed 0, greedy ordering as ``pdeforge.solve
   (hierarchy reused, Galerkin products recomputed).
 
 Ratios ``x fresh SA`` and ``x amg`` are their total / mg total (> 1: mg faster).  Each
-method runs in a forked process; ``mg`` deflates high-coefficient clusters from the
-second system on when the first needed more than 20 iterations (the engine's rule).
+method runs in a forked process; ``mg`` follows the engine's rule: structured cycles
+until a solve needs more than 20 iterations, then (from the next system on) classical
+AMG below the first agglomeration where the coefficients jump, and in 3-D cluster
+deflation (the escalating first sample is the warm-up, outside the medians).
 A second table gives the iteration counts as n doubles (2-D 64..512, 3-D 16..64;
 sample 0) of mg with the structured coarse levels only (``coarse="structured"``, the
 old V-cycle), of mg as it now chooses (``coarse="auto"``: classical AMG below the first
 agglomeration for high-jump operators), each without and with cluster deflation, and of
-fresh SA, for the GRF fields and for the same threshold geometry refined by nearest
-neighbour from the smallest grid (fixed interfaces).  Contrast 1e6 is counted to rtol
+fresh SA and fresh classical (Ruge--Stueben) AMG of the whole operator (the literature's
+operator-dependent interpolation on every level), for the GRF fields and for the same
+threshold geometry refined by nearest neighbour from the smallest grid (fixed interfaces).  Contrast 1e6 is counted to rtol
 1e-6 there: beyond 64^2, 1e-8 lies below the float64 floor of ||b - A x|| (a direct
 solve misses it too).  Prints markdown and writes JSON to ``bench/results/multigrid.json``.
 """
@@ -233,7 +236,7 @@ def _growth_child(conn, kind, dim, sizes, fixed):
     from pdeforge.solvers.multigrid import mg_cg
 
     rtol = GROWTH_RTOL.get(kind, RTOL)
-    out = {"rtol": rtol, **{key: {} for key, *_ in GROWTH_VARIANTS}, "fresh_sa": {}}
+    out = {"rtol": rtol, **{key: {} for key, *_ in GROWTH_VARIANTS}, "fresh_sa": {}, "fresh_rs": {}}
     try:
         for n in sizes:
             if fixed and n % sizes[0]:
@@ -247,11 +250,12 @@ def _growth_child(conn, kind, dim, sizes, fixed):
             for key, coarse, deflate in GROWTH_VARIANTS:
                 x, info, res = mg_cg(A, b, rtol=rtol, maxiter=1000, full_output=True, deflate=deflate, coarse=coarse)
                 out[key][n] = res.iterations if info == 0 else f"{res.iterations} (info {info})"
-            ml = pyamg.smoothed_aggregation_solver(A)
-            its = [0]
-            _, info = spla.cg(A, b, rtol=rtol, M=ml.aspreconditioner(), maxiter=1000,
-                              callback=lambda _x: its.__setitem__(0, its[0] + 1))
-            out["fresh_sa"][n] = its[0] if info == 0 else f"{its[0]} (info {info})"
+            for key, build in (("fresh_sa", pyamg.smoothed_aggregation_solver), ("fresh_rs", pyamg.ruge_stuben_solver)):
+                ml = build(A)
+                its = [0]
+                _, info = spla.cg(A, b, rtol=rtol, M=ml.aspreconditioner(), maxiter=1000,
+                                  callback=lambda _x: its.__setitem__(0, its[0] + 1))
+                out[key][n] = its[0] if info == 0 else f"{its[0]} (info {info})"
         conn.send(out)
     except Exception as exc:
         conn.send({"error": f"{type(exc).__name__}: {exc}", **out})
@@ -353,15 +357,16 @@ def main(argv=None) -> dict:
         print("\n## Iterations as n doubles (sample 0; max/min over the sizes; n/c: not converged)\n")
         print("V: structured coarse levels only (the old cycle); auto: classical AMG below the first "
               "agglomeration when the face coefficients jump by >= 100 (otherwise identical to V); "
-              "+defl: cluster deflation.\n")
+              "+defl: cluster deflation; fresh SA / RS: PyAMG smoothed aggregation / classical Ruge-Stueben "
+              "AMG of the whole operator (operator-dependent interpolation on every level) + CG.\n")
         print("| coefficient | dim | geometry | rtol | V | max/min | V+defl | max/min | auto | max/min | "
-              "auto+defl | max/min | fresh SA | max/min |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+              "auto+defl | max/min | fresh SA | max/min | fresh RS | max/min |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for g in growth:
             geo = f"fixed (from n={growth_sizes[g['dim']][0]})" if g["fixed_geometry"] else "GRF at each n"
             err = f" error: {g['error']}" if "error" in g else ""
             cells = " | ".join(f"{_counts(g.get(key))} | {growth_ratio(g.get(key) or {})}"
-                               for key in ("mg_V", "mg_V_deflated", "mg", "mg_deflated", "fresh_sa"))
+                               for key in ("mg_V", "mg_V_deflated", "mg", "mg_deflated", "fresh_sa", "fresh_rs"))
             print(f"| {g['kind']} | {g['dim']} | {geo} | {g.get('rtol', RTOL):g} | {cells}{err} |")
     print(f"\ntotal {elapsed:.0f} s on {os.cpu_count()} cores (OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']})")
     out = {"rows": rows, "growth": growth, "seconds": elapsed, "cores": os.cpu_count(), "rtol": RTOL}

@@ -17,23 +17,23 @@ tensor grid ``spec.shape`` (d = 1, 2, 3; any n >= 2, odd n included):
   mass term (``I/dt``) dominates the coarse operator (interior diagonal excess from
   0 to 0.2), where the Galerkin correction is already nearly exact;
 * the coarsest grid (<= 64 cells) is solved exactly (dense inverse);
-* high contrast, coarse levels: when the face coefficients of a symmetric operator jump
-  by >= 100 between consecutive faces (thresholded fields of contrast >= 1e3), the
-  structured hierarchy stops after the first agglomeration and classical
-  (Ruge--Stueben) AMG of PyAMG, with its operator-dependent interpolation, solves the
-  level-1 Galerkin operator approximately (one V-cycle); the aggregate coarse spaces
-  below level 1 are what loses h-independence there (2-D threshold 1e3, 64^2..512^2:
-  14, 19, 26, 41 -> 11, 14, 14, 20 iterations).  Smooth and low-contrast coefficients
-  never switch and keep the structured cycle;
-* high contrast, deflation (:mod:`pdeforge.solvers.multigrid.deflation`): the aggregate coarse spaces
-  cannot separate clusters of high-coefficient cells that touch only through
-  low-coefficient material, so on thresholded fields with contrast >= 1e3 the
-  iteration counts grow with n.  Once a symmetric solve needs more than
-  ``DEFLATE_AFTER`` iterations, the following systems also deflate the cluster
-  indicators (connected components of the high faces; ``Q + (I - QA) M (I - AQ)``,
-  two more products with A per iteration) -- e.g. 3-D 48^3, contrast 1e6: 166 -> 27
-  iterations; if a deflated solve does not get below ``DEFLATE_KEEP`` times the
-  count that switched it on (2-D fields cut only 10-40%), it is dropped again;
+* high contrast (:mod:`pdeforge.solvers.multigrid` ``coarse=`` and :mod:`~pdeforge.solvers.multigrid.deflation`):
+  on thresholded fields with contrast >= 1e3 the aggregate coarse spaces lose
+  h-independence -- block aggregates straddle clusters of high-coefficient cells that
+  touch only through low-coefficient material.  The sequence starts with the structured
+  cycle, which is also the cheapest there on small grids (2-D 128^2: 13-19 iterations,
+  no set-up beyond values).  Once a symmetric solve needs more than ``ESCALATE_AFTER``
+  iterations, the following systems (a) stop the structured hierarchy after the first
+  agglomeration where the face coefficients jump by >= 100 and let classical
+  (Ruge--Stueben) AMG of PyAMG, with operator-dependent interpolation, solve the level-1
+  Galerkin operator approximately (one lean V-cycle; ``algebraic_setups`` counts them),
+  and (b) in 3-D also deflate the cluster indicators (connected components of the high
+  faces; ``Q + (I - QA) M (I - AQ)`` through the thin ``A Z``): e.g. 3-D 48^3, contrast
+  1e6, 172 -> 18 iterations.  2-D is not deflated: there it cut 10-40% of the
+  iterations, less than its set-up costs.  ``escalations`` counts the switch (at most
+  one per sequence; it is kept: comparing single samples to undo it misjudged, since
+  counts vary 2x between samples of one sequence and contrast-1e6 counts include
+  stagnation at the float64 floor);
 * Krylov: CG on symmetric operators, FGMRES(``restart``) otherwise; convergence on
   the true residual ``||b - A x|| <= max(rtol ||b||, atol)``.
 
@@ -48,21 +48,22 @@ and process (``pattern_builds`` counts the structures this engine requested for 
 new shape).  Each new operator only refills values (``setups``; a few SpMV worth);
 the same operator object again (e.g. Poisson) is not set up again (``setup_reuses``).
 ``cycles`` counts V-cycles applied; ``deflations`` the set-ups that deflated
-clusters.  ``solve(A, b, x0=...)`` accepts a warm start.
+clusters; ``escalations`` and ``algebraic_setups`` as above.  ``solve(A, b, x0=...)`` accepts a warm start.
 
 Measured behaviour (bench/multigrid.py, one thread, rtol 1e-8): set-up plus solve
-about 1-1.5x the time of 100 products with A on lognormal and FNO-threshold (12/3)
-Darcy; iteration counts bounded in n for smooth coefficients, fixed interface
-geometries and channels.  On thresholded GRFs with contrast >= 1e3 the counts of the
-all-structured cycle grow with n -- the interface gets rougher as the zero level set of
-the GRF resolves finer scales -- as they do for PyAMG smoothed aggregation.  With the
-algebraic coarse levels and cluster deflation the growth from the smallest to the
-largest grid is 1.6x in 2-D (64^2..512^2: contrast 1e3 11, 12, 14, 18; 1e6 10, 11, 11, 16
-to rtol 1e-6) and 2.0x in 3-D (16^3..64^3: 10, 13, 19, 20 and 9, 11, 17, 18), against
-2.9x/4.6x and 4.9x/14x before: still above the 1.5x aimed at.  In 3-D the exact
-two-grid method of the finest 2^3 agglomeration itself grows; only an
-operator-dependent interpolation on the finest level (full Ruge--Stueben AMG: 6, 10, 12
-iterations at 16^3..48^3, contrast 1e6, at several times the set-up cost) removes it.
+1.0-1.3x the time of 100 products with A on lognormal and FNO-threshold (12/3) Darcy,
+128^2-512^2 and 32^3-64^3, 2.2-3.9x faster than the ``amg`` engine; on thresholded fields
+of contrast 1e3 2.6-3.5x the 100 products (3-5.7x faster than ``amg``): there set-up
+(classical AMG of level 1, clusters) is a third of the time and 12-21 iterations of a
+cycle worth ~8-11 products the rest.  Iteration counts are bounded in n for smooth
+coefficients, fixed interface geometries and channels.  On thresholded GRFs with contrast
+>= 1e3 they grow with n -- the interface gets rougher as the zero level set of the GRF
+resolves finer scales -- for every method measured: sample 0, 2-D 64^2..512^2 and 3-D
+16^3..64^3, escalated cycle (with deflation) 12, 14, 15, 19 / 11, 13, 19, 19 at contrast
+1e3 and 10, 11, 12, 16 / 9, 11, 17, 19 at 1e6; classical AMG of the whole operator
+(operator-dependent interpolation on every level) 10, 12, 15, 18 / 7, 10, 13, 14 and
+9, 10, 13, 15 / 5, 9, 10, 11 -- 1.6-2.2x from the smallest to the largest grid either
+way, above the 1.5x aimed at; PyAMG smoothed aggregation 2.2-39x.
 With contrast 1e6 and n >= 128 (2-D), rtol 1e-8 can lie below the float64 floor of
 ||b - A x|| for any solver (reported as ``info = -2`` with the floor in the message,
 never raised; the growth table counts contrast 1e6 to rtol 1e-6).
@@ -81,14 +82,10 @@ from ..multigrid import Multigrid, infer_shape, mg_cg, mg_gmres
 from .base import Engine, residual_result
 from .registry import register
 
-#: a symmetric solve needing more iterations than this switches cluster deflation on
-#: (healthy counts are 8-12; high-contrast fields 17-300)
-DEFLATE_AFTER = 20
-#: deflation is dropped again for the rest of the sequence unless it cuts the iterations
-#: below this fraction of those that switched it on: a deflated iteration costs ~1.4 plain ones
-#: plus the cluster set-up, so it pays only for a cut of about 2x (measured: 3-D contrast 1e6
-#: 0.12-0.26, 3-D 1e3 at 48^3/64^3 0.41-0.48 pay; 2-D 0.6-0.9 and 32^3 1e3 0.53 do not)
-DEFLATE_KEEP = 0.5
+#: a symmetric solve needing more iterations than this escalates the rest of the sequence
+#: (healthy counts are 8-12; high-contrast fields 13-300): the algebraic coarse levels where the
+#: face coefficients jump (``coarse="auto"``) and, in 3-D, cluster deflation
+ESCALATE_AFTER = 20
 
 
 @register
@@ -101,20 +98,24 @@ class MgEngine(Engine):
         self._M: Multigrid | None = None
         self._A = None
         self._deflate = False
-        self._A_deflated = False
-        self._trigger: int | None = None  # iterations of the solve that switched deflation on
+        self._coarse = "structured"  # "auto" once escalated
+        self._A_config = None  # (deflate, coarse) of the operator set up last
+        self._trigger: int | None = None  # iterations of the solve that escalated
 
     def _preconditioner(self, A) -> Multigrid:
         shape = tuple(self.spec.shape) if self.spec is not None else infer_shape(A)
         if self._M is None or self._M.shape != shape:
             self._M, self._A = Multigrid(shape), None
             self.counters["pattern_builds"] += 1
-        if A is self._A and self._A_deflated == self._deflate:
+        config = (self._deflate, self._coarse)
+        if A is self._A and self._A_config == config:
             self.counters["setup_reuses"] += 1
         else:
-            self._M.setup(A, deflate=self._deflate)
-            self._A, self._A_deflated = A, self._deflate
+            self._M.setup(A, deflate=self._deflate, coarse=self._coarse)
+            self._A, self._A_config = A, config
             self.counters["setups"] += 1
+            if self._M.use_algebraic:
+                self.counters["algebraic_setups"] += 1
             if self._M.deflation is not None:
                 self.counters["deflations"] += 1
         return self._M
@@ -134,11 +135,10 @@ class MgEngine(Engine):
             krylov = f"FGMRES({o.restart})"
         self.counters["cycles"] += kres.precond_applies
         its = kres.iterations
-        if M.symmetric and self._trigger is None and its > DEFLATE_AFTER:
-            self._deflate, self._trigger = True, its  # from the next system on (see the module docstring)
-        elif self._deflate and M.deflation is not None and its > DEFLATE_KEEP * self._trigger:
-            self._deflate = False  # it does not pay here: plain cycles for the rest of the sequence
-            self.counters["deflation_dropped"] += 1
+        if M.symmetric and self._trigger is None and its > ESCALATE_AFTER:
+            # from the next system on (see the module docstring)
+            self._trigger, self._coarse, self._deflate = its, "auto", len(M.shape) == 3
+            self.counters["escalations"] += 1
         deflated = f", {M.deflation.k} clusters deflated" if M.symmetric and M.deflation is not None else ""
         algebraic = ", classical AMG below level 1" if M.use_algebraic else ""
         message = f"structured MG (beta={M.beta:.2f}, nu={M.nu}{algebraic}{deflated}) + {krylov}, {its} iterations"

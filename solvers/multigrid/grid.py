@@ -116,13 +116,14 @@ class LevelGrid:
     N: int
     n_red: int
     perm: np.ndarray        # red-black position -> natural index
-    scatter: np.ndarray     # pattern-ordered CSR data -> flat positions in S
+    scatter: np.ndarray     # pattern-ordered CSR data -> flat positions in S (intp: a fancy assignment
+                            # converts narrower indices on every call, 2.7x slower measured)
     take_diag: np.ndarray   # (N,) diagonal in red-black order
     rb: tuple               # A_rb: red rows, black columns (0-based among black)
     br: tuple               # A_br: black rows, red columns
     full: tuple             # the whole operator in red-black order
-    mirror: np.ndarray      # for each A_rb entry (i, j), the A_br entry (j, i): symmetry test
-    interior: np.ndarray    # natural indices of the cells without a boundary face
+    mirror: np.ndarray      # flat positions in S of the A_br entry (j, i) of each A_rb entry (i, j): symmetry test
+    interior: np.ndarray    # (N,) 1.0 at the cells without a boundary face, else 0.0
     # transfers to the next coarser level (None on the coarsest): CSR (indptr, indices), values 1
     R_red: tuple | None = None    # coarse x red    (restriction of the red residual)
     P_red: tuple | None = None    # red x coarse    (prolongation, = R_red^T)
@@ -191,13 +192,13 @@ def _level(shape: tuple[int, ...], coarse: bool) -> LevelGrid:
     off = _offsets(shape)
     row, slot = np.nonzero(mask)
     itype = _index_type((2 * d + 1) * N)
-    scatter = (slot * N + row).astype(itype)
+    scatter = (slot * N + row).astype(np.intp)
     take_diag = (d * N + perm).astype(itype)
     rb = _block(mask, perm[:n_red], off, pos, n_red, False)
     br = _block(mask, perm[n_red:], off, pos, 0, False)
     full = _block(mask, perm, off, pos, 0, True)
-    mirror = _mirror(rb, br, n_red).astype(_index_type(len(br[2])))
-    interior = np.flatnonzero(mask.all(axis=1))
+    mirror = br[2][_mirror(rb, br, n_red)]
+    interior = mask.all(axis=1).astype(np.float64)
     _frozen(perm, scatter, take_diag, mirror, interior)
     if coarse:
         return LevelGrid(tuple(shape), N, n_red, perm, scatter, take_diag, rb, br, full, mirror, interior)

@@ -33,18 +33,20 @@ symmetric operator jump by ``ALGEBRAIC_JUMP`` (100) or more between consecutive 
 lognormal fields 1.1-4 in 2-D, up to ~1e3 on coarse 3-D grids), only the first
 agglomeration is kept: the Galerkin operator of level 1 is handed to classical
 (Ruge--Stueben) AMG of PyAMG, whose operator-dependent interpolation follows the
-coefficient, and one of its V-cycles (symmetric Gauss--Seidel) replaces the structured
-cycle below level 0.  Measured (bench/multigrid.py, sample 0, CG iterations): the
+coefficient, and one of its V-cycles (:mod:`.algebraic`: one Gauss--Seidel sweep each
+way) replaces the structured cycle below level 0.  Measured (bench/multigrid.py, sample 0, CG iterations): the
 exact two-grid method of the 2^d agglomeration is nearly n-independent in 2-D
 (contrast 1e6: 9, 15, 12 at 64^2..256^2) while the three-grid one is not (17, 22, 34),
 so the coarse spaces below level 1 are what fails; the 2-D threshold-1e3 counts
-64^2..512^2 go from 14, 19, 26, 41 (V) to 11, 14, 14, 20 (18 with cluster deflation).
+64^2..512^2 go from 14, 19, 26, 41 (V) to 12, 16, 15, 22 (19 with cluster deflation).
 In 3-D even the exact two-grid method of the finest agglomeration grows (contrast
 1e6: 15, 33, 89 at 16^3..48^3; 9, 12, 19 with cluster deflation): there the
-remaining growth is the piecewise-constant interpolation of level 0 itself, which
-only an operator-dependent interpolation on the finest level removes (full
-Ruge--Stueben AMG: 6, 10, 12, at several times the set-up cost).  Easy coefficients
-never reach the jump test and keep the structured cycle unchanged.
+remaining growth is the piecewise-constant interpolation of level 0 itself.  Classical
+AMG of the whole operator (operator-dependent interpolation on every level, at several
+times the set-up cost) grows as much on these fields: 7, 10, 13, 14 (3-D 1e3, 16^3..64^3)
+and 10, 12, 15, 18 (2-D 1e3, 64^2..512^2), against 11, 13, 19, 19 and 12, 14, 15, 19 here
+with deflation; on the same interfaces refined (fixed geometry) both stay within 1.3-1.7x.
+Easy coefficients never reach the jump test and keep the structured cycle unchanged.
 
 K-cycle (``cycle="K"``; Notay and Vassilevski).  Every intermediate level's problem
 is solved by two flexible-CG steps preconditioned by that level's cycle (and the
@@ -81,6 +83,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..families.fv import stencil_pattern
+from .algebraic import AlgebraicCoarse
 from .deflation import ClusterDeflation, cluster_deflation
 from .grid import GridHierarchy, coarse_stencil, grid_hierarchy
 
@@ -214,7 +217,9 @@ class _Level:
         if self.Nc is not None:
             np.take(self.diag, g.R_red[1], out=self.Rw)
         if full:
-            self.A_full = self.S.ravel()[g.full[2]]
+            if self.A_full is None:
+                self.A_full = np.empty(len(g.full[2]))
+            np.take(self.S.ravel(), g.full[2], out=self.A_full)
 
     def matvec(self, v: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """``A v`` in red-black order (the finest level, and every level with a K-cycle)."""
@@ -251,25 +256,23 @@ def face_jump(L: _Level) -> float:
     return jump
 
 
-def _algebraic(L: _Level):
-    """Classical (Ruge--Stueben) AMG of PyAMG on a level's operator (red-black order), symmetric GS smoothing."""
-    import pyamg
+def _algebraic(L: _Level) -> AlgebraicCoarse:
+    """Classical AMG (:class:`.algebraic.AlgebraicCoarse`) of a level's operator in red-black order.
 
-    A = sp.csr_matrix((L.A_full, L.g.full[1].copy(), L.g.full[0].copy()), shape=(L.N, L.N))
+    The CSR arrays are copies: sorting the column indices permutes the data, and the
+    level's ``A_full`` must stay in the layout of ``g.full`` (its own products use it).
+    """
+    A = sp.csr_matrix((L.A_full.copy(), L.g.full[1].copy(), L.g.full[0].copy()), shape=(L.N, L.N))
     A.sort_indices()
-    return pyamg.ruge_stuben_solver(A, max_coarse=COARSE_SIZE_ALGEBRAIC)
-
-
-#: PyAMG's coarsest grid (solved by its pseudo-inverse)
-COARSE_SIZE_ALGEBRAIC = 64
+    return AlgebraicCoarse(A)
 
 
 def _interior_excess(L: _Level) -> float:
     """Share of the diagonal not balanced by the row (mass/reaction term), over rows without boundary faces."""
     d = (L.S.shape[0] - 1) // 2
-    rows = L.g.interior if len(L.g.interior) else slice(None)
-    diag = L.S[d][rows].sum()
-    return float(L.S[:, rows].sum() / diag) if diag > 0 else 0.0
+    w = L.g.interior if L.g.interior.any() else np.ones(L.N)
+    diag = float(w @ L.S[d])
+    return float(w @ L.S.sum(axis=0)) / diag if diag > 0 else 0.0
 
 
 class Multigrid:
@@ -329,13 +332,18 @@ class Multigrid:
         self.setups = 0
 
     # ----- set-up: values only ---------------------------------------------------------------------
-    def setup(self, A, *, deflate: bool = False) -> Multigrid:
+    def setup(self, A, *, deflate: bool = False, coarse: str | None = None) -> Multigrid:
         """Fill every level for the operator ``A`` (Galerkin coarse operators, coarsest inverse).
 
         ``deflate``: also build the deflation of high-coefficient clusters
         (:mod:`.deflation`; symmetric operators only), used by :func:`.mg_cg`;
         ``self.deflation`` stays None when the operator has no such clusters.
+        ``coarse``: change the coarse-space option (see the class) for this and later set-ups.
         """
+        if coarse is not None:
+            if coarse not in COARSE:
+                raise ValueError(f"coarse={coarse!r}; allowed: {', '.join(map(repr, COARSE))}")
+            self.coarse_option = coarse
         data = pattern_data(A, self.shape)
         levels = self.levels
         L0 = levels[0]
@@ -346,7 +354,7 @@ class Multigrid:
             if i == 0:
                 # every off-diagonal pair couples a red and a black cell: A_rb against A_br^T
                 flat = L.S.ravel()
-                upper, lower = flat[L.g.rb[2]], flat[L.g.br[2][L.g.mirror]]
+                upper, lower = np.take(flat, L.g.rb[2]), np.take(flat, L.g.mirror)
                 self.symmetric = bool(np.array_equal(upper, lower))
                 self.skewness = 0.0 if self.symmetric else float(
                     np.abs(upper - lower).sum() / max(np.abs(upper + lower).sum(), 1e-300))
@@ -399,8 +407,7 @@ class Multigrid:
         L = self.levels[i]
         x = L.x
         if i == 1 and self.algebraic is not None:
-            # one classical-AMG V-cycle (symmetric Gauss-Seidel) from zero; pyamg's solve adds one residual
-            np.copyto(x, self.algebraic.solve(b, x0=np.zeros_like(b), tol=0.0, maxiter=1))
+            np.copyto(x, self.algebraic.cycle(b))  # one classical-AMG V-cycle from zero
             return x
         if L.Nc is None:
             np.dot(self.coarse_inverse, b, out=x)

@@ -63,8 +63,8 @@ def mg_cg(A, b, x0=None, *, rtol=1e-8, atol=0.0, maxiter=None, M=None, shape=Non
     maxiter : CG iterations (default 1000).
     M : a :class:`Multigrid` already set up for ``A`` (reuse); built when None.  If it
         carries a cluster deflation (``M.setup(A, deflate=True)``), the preconditioner
-        is the balancing combination ``Q + (I - QA) M (I - AQ)`` (two more products
-        with A per iteration; see :mod:`.deflation`).
+        is the balancing combination ``Q + (I - QA) M (I - AQ)`` (two products with
+        the thin ``A Z`` per iteration; see :mod:`.deflation`).
     shape : the grid; inferred from ``A`` when None.
     callback : ``callback(residual_norm)`` after every iteration (may raise to abort).
     full_output : also return the :class:`~pdeforge.solvers.krylov.SolveResult`.
@@ -91,14 +91,8 @@ def mg_cg(A, b, x0=None, *, rtol=1e-8, atol=0.0, maxiter=None, M=None, shape=Non
     if D is None:
         precondition = M.apply_rb
     else:
-        def precondition(r):  # balancing form: Q r + (I - Q A) M (I - A Q) r
-            nonlocal matvecs
-            q = D.project(r)
-            m = M.apply_rb(r - matvec(q))
-            m -= D.project(matvec(m))
-            m += q
-            matvecs += 2
-            return m
+        def precondition(r):  # balancing form: Q r + (I - Q A) M (I - A Q) r, through the thin A Z
+            return D.balance(M.apply_rb, r)
     if x0 is None:
         x = np.zeros_like(b_rb)
         r = b_rb.copy()

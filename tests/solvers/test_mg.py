@@ -313,29 +313,51 @@ def test_deflation_on_high_contrast_3d(contrast):
     _, info, plain = mg_cg(A, b, rtol=RTOL, full_output=True)
     x, info, res = mg_cg(A, b, rtol=RTOL, full_output=True, deflate=True)
     assert info == 0 and res.iterations < plain.iterations
-    assert res.matvecs >= 2 * res.precond_applies  # two products with A per balancing step
+    assert res.matvecs <= res.iterations + 2  # the balancing step uses the thin A Z, no product with A
     assert_solved(A, b, x, RTOL, reference=spla.spsolve(A.tocsc(), b))
 
 
-def test_engine_switches_deflation_on_after_a_slow_solve():
+def test_balancing_step_through_thin_AZ_equals_the_textbook_form():
+    """B r = Q r + (I - QA) M (I - AQ) r with the sparse A Z (rounding-level entries dropped) matches
+    the form with two products with A; A Z is confined to the cells next to cluster boundaries."""
+    n = 40
+    A = diffusion(inclusions(n, 2, 1e4), 1.0 / n).tocsr()
+    M = Multigrid((n, n)).setup(A, deflate=True)
+    D, matvec = M.deflation, M.matvec_rb
+    r = np.random.default_rng(0).standard_normal(n * n)
+    q = D.project(r)
+    m = M.apply_rb(r - matvec(q))
+    textbook = m - D.project(matvec(m)) + q
+    np.testing.assert_allclose(D.balance(M.apply_rb, r), textbook, rtol=1e-10, atol=1e-12 * np.abs(textbook).max())
+    # 25 inclusions of 4 x 4 cells: A 1_K is non-zero on the 12 cells of K's rim and the 16 outside
+    # cells touching it, not on the 4 inner cells
+    assert D.AZ.shape == (n * n, D.k) and D.AZ.nnz == 25 * (12 + 16)
+
+
+def test_engine_escalates_after_a_slow_solve_3d():
+    """3-D: the structured cycle first; after a slow solve, algebraic coarse levels and cluster deflation."""
     eng, records = engine_sequence("darcy", dict(n=24, dim=3, coefficient=threshold(1e6)), count=4)
     its = [r[3].iterations for r in records]
-    assert its[0] > 20 and eng.counters["deflations"] == 3  # from the second system on
-    assert all("clusters deflated" in r[3].message for r in records[1:])
-    assert max(its[1:]) < its[0]
-    eng, _ = engine_sequence("darcy", dict(n=24, dim=3), count=3)  # healthy counts: never switched on
-    assert eng.counters["deflations"] == 0
+    assert its[0] > 20 and "classical AMG" not in records[0][3].message
+    assert eng.counters["escalations"] == 1
+    assert eng.counters["deflations"] == 3 and eng.counters["algebraic_setups"] == 3  # from the second system on
+    assert all("clusters deflated" in r[3].message and "classical AMG" in r[3].message for r in records[1:])
+    assert max(its[1:]) < 0.7 * its[0]
+    eng, _ = engine_sequence("darcy", dict(n=24, dim=3), count=3)  # healthy counts: never escalated
+    assert eng.counters["escalations"] == eng.counters["deflations"] == eng.counters["algebraic_setups"] == 0
 
 
-def test_engine_drops_deflation_that_does_not_pay(monkeypatch):
+def test_engine_escalates_2d_to_algebraic_levels_without_deflation(monkeypatch):
     import pdeforge.solvers.engines.mg as mg_engine
 
-    monkeypatch.setattr(mg_engine, "DEFLATE_AFTER", 5)
-    eng, records = engine_sequence("darcy", dict(n=32, dim=2, coefficient=threshold(1e3)), count=4)
-    its = [r[3].iterations for r in records]  # 12, then 9 deflated: not below 0.6 x 12
-    assert its[0] > 5 and its[1] > mg_engine.DEFLATE_KEEP * its[0]
-    assert eng.counters["deflations"] == 1 and eng.counters["deflation_dropped"] == 1
-    assert "clusters deflated" in records[1][3].message and "clusters" not in records[2][3].message
+    monkeypatch.setattr(mg_engine, "ESCALATE_AFTER", 8)
+    eng, records = engine_sequence("darcy", dict(n=64, dim=2, coefficient=threshold(1e3)), count=3)
+    assert records[0][3].iterations > 8
+    assert eng.counters["escalations"] == 1 and eng.counters["algebraic_setups"] == 2
+    assert eng.counters["deflations"] == 0
+    for A, b, x, rec in records[1:]:
+        assert "classical AMG" in rec.message
+        assert_solved(A, b, x, RTOL, reference=spla.spsolve(A.tocsc(), b))
 
 
 # ----------------------------------------------------------------------------- high contrast: algebraic coarse levels
@@ -350,6 +372,22 @@ def test_high_contrast_uses_algebraic_coarse_levels_and_solves(n, dim, contrast)
     assert_solved(A, b, x, RTOL, reference=spla.spsolve(A.tocsc(), b))
     _, _, old = mg_cg(A, b, rtol=RTOL, coarse="structured", full_output=True)
     assert res.iterations <= old.iterations
+
+
+@pytest.mark.parametrize("n, dim", [(64, 2), (16, 3)])
+def test_algebraic_cycle_is_symmetric_and_keeps_level_one_intact(n, dim):
+    """The classical-AMG V-cycle (forward Gauss-Seidel before, backward after) is a symmetric operator,
+    so CG may use it; building it leaves level 1's own operator values in their layout."""
+    A, b = darcy_system(n, dim, threshold(1e6))
+    M = Multigrid((n,) * dim, coarse="algebraic", cycle="K").setup(A)
+    alg = M.algebraic
+    assert alg.levels >= 2 and alg.operator_complexity >= 1.0
+    rng = np.random.default_rng(1)
+    L1 = M.levels[1]
+    u, v = rng.standard_normal(L1.N), rng.standard_normal(L1.N)
+    assert np.isclose(u @ alg.cycle(v), v @ alg.cycle(u), rtol=1e-10)
+    assert u @ alg.cycle(u) > 0
+    np.testing.assert_allclose(L1.matvec(v), L1.dense() @ v, rtol=1e-12, atol=1e-12 * np.abs(L1.dense()).max())
 
 
 @pytest.mark.parametrize("coefficient", ["lognormal1", "lognormal3", "threshold4"])
