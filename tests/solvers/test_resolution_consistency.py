@@ -5,7 +5,7 @@
 * a band-limited field is the identical function on every grid with n >= 2 band;
 * the ordering features are the continuum's low Fourier coefficients, the same on every grid;
 * per-sample Darcy solutions converge at second order across n = 32 ... 256;
-* sampling 1 still draws exactly what pdeforge 0.1 drew (hashes recorded from it).
+* sampling 1 still draws what pdeforge 0.1 drew (the draws bit for bit, the fields to rounding).
 """
 
 import hashlib
@@ -16,7 +16,7 @@ import scipy.sparse.linalg as sla
 
 from pdeforge.solvers import shells
 from pdeforge.solvers.families import get_family
-from pdeforge.solvers.fields import CoefficientSpec, GRFSpec, grf_features, pointwise_std, sample_grf
+from pdeforge.solvers.fields import CoefficientSpec, GRFSpec, grf_features, pointwise_std, sample_grf, sample_rng
 from pdeforge.solvers.families.forcing import ForcingSpec
 from pdeforge.solvers.timestepping import TimeSpec
 
@@ -125,18 +125,44 @@ def test_per_sample_solutions_converge_at_second_order(band):
         assert np.all((orders > 1.9) & (orders < 2.1)), orders
 
 
+def _fingerprint(a) -> list[float]:
+    a = np.asarray(a, dtype=float).ravel()
+    return [float(np.linalg.norm(a)), float(a[0]), float(a[len(a) // 3]), float(a[-1])]
+
+
 def test_sampling_1_draws_what_pdeforge_0_1_drew():
-    """Hashes of the float64 inputs as pdeforge 0.1 (and 0.2 before sampling 2) produced them."""
+    """Sampling 1 reproduces pdeforge 0.1's inputs: the random draws bit for bit, the fields to rounding.
+
+    The draws (PCG64 streams, ziggurat normals) come out of integer arithmetic, the same bits on every
+    machine: hashed (recorded from this code, which has not changed them).  The fields pass through
+    NumPy's FFT and transcendental kernels, whose last bits depend on the CPU's SIMD path: 0.1's hashes,
+    recorded on an AVX-512 machine, still match four of the six arrays on an AVX2 one (AMD EPYC) but not
+    the 32^2 GRF or heat's inputs.  So the fields are compared to 1e-12 through fingerprints (norm and
+    three entries) of the same code's output.
+    """
     h = lambda a: hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()[:16]  # noqa: E731
-    assert h(sample_grf(SPEC, (32, 32), 7, 3, 1, sampling=1)) == "e57a739db26737ee"
-    assert h(grf_features(GRFSpec(), (32, 32), 7, [0, 1, 2], 1, sampling=1)) == "bb693576b9072667"
-    expected = {"darcy": {"a": "3391414e2aaa9edf"}, "advection_diffusion": {"psi": "5ab1978d99a9537c"},
-                "helmholtz": {"c": "14a6495567bd2c16"}, "heat": {"a": "b359d81409a20f99", "u0": "61725087bc9c5369"}}
-    for name, hashes in expected.items():
+    assert h(sample_rng(7, 3, 1, 1).standard_normal((2, 32, 32))) == "05eb83bcf8bb16d8"
+    assert h(sample_rng(7, 3, 1, 0).standard_normal((2, 81))) == "87037fd81211e52c"  # the 9 x 9 low block
+    close = lambda got, want: np.testing.assert_allclose(_fingerprint(got), want, rtol=1e-12)  # noqa: E731
+    close(sample_grf(SPEC, (32, 32), 7, 3, 1, sampling=1),
+          [6.549266150377141, 0.010416890139546192, -0.031698443131211784, -0.0020028830454310517])
+    close(grf_features(GRFSpec(), (32, 32), 7, [0, 1, 2], 1, sampling=1),
+          [0.4405322241628629, -0.1776441991019654, -0.20160654188913368, -0.0024064267965861344])
+    expected = {
+        "darcy": {"a": [203.3814150801395, 12.0, 3.0, 3.0]},
+        "advection_diffusion": {"psi": [1.1324986956176932, -0.06024833224625263, -0.03715815374606172,
+                                        -0.028506885342574687]},
+        "helmholtz": {"c": [3.7868423224539622, -0.2140650292146819, 0.16528431766248727, -0.2270533217249748]},
+        "heat": {"a": [24.76057041098007, 1.0217743797833818, 0.7635198388684055, 0.8963387549518753],
+                 "u0": [6.4692713452437225, -0.1351332962905652, 0.11932338127449588, -0.12369208586466474]},
+    }
+    for name, fingerprints in expected.items():
         fam = get_family(name)
         sample = fam.sample(fam.spec(n=24, sampling=1), 7, 3)
-        got = {k: h(v) for k, v in {**sample.fields, **sample.extras}.items()}
-        assert got == hashes, name
+        inputs = {**sample.fields, **sample.extras}
+        assert set(inputs) == set(fingerprints), name
+        for key, want in fingerprints.items():
+            close(inputs[key], want)
 
 
 #: (family, spec parameters, input -> the smooth field it is a pointwise map of); analytic inputs (Chebyshev
