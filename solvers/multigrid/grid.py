@@ -109,30 +109,27 @@ class LevelGrid:
     Values live in a *stacked* stencil array ``S`` of shape (2d+1, N) (slot order of
     :func:`~pdeforge.solvers.families.fv.stencil_pattern`, natural cell order, absent
     neighbours 0); every ``take`` below indexes ``S.ravel()``.  CSR triples are
-    ``(indptr, indices, take)``; rows and columns in red-black positions.
+    ``(indptr, indices, take)``; rows and columns in red-black positions.  CSR structures
+    are int32 (SciPy's kernels take them as they are); gather and scatter positions are
+    ``intp``: NumPy converts narrower indices on every ``take`` or fancy assignment, which
+    measured 2.7-8x slower than the gather itself.
     """
 
     shape: tuple[int, ...]
     N: int
     n_red: int
     perm: np.ndarray        # red-black position -> natural index
-    scatter: np.ndarray     # pattern-ordered CSR data -> flat positions in S (intp: a fancy assignment
-                            # converts narrower indices on every call, 2.7x slower measured)
+    scatter: np.ndarray     # pattern-ordered CSR data -> flat positions in S
     take_diag: np.ndarray   # (N,) diagonal in red-black order
     rb: tuple               # A_rb: red rows, black columns (0-based among black)
     br: tuple               # A_br: black rows, red columns
     full: tuple             # the whole operator in red-black order
-    mirror: np.ndarray      # flat positions in S of the A_br entry (j, i) of each A_rb entry (i, j): symmetry test
     interior: np.ndarray    # (N,) 1.0 at the cells without a boundary face, else 0.0
     # transfers to the next coarser level (None on the coarsest): CSR (indptr, indices), values 1
     R_red: tuple | None = None    # coarse x red    (restriction of the red residual)
     P_red: tuple | None = None    # red x coarse    (prolongation, = R_red^T)
     P_black: tuple | None = None  # black x coarse
-
-
-def _index_type(size: int):
-    """int32 gather indices where they fit (half the memory and bandwidth of int64)."""
-    return np.int32 if size < 2**31 else np.int64
+    R_red_take: np.ndarray | None = None  # R_red's column indices as gather positions (intp)
 
 
 def _offsets(shape):
@@ -156,17 +153,7 @@ def _block(mask, rows_nat, offsets, col_pos, shift, keep_diag):
     r, slot = np.nonzero(m)  # row-major: slots ascending = columns ascending
     cell = rows_nat[r]
     cols = col_pos[cell + offsets[slot]] - shift
-    return _frozen(indptr, cols.astype(np.int32), (slot * N + cell).astype(_index_type(k * N)))
-
-
-def _mirror(rb, br, n_red):
-    """Index of the transposed entry: ``A_br[mirror[k]]`` is ``(A_rb)^T`` at the k-th entry of ``A_rb``."""
-    rb_rows = np.repeat(np.arange(len(rb[0]) - 1), np.diff(rb[0]))
-    br_rows = np.repeat(np.arange(len(br[0]) - 1), np.diff(br[0]))
-    key_br = br_rows.astype(np.int64) * n_red + br[1]
-    order = np.argsort(key_br)
-    want = rb[1].astype(np.int64) * n_red + rb_rows
-    return order[np.searchsorted(key_br[order], want)]
+    return _frozen(indptr, cols.astype(np.int32), (slot * N + cell).astype(np.intp))
 
 
 def _indicator(rows, cols, n_rows, n_cols):
@@ -191,17 +178,15 @@ def _level(shape: tuple[int, ...], coarse: bool) -> LevelGrid:
     perm, pos, n_red = _rb_order(shape)
     off = _offsets(shape)
     row, slot = np.nonzero(mask)
-    itype = _index_type((2 * d + 1) * N)
     scatter = (slot * N + row).astype(np.intp)
-    take_diag = (d * N + perm).astype(itype)
+    take_diag = (d * N + perm).astype(np.intp)
     rb = _block(mask, perm[:n_red], off, pos, n_red, False)
     br = _block(mask, perm[n_red:], off, pos, 0, False)
     full = _block(mask, perm, off, pos, 0, True)
-    mirror = br[2][_mirror(rb, br, n_red)]
     interior = mask.all(axis=1).astype(np.float64)
-    _frozen(perm, scatter, take_diag, mirror, interior)
+    _frozen(perm, scatter, take_diag, interior)
     if coarse:
-        return LevelGrid(tuple(shape), N, n_red, perm, scatter, take_diag, rb, br, full, mirror, interior)
+        return LevelGrid(tuple(shape), N, n_red, perm, scatter, take_diag, rb, br, full, interior)
     cshape = tuple(n // 2 for n in shape)
     _, cpos, _ = _rb_order(cshape)
     idx = np.indices(shape).reshape(d, N)
@@ -211,8 +196,8 @@ def _level(shape: tuple[int, ...], coarse: bool) -> LevelGrid:
     P_red = _indicator(np.arange(n_red), agg[red], n_red, Nc)
     R_red = _indicator(agg[red], np.arange(n_red), Nc, n_red)
     P_black = _indicator(np.arange(N - n_red), agg[black], N - n_red, Nc)
-    return LevelGrid(tuple(shape), N, n_red, perm, scatter, take_diag, rb, br, full, mirror, interior,
-                     R_red, P_red, P_black)
+    return LevelGrid(tuple(shape), N, n_red, perm, scatter, take_diag, rb, br, full, interior,
+                     R_red, P_red, P_black, _frozen(R_red[1].astype(np.intp))[0])
 
 
 @dataclass(frozen=True)

@@ -85,7 +85,7 @@ import scipy.sparse as sp
 from ..families.fv import stencil_pattern
 from .algebraic import AlgebraicCoarse
 from .deflation import ClusterDeflation, cluster_deflation
-from .grid import GridHierarchy, coarse_stencil, grid_hierarchy
+from .grid import GridHierarchy, _sl, coarse_stencil, grid_hierarchy
 
 try:  # the compiled kernel behind scipy's CSR products, without the Python-level checks
     from scipy.sparse._sparsetools import csr_matvec as _csr_matvec
@@ -215,7 +215,7 @@ class _Level:
         np.take(inv, g.perm, out=self.inv)
         np.take(self.S[d], g.perm, out=self.diag)
         if self.Nc is not None:
-            np.take(self.diag, g.R_red[1], out=self.Rw)
+            np.take(self.diag, g.R_red_take, out=self.Rw)
         if full:
             if self.A_full is None:
                 self.A_full = np.empty(len(g.full[2]))
@@ -254,6 +254,23 @@ def face_jump(L: _Level) -> float:
             r = lo[both] / up[both]
             jump = max(jump, float(r.max()), float(1.0 / r.min()))
     return jump
+
+
+def _symmetry(L: _Level) -> tuple[bool, float]:
+    """Whether the level's operator is symmetric, and its skewness ``sum|a_ij - a_ji| / sum|a_ij + a_ji|``.
+
+    Pairs are compared in the stacked stencil by shifted views, no gathers: ``upper[a]`` of
+    cell ``i - e_a`` (slot ``2d - a``) against ``lower[a]`` of cell ``i`` (slot ``a``).
+    """
+    d = (L.S.shape[0] - 1) // 2
+    S = L.S.reshape(-1, *L.g.shape)
+    pairs = [(S[2 * d - a][_sl(d, a, slice(None, -1))], S[a][_sl(d, a, slice(1, None))]) for a in range(d)]
+    if all(np.array_equal(up, lo) for up, lo in pairs):
+        return True, 0.0
+    diff = sum(float(np.abs(up - lo).sum()) for up, lo in pairs)
+    total = sum(float(np.abs(up + lo).sum()) for up, lo in pairs)
+    skewness = diff / max(total, 1e-300)
+    return skewness <= 1e-12, skewness
 
 
 def _algebraic(L: _Level) -> AlgebraicCoarse:
@@ -298,7 +315,7 @@ class Multigrid:
     skewness : ``sum|a_ij - a_ji| / sum|a_ij + a_ji|`` over the off-diagonal pairs.
     betas : over-correction of the correction from level ``i + 1`` into level ``i``.
     beta : ``betas[0]`` (the finest correction).
-    jump : :func:`face_jump` of the finest operator.  ``use_algebraic`` : whether the
+    jump : :func:`face_jump` of the finest operator (None unless ``coarse="auto"``).  ``use_algebraic`` : whether the
     algebraic coarse levels are used; ``algebraic`` : their PyAMG hierarchy (else None).
     """
 
@@ -320,7 +337,7 @@ class Multigrid:
         self.levels = [_Level(g, d, gl[i + 1].N if i + 1 < len(gl) else None) for i, g in enumerate(gl)]
         self.betas = [BETA if beta is None else float(beta)] * (len(gl) - 1)
         self.symmetric: bool | None = None
-        self.jump = 1.0
+        self.jump: float | None = None
         self.use_algebraic = False
         #: PyAMG hierarchy for the first coarse operator when the algebraic coarse levels are used, else None
         self.algebraic = None
@@ -352,14 +369,8 @@ class Multigrid:
         for i, L in enumerate(levels):
             L.fill(full=(i == 0 or self.krylov[i] or (self.use_algebraic and i == 1)))
             if i == 0:
-                # every off-diagonal pair couples a red and a black cell: A_rb against A_br^T
-                flat = L.S.ravel()
-                upper, lower = np.take(flat, L.g.rb[2]), np.take(flat, L.g.mirror)
-                self.symmetric = bool(np.array_equal(upper, lower))
-                self.skewness = 0.0 if self.symmetric else float(
-                    np.abs(upper - lower).sum() / max(np.abs(upper + lower).sum(), 1e-300))
-                self.symmetric = self.symmetric or self.skewness <= 1e-12
-                self.jump = face_jump(L)
+                self.symmetric, self.skewness = _symmetry(L)
+                self.jump = face_jump(L) if self.coarse_option == "auto" else None
                 self.use_algebraic = last >= 1 and (
                     self.coarse_option == "algebraic" or (self.coarse_option == "auto" and self.symmetric
                                                           and self.jump >= ALGEBRAIC_JUMP))

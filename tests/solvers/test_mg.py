@@ -146,6 +146,8 @@ def test_advection_diffusion_gmres(velocity, n):
     A, b = fam.assemble(spec, fam.sample(spec, 0, 0))
     M = Multigrid((n, n)).setup(A)
     assert not M.symmetric and 0 < M.skewness < 1
+    off = (A - sp.diags(A.diagonal())).tocsr()  # skewness as defined: sum|a_ij - a_ji| / sum|a_ij + a_ji|
+    assert M.skewness == pytest.approx(abs(off - off.T).sum() / abs(off + off.T).sum(), rel=1e-12)
     assert M.beta < 1.5 if velocity == 100.0 else M.beta == pytest.approx(1.9, abs=0.05)
     res = solve_and_check(A, b)
     assert res.iterations <= 40
