@@ -51,9 +51,9 @@ the same operator object again (e.g. Poisson) is not set up again (``setup_reuse
 clusters; ``escalations`` and ``algebraic_setups`` as above.  ``solve(A, b, x0=...)`` accepts a warm start.
 
 Measured behaviour (bench/multigrid.py, one thread, rtol 1e-8): set-up plus solve
-1.0-1.3x the time of 100 products with A on lognormal and FNO-threshold (12/3) Darcy,
-128^2-512^2 and 32^3-64^3, 2.2-3.9x faster than the ``amg`` engine; on thresholded fields
-of contrast 1e3 2.6-3.5x the 100 products (3-5.7x faster than ``amg``): there set-up
+0.9-1.25x the time of 100 products with A on lognormal and FNO-threshold (12/3) Darcy,
+128^2-512^2 and 32^3-64^3, 2.2-4.0x faster than the ``amg`` engine; on thresholded fields
+of contrast 1e3 2.8-3.2x the 100 products (3.5-4.7x faster than ``amg``): there set-up
 (classical AMG of level 1, clusters) is a third of the time and 12-21 iterations of a
 cycle worth ~8-11 products the rest.  Iteration counts are bounded in n for smooth
 coefficients, fixed interface geometries and channels.  On thresholded GRFs with contrast
