@@ -100,7 +100,7 @@ class MgEngine(Engine):
         self._deflate = False
         self._coarse = "structured"  # "auto" once escalated
         self._A_config = None  # (deflate, coarse) of the operator set up last
-        self._trigger: int | None = None  # iterations of the solve that escalated
+        self._escalated = False
 
     def _preconditioner(self, A) -> Multigrid:
         shape = tuple(self.spec.shape) if self.spec is not None else infer_shape(A)
@@ -135,9 +135,9 @@ class MgEngine(Engine):
             krylov = f"FGMRES({o.restart})"
         self.counters["cycles"] += kres.precond_applies
         its = kres.iterations
-        if M.symmetric and self._trigger is None and its > ESCALATE_AFTER:
+        if M.symmetric and not self._escalated and its > ESCALATE_AFTER:
             # from the next system on (see the module docstring)
-            self._trigger, self._coarse, self._deflate = its, "auto", len(M.shape) == 3
+            self._escalated, self._coarse, self._deflate = True, "auto", len(M.shape) == 3
             self.counters["escalations"] += 1
         deflated = f", {M.deflation.k} clusters deflated" if M.symmetric and M.deflation is not None else ""
         algebraic = ", classical AMG below level 1" if M.use_algebraic else ""

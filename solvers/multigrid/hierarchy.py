@@ -316,7 +316,7 @@ class Multigrid:
     betas : over-correction of the correction from level ``i + 1`` into level ``i``.
     beta : ``betas[0]`` (the finest correction).
     jump : :func:`face_jump` of the finest operator (None unless ``coarse="auto"``).  ``use_algebraic`` : whether the
-    algebraic coarse levels are used; ``algebraic`` : their PyAMG hierarchy (else None).
+    algebraic coarse levels are used; ``algebraic`` : their :class:`.algebraic.AlgebraicCoarse` (else None).
     """
 
     def __init__(self, shape, *, beta: float | None = None, nu: int = NU, cycle: str = "V",
