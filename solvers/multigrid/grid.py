@@ -120,7 +120,6 @@ class LevelGrid:
     n_red: int
     perm: np.ndarray        # red-black position -> natural index
     scatter: np.ndarray     # pattern-ordered CSR data -> flat positions in S
-    take_diag: np.ndarray   # (N,) diagonal in red-black order
     rb: tuple               # A_rb: red rows, black columns (0-based among black)
     br: tuple               # A_br: black rows, red columns
     full: tuple             # the whole operator in red-black order
@@ -179,14 +178,13 @@ def _level(shape: tuple[int, ...], coarse: bool) -> LevelGrid:
     off = _offsets(shape)
     row, slot = np.nonzero(mask)
     scatter = (slot * N + row).astype(np.intp)
-    take_diag = (d * N + perm).astype(np.intp)
     rb = _block(mask, perm[:n_red], off, pos, n_red, False)
     br = _block(mask, perm[n_red:], off, pos, 0, False)
     full = _block(mask, perm, off, pos, 0, True)
     interior = mask.all(axis=1).astype(np.float64)
-    _frozen(perm, scatter, take_diag, interior)
+    _frozen(perm, scatter, interior)
     if coarse:
-        return LevelGrid(tuple(shape), N, n_red, perm, scatter, take_diag, rb, br, full, interior)
+        return LevelGrid(tuple(shape), N, n_red, perm, scatter, rb, br, full, interior)
     cshape = tuple(n // 2 for n in shape)
     _, cpos, _ = _rb_order(cshape)
     idx = np.indices(shape).reshape(d, N)
@@ -196,7 +194,7 @@ def _level(shape: tuple[int, ...], coarse: bool) -> LevelGrid:
     P_red = _indicator(np.arange(n_red), agg[red], n_red, Nc)
     R_red = _indicator(agg[red], np.arange(n_red), Nc, n_red)
     P_black = _indicator(np.arange(N - n_red), agg[black], N - n_red, Nc)
-    return LevelGrid(tuple(shape), N, n_red, perm, scatter, take_diag, rb, br, full, interior,
+    return LevelGrid(tuple(shape), N, n_red, perm, scatter, rb, br, full, interior,
                      R_red, P_red, P_black, _frozen(R_red[1].astype(np.intp))[0])
 
 
