@@ -19,13 +19,15 @@ sequence of ``samples_for`` samples, seed 0, greedy ordering as ``pdeforge.solve
 
 Ratios ``x fresh SA`` and ``x amg`` are their total / mg total (> 1: mg faster).  Each
 method runs in a forked process; ``mg`` follows the engine's rule: structured cycles
-until a solve needs more than 20 iterations, then (from the next system on) classical
-AMG below the first agglomeration where the coefficients jump, and in 3-D cluster
-deflation (the escalating first sample is the warm-up, outside the medians).
+until the median count of the last three solves exceeds 30 (2-D) or 20 (3-D), then (from
+the next system on) cluster deflation in 3-D, classical AMG below the first
+agglomeration where the coefficients jump in 2-D (a 3-D escalation happens on the first
+sample, the warm-up outside the medians; a 2-D one may come later and is in them).
 A second table gives the iteration counts as n doubles (2-D 64..512, 3-D 16..64;
-sample 0) of mg with the structured coarse levels only (``coarse="structured"``, the
-old V-cycle), of mg as it now chooses (``coarse="auto"``: classical AMG below the first
-agglomeration for high-jump operators), each without and with cluster deflation, and of
+sample 0) of mg with the structured coarse levels only (``coarse="structured"``; with
+cluster deflation: the engine's escalated 3-D path), of mg with ``coarse="auto"``
+(classical AMG below the first agglomeration for high-jump operators: the engine's
+escalated 2-D path), each without and with cluster deflation, and of
 fresh SA and fresh classical (Ruge--Stueben) AMG of the whole operator (the literature's
 operator-dependent interpolation on every level), for the GRF fields and for the same
 threshold geometry refined by nearest neighbour from the smallest grid (fixed interfaces).  Contrast 1e6 is counted to rtol
@@ -355,8 +357,9 @@ def main(argv=None) -> dict:
               + " | ".join(f"{r[k]:.1f}x" if k in r else "–" for k in ("x_fresh_sa", "x_amg")) + " |")
     if growth:
         print("\n## Iterations as n doubles (sample 0; max/min over the sizes; n/c: not converged)\n")
-        print("V: structured coarse levels only (the old cycle); auto: classical AMG below the first "
-              "agglomeration when the face coefficients jump by >= 100 (otherwise identical to V); "
+        print("V: structured coarse levels only (the engine before escalating); V+defl: with cluster deflation "
+              "(the engine's escalated 3-D path); auto: classical AMG below the first agglomeration when the face "
+              "coefficients jump by >= 100, otherwise identical to V (the engine's escalated 2-D path); "
               "+defl: cluster deflation; fresh SA / RS: PyAMG smoothed aggregation / classical Ruge-Stueben "
               "AMG of the whole operator (operator-dependent interpolation on every level) + CG.\n")
         print("| coefficient | dim | geometry | rtol | V | max/min | V+defl | max/min | auto | max/min | "

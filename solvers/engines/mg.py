@@ -20,20 +20,26 @@ tensor grid ``spec.shape`` (d = 1, 2, 3; any n >= 2, odd n included):
 * high contrast (:mod:`pdeforge.solvers.multigrid` ``coarse=`` and :mod:`~pdeforge.solvers.multigrid.deflation`):
   on thresholded fields with contrast >= 1e3 the aggregate coarse spaces lose
   h-independence -- block aggregates straddle clusters of high-coefficient cells that
-  touch only through low-coefficient material.  The sequence starts with the structured
-  cycle, which is also the cheapest there on small grids (2-D 128^2: 13-19 iterations,
-  no set-up beyond values).  Once a symmetric solve needs more than ``ESCALATE_AFTER``
-  iterations, the following systems (a) stop the structured hierarchy after the first
-  agglomeration where the face coefficients jump by >= 100 and let classical
-  (Ruge--Stueben) AMG of PyAMG, with operator-dependent interpolation, solve the level-1
-  Galerkin operator approximately (one lean V-cycle; ``algebraic_setups`` counts them),
-  and (b) in 3-D also deflate the cluster indicators (connected components of the high
-  faces; ``Q + (I - QA) M (I - AQ)`` through the thin ``A Z``): e.g. 3-D 48^3, contrast
-  1e6, 172 -> 18 iterations.  2-D is not deflated: there it cut 10-40% of the
-  iterations, less than its set-up costs.  ``escalations`` counts the switch (at most
-  one per sequence; it is kept: comparing single samples to undo it misjudged, since
-  counts vary 2x between samples of one sequence and contrast-1e6 counts include
-  stagnation at the float64 floor);
+  touch only through low-coefficient material.  A sequence starts with the structured
+  cycle.  Once the median iteration count of the last three symmetric solves (fewer at
+  the start) exceeds ``ESCALATE_AFTER[d]``, the following systems escalate, and the
+  choice is the one measured cheapest (set-up plus solve) per dimension:
+  in 3-D, deflation of the high-coefficient clusters (connected high cells;
+  ``Q + (I - QA) M (I - AQ)`` through the thin ``A Z``) with the structured cycle
+  (e.g. 48^3, contrast 1e6: 142 -> 25 iterations); in 2-D, classical (Ruge--Stueben)
+  AMG of PyAMG, with operator-dependent interpolation, on the level-1 Galerkin operator
+  where the face coefficients jump by >= 100 (one lean V-cycle below level 0;
+  ``algebraic_setups`` counts them).  Medians over six samples, set-up + solve in units
+  of one product with A, structured+deflation / classical-AMG+deflation in 3-D: 32^3
+  230/309, 48^3 276/340 (contrast 1e3), 232/319, 319/368 (1e6), 64^3 354/421, 438/435;
+  structured / classical AMG in 2-D: 128^2 250/334, 256^2 297/285, 512^2 489/335
+  (contrast 1e3) -- so 2-D escalates only when the structured count passes 30 (about the
+  break-even point: set-up ~25 + ~10.5 per iteration against ~95 + ~13 per iteration),
+  3-D when it passes 20.  2-D is not deflated: there it cut 10-40% of the iterations,
+  less than its set-up costs.  ``escalations`` counts the switch (at most one per
+  sequence; it is kept: comparing single samples to undo it misjudged, since counts
+  vary 2x between samples of one sequence -- hence also the median -- and contrast-1e6
+  counts include stagnation at the float64 floor);
 * Krylov: CG on symmetric operators, FGMRES(``restart``) otherwise; convergence on
   the true residual ``||b - A x|| <= max(rtol ||b||, atol)``.
 
@@ -77,15 +83,19 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
+
 from ..capabilities import DEFINITE, TENSOR_STENCIL
 from ..multigrid import Multigrid, infer_shape, mg_cg, mg_gmres
 from .base import Engine, residual_result
 from .registry import register
 
-#: a symmetric solve needing more iterations than this escalates the rest of the sequence
-#: (healthy counts are 8-12; high-contrast fields 13-300): the algebraic coarse levels where the
-#: face coefficients jump (``coarse="auto"``) and, in 3-D, cluster deflation
-ESCALATE_AFTER = 20
+#: per dimension: when the median count of the last ``ESCALATE_WINDOW`` symmetric solves exceeds
+#: this, the rest of the sequence escalates (healthy counts are 8-12; high-contrast fields 13-300):
+#: cluster deflation in 3-D, the algebraic coarse levels where the face coefficients jump
+#: (``coarse="auto"``) in 1-D and 2-D (see the module docstring for the measurements)
+ESCALATE_AFTER = {1: 20, 2: 30, 3: 20}
+ESCALATE_WINDOW = 3
 
 
 @register
@@ -101,6 +111,7 @@ class MgEngine(Engine):
         self._coarse = "structured"  # "auto" once escalated
         self._A_config = None  # (deflate, coarse) of the operator set up last
         self._escalated = False
+        self._recent: list[int] = []  # iteration counts of the last symmetric solves
 
     def _preconditioner(self, A) -> Multigrid:
         shape = tuple(self.spec.shape) if self.spec is not None else infer_shape(A)
@@ -135,10 +146,16 @@ class MgEngine(Engine):
             krylov = f"FGMRES({o.restart})"
         self.counters["cycles"] += kres.precond_applies
         its = kres.iterations
-        if M.symmetric and not self._escalated and its > ESCALATE_AFTER:
-            # from the next system on (see the module docstring)
-            self._escalated, self._coarse, self._deflate = True, "auto", len(M.shape) == 3
-            self.counters["escalations"] += 1
+        if M.symmetric and not self._escalated:
+            self._recent = (self._recent + [its])[-ESCALATE_WINDOW:]
+            if float(np.median(self._recent)) > ESCALATE_AFTER[len(M.shape)]:
+                # from the next system on (see the module docstring)
+                self._escalated = True
+                self.counters["escalations"] += 1
+                if len(M.shape) == 3:
+                    self._deflate = True
+                else:
+                    self._coarse = "auto"
         deflated = f", {M.deflation.k} clusters deflated" if M.symmetric and M.deflation is not None else ""
         algebraic = ", classical AMG below level 1" if M.use_algebraic else ""
         message = f"structured MG (beta={M.beta:.2f}, nu={M.nu}{algebraic}{deflated}) + {krylov}, {its} iterations"

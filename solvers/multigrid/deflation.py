@@ -20,12 +20,15 @@ combined with the multigrid cycle :math:`M` in the symmetric "balancing" form
 :math:`AZ` is formed once per operator and kept sparse: a diffusion operator's rows
 sum to zero inside a cluster, so :math:`A\mathbb 1_K` lives on the cells next to the
 cluster's boundary (entries below ``DROP`` times the row's diagonal are rounding and
-dropped).  An application therefore costs one cycle, one cluster sum :math:`Z^T r`,
-two products with that thin matrix and one scatter -- instead of the two products with
-:math:`A` of the textbook form.  Clusters are the connected
-components (at least two cells) of the faces whose coefficient exceeds the geometric
-mean of the 5th and 95th percentiles of all face coefficients; nothing is deflated
-when those percentiles differ by less than ``MIN_CONTRAST``.
+dropped).  It is read off the stencil by shifted views -- the faces between cells of
+different labels and the rows with a non-zero row sum -- without a product with
+:math:`A`, and :math:`E` is summed from its entries.  An application costs one cycle,
+one cluster sum :math:`Z^T r`, two products with that thin matrix and one scatter --
+instead of the two products with :math:`A` of the textbook form.  A cell is *high*
+when one of its faces has a coefficient above the geometric mean of the 5th and 95th
+percentiles of all face coefficients; clusters are the face-connected components of
+the high cells (so at least two cells each); nothing is deflated when those
+percentiles differ by less than ``MIN_CONTRAST``.
 
 References
 ----------
@@ -42,7 +45,9 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.sparse.csgraph import connected_components
+from scipy import ndimage
+
+from .grid import _sl
 
 #: no deflation when the 95th and 5th percentiles of the face coefficients differ by less
 MIN_CONTRAST = 10.0
@@ -84,32 +89,91 @@ class ClusterDeflation:
 DROP = 1e-12
 
 
-def cluster_deflation(level) -> ClusterDeflation | None:
-    """Clusters of the finest level's operator (a filled ``_Level``), or None when there are none to deflate."""
-    g, nr, N = level.g, level.nr, level.N
-    t = -level.S.ravel()[g.rb[2]]  # face coefficients: every face couples a red and a black cell
-    sample = t[:: max(1, len(t) // 20_000)]
+def _faces(S: np.ndarray, d: int):
+    """Per axis ``a``: the coefficients of the faces between cells ``i`` and ``i + e_a`` (grid-shaped views)."""
+    return [-S[2 * d - a][_sl(d, a, slice(None, -1))] for a in range(d)]
+
+
+def _clusters(S: np.ndarray, shape: tuple[int, ...]):
+    """Cluster label of every cell (natural order, -1 outside clusters) and the number of clusters, or None.
+
+    A cell is *high* when one of its faces is strong (coefficient above the geometric mean
+    of the 5th and 95th percentiles); clusters are the face-connected components of the
+    high cells (:func:`scipy.ndimage.label`), so each has at least two cells.
+    """
+    d = len(shape)
+    faces = _faces(S, d)
+    step = max(1, sum(f.size for f in faces) // 20_000)
+    sample = np.concatenate([f.ravel()[::step] for f in faces])
     lo, hi = np.percentile(sample, [5, 95])
     if not (lo > 0 and hi >= MIN_CONTRAST * lo):
         return None
-    strong = t > np.sqrt(lo * hi)
-    rows = np.repeat(np.arange(nr), np.diff(g.rb[0]))[strong]
-    cols = g.rb[1][strong] + nr
-    graph = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(N, N))
-    _, comp = connected_components(graph, directed=False)
-    sizes = np.bincount(comp)
-    keep = sizes >= 2
-    k = int(keep.sum())
+    cut = np.sqrt(lo * hi)
+    high = np.zeros(shape, dtype=bool)
+    for a, f in enumerate(faces):
+        strong = f > cut
+        high[_sl(d, a, slice(None, -1))] |= strong
+        high[_sl(d, a, slice(1, None))] |= strong
+    comp, k = ndimage.label(high, structure=ndimage.generate_binary_structure(d, 1))
     if k == 0 or k > MAX_CLUSTERS:
         return None
-    new = np.cumsum(keep) - 1
-    members = np.flatnonzero(keep[comp])
-    labels = new[comp[members]]
-    A = sp.csr_matrix((level.A_full, g.full[1], g.full[0]), shape=(N, N))
-    Z = sp.csr_matrix((np.ones(len(members)), (members, labels)), shape=(N, k))
-    AZ = (A @ Z).tocsr()
+    return comp.ravel().astype(np.intp) - 1, k
+
+
+def _thin_AZ(S: np.ndarray, shape: tuple[int, ...], label: np.ndarray):
+    r"""Entries ``(row, cluster, value)`` of :math:`A Z` (natural order), from the stencil ``S``.
+
+    :math:`(AZ)_{iK} = \sum_{j\in K} a_{ij}`: for a cell outside ``K`` the couplings to its
+    neighbours in ``K``; for a cell in ``K`` its row sum minus the couplings to neighbours
+    outside ``K`` -- so only faces between different labels and rows with a non-zero row sum
+    (boundary faces, mass terms) contribute; no product with A.
+    """
+    d = len(shape)
+    lab = label.reshape(shape)
+    flat = S.reshape(2 * d + 1, -1)
+    cells = np.arange(lab.size).reshape(shape)
+    rows, cols, vals = [], [], []
+    for a in range(d):
+        lo, hi = _sl(d, a, slice(None, -1)), _sl(d, a, slice(1, None))
+        ia = cells[lo][lab[lo] != lab[hi]]  # faces (ia, ia + e_a) between different labels
+        ib = ia + int(np.prod(shape[a + 1:]))
+        ka, kb = label[ia], label[ib]
+        up, down = flat[2 * d - a][ia], flat[a][ib]  # a_{i, i+e_a}, a_{i+e_a, i}
+        for i, j_label, i_label, v in ((ia, kb, ka, up), (ib, ka, kb, down)):
+            into = j_label >= 0      # row i couples into the neighbour's cluster
+            rows.append(i[into]), cols.append(j_label[into]), vals.append(v[into])
+            own = i_label >= 0       # row i in a cluster loses the coupling to outside it
+            rows.append(i[own]), cols.append(i_label[own]), vals.append(-v[own])
+    row_sum = S.sum(axis=0).ravel()
+    unbalanced = np.flatnonzero((label >= 0) & (np.abs(row_sum) > DROP * S[d].ravel()))
+    rows.append(unbalanced), cols.append(label[unbalanced]), vals.append(row_sum[unbalanced])
+    return np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
+
+
+def cluster_deflation(level) -> ClusterDeflation | None:
+    """Clusters of the finest level's operator (a filled ``_Level``), or None when there are none to deflate.
+
+    Everything is computed on the stacked stencil by shifted views (no products with A):
+    the clusters from the high faces, then :math:`AZ` (:func:`_thin_AZ`) and
+    :math:`E = Z^T A Z` from its entries.
+    """
+    g, N = level.g, level.N
+    shape = g.shape
+    S = level.S.reshape(-1, *shape)
+    found = _clusters(S, shape)
+    if found is None:
+        return None
+    label, k = found
+    rows, cols, vals = _thin_AZ(S, shape, label)
+    AZ = sp.csr_matrix((vals, (g.pos[rows], cols)), shape=(N, k))  # red-black rows; duplicates summed
     rows_of = np.repeat(np.arange(N), np.diff(AZ.indptr))
     AZ.data[np.abs(AZ.data) <= DROP * level.diag[rows_of]] = 0.0
     AZ.eliminate_zeros()
-    E = (Z.T @ AZ).toarray()
-    return ClusterDeflation(members, labels, k, AZ, np.linalg.inv(0.5 * (E + E.T)), N)
+    rows_of = np.repeat(np.arange(N), np.diff(AZ.indptr))
+    label_rb = label[g.perm]
+    members = np.flatnonzero(label_rb >= 0)
+    in_rows = label_rb[rows_of]
+    inside = in_rows >= 0
+    E = np.bincount(in_rows[inside] * k + AZ.indices[inside], weights=AZ.data[inside],
+                    minlength=k * k).reshape(k, k)
+    return ClusterDeflation(members, label_rb[members], k, AZ, np.linalg.inv(0.5 * (E + E.T)), N)

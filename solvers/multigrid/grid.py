@@ -129,6 +129,7 @@ class LevelGrid:
     P_red: tuple | None = None    # red x coarse    (prolongation, = R_red^T)
     P_black: tuple | None = None  # black x coarse
     R_red_take: np.ndarray | None = None  # R_red's column indices as gather positions (intp)
+    pos: np.ndarray | None = None  # natural index -> red-black position (the inverse of perm)
 
 
 def _offsets(shape):
@@ -182,9 +183,9 @@ def _level(shape: tuple[int, ...], coarse: bool) -> LevelGrid:
     br = _block(mask, perm[n_red:], off, pos, 0, False)
     full = _block(mask, perm, off, pos, 0, True)
     interior = mask.all(axis=1).astype(np.float64)
-    _frozen(perm, scatter, interior)
+    _frozen(perm, pos, scatter, interior)
     if coarse:
-        return LevelGrid(tuple(shape), N, n_red, perm, scatter, rb, br, full, interior)
+        return LevelGrid(tuple(shape), N, n_red, perm, scatter, rb, br, full, interior, pos=pos)
     cshape = tuple(n // 2 for n in shape)
     _, cpos, _ = _rb_order(cshape)
     idx = np.indices(shape).reshape(d, N)
@@ -195,7 +196,7 @@ def _level(shape: tuple[int, ...], coarse: bool) -> LevelGrid:
     R_red = _indicator(agg[red], np.arange(n_red), Nc, n_red)
     P_black = _indicator(np.arange(N - n_red), agg[black], N - n_red, Nc)
     return LevelGrid(tuple(shape), N, n_red, perm, scatter, rb, br, full, interior,
-                     R_red, P_red, P_black, _frozen(R_red[1].astype(np.intp))[0])
+                     R_red, P_red, P_black, _frozen(R_red[1].astype(np.intp))[0], pos)
 
 
 @dataclass(frozen=True)

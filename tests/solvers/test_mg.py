@@ -336,15 +336,42 @@ def test_balancing_step_through_thin_AZ_equals_the_textbook_form():
     assert D.AZ.shape == (n * n, D.k) and D.AZ.nnz == 25 * (12 + 16)
 
 
+def test_thin_AZ_read_off_the_stencil_equals_the_sparse_product():
+    """A Z and E = Z^T A Z built from the stencil by shifted views equal the sparse products, also with
+    a mass term (rows that do not sum to zero) and clusters touching the Dirichlet boundary."""
+    n = 12
+    A, _ = darcy_system(n, 3, threshold(1e3))
+    A = (A + 50.0 * sp.identity(n**3)).tocsr()
+    M = Multigrid((n,) * 3).setup(A, deflate=True)
+    D = M.deflation
+    assert D is not None and D.k >= 2
+    perm = M.grid.levels[0].perm
+    A_rb = A[perm][:, perm]
+    Z = sp.csr_matrix((np.ones(len(D.members)), (D.members, D.labels)), shape=(n**3, D.k))
+    np.testing.assert_allclose(D.AZ.toarray(), (A_rb @ Z).toarray(), rtol=0, atol=1e-12 * abs(A).max())
+    np.testing.assert_allclose(np.linalg.inv(D.E_inv), (Z.T @ A_rb @ Z).toarray(), rtol=1e-9)
+    # the members are the high cells with a high face neighbour (a face above the cut)
+    spec = darcy.spec(n=n, dim=3, coefficient=threshold(1e3), sampling=SAMPLING)
+    high = darcy.sample(spec, 0, 0).fields["a"] > 1
+    paired = np.zeros_like(high)
+    for axis in range(3):
+        both = np.logical_and(high.take(range(n - 1), axis), high.take(range(1, n), axis))
+        paired[tuple(slice(0, n - 1) if b == axis else slice(None) for b in range(3))] |= both
+        paired[tuple(slice(1, n) if b == axis else slice(None) for b in range(3))] |= both
+    assert np.array_equal(np.sort(perm[D.members]), np.flatnonzero(paired))
+
+
 def test_engine_escalates_after_a_slow_solve_3d():
-    """3-D: the structured cycle first; after a slow solve, algebraic coarse levels and cluster deflation."""
+    """3-D: the structured cycle first; after a slow solve, cluster deflation with the structured cycle."""
     eng, records = engine_sequence("darcy", dict(n=24, dim=3, coefficient=threshold(1e6)), count=4)
     its = [r[3].iterations for r in records]
-    assert its[0] > 20 and "classical AMG" not in records[0][3].message
+    assert its[0] > 20 and "clusters deflated" not in records[0][3].message
     assert eng.counters["escalations"] == 1
-    assert eng.counters["deflations"] == 3 and eng.counters["algebraic_setups"] == 3  # from the second system on
-    assert all("clusters deflated" in r[3].message and "classical AMG" in r[3].message for r in records[1:])
+    assert eng.counters["deflations"] == 3 and eng.counters["algebraic_setups"] == 0  # from the second system on
+    assert all("clusters deflated" in r[3].message and "classical AMG" not in r[3].message for r in records[1:])
     assert max(its[1:]) < 0.7 * its[0]
+    for A, b, x, rec in records[1:]:
+        assert_solved(A, b, x, RTOL, reference=spla.spsolve(A.tocsc(), b))
     eng, _ = engine_sequence("darcy", dict(n=24, dim=3), count=3)  # healthy counts: never escalated
     assert eng.counters["escalations"] == eng.counters["deflations"] == eng.counters["algebraic_setups"] == 0
 
@@ -352,7 +379,7 @@ def test_engine_escalates_after_a_slow_solve_3d():
 def test_engine_escalates_2d_to_algebraic_levels_without_deflation(monkeypatch):
     import pdeforge.solvers.engines.mg as mg_engine
 
-    monkeypatch.setattr(mg_engine, "ESCALATE_AFTER", 8)
+    monkeypatch.setattr(mg_engine, "ESCALATE_AFTER", {**mg_engine.ESCALATE_AFTER, 2: 8})
     eng, records = engine_sequence("darcy", dict(n=64, dim=2, coefficient=threshold(1e3)), count=3)
     assert records[0][3].iterations > 8
     assert eng.counters["escalations"] == 1 and eng.counters["algebraic_setups"] == 2
@@ -360,6 +387,29 @@ def test_engine_escalates_2d_to_algebraic_levels_without_deflation(monkeypatch):
     for A, b, x, rec in records[1:]:
         assert "classical AMG" in rec.message
         assert_solved(A, b, x, RTOL, reference=spla.spsolve(A.tocsc(), b))
+
+
+def test_engine_escalates_on_the_median_of_recent_counts_not_one_outlier(monkeypatch):
+    """One slow solve between fast ones does not escalate; two in the window of three do."""
+    import pdeforge.solvers.engines.mg as mg_engine
+
+    n = 64
+    easy = darcy_system(n, 2, lognormal(1.0, n, 2))
+    hard = darcy_system(n, 2, threshold(1e3))
+    eng = MgEngine(SolverOptions(engine="auto", rtol=RTOL), darcy, darcy.spec(n=n, dim=2, sampling=SAMPLING))
+    counts = [eng.solve(*system)[1].iterations for system in (easy, hard)]
+    limit = (counts[0] + counts[1] + 1) // 2  # the hard count alone exceeds it, the median of the two does not
+    assert counts[0] < limit < counts[1]
+    monkeypatch.setattr(mg_engine, "ESCALATE_AFTER", {**mg_engine.ESCALATE_AFTER, 2: limit})
+    eng = MgEngine(SolverOptions(engine="auto", rtol=RTOL), darcy, darcy.spec(n=n, dim=2, sampling=SAMPLING))
+    for system in (easy, hard, easy):
+        eng.solve(*system)
+    assert eng.counters["escalations"] == 0
+    eng.solve(*hard)  # window (hard, easy, hard): median above the limit
+    assert eng.counters["escalations"] == 1 and eng.counters["algebraic_setups"] == 0
+    x, rec = eng.solve(*hard)
+    assert eng.counters["algebraic_setups"] == 1 and "classical AMG" in rec.message
+    assert_solved(*hard, x, RTOL, reference=spla.spsolve(hard[0].tocsc(), hard[1]))
 
 
 # ----------------------------------------------------------------------------- high contrast: algebraic coarse levels
