@@ -19,6 +19,7 @@ import dataclasses
 import time
 
 import numpy as np
+from scipy.linalg.blas import daxpy as _axpy
 
 from ..krylov import SolveResult, gmres
 from .hierarchy import Multigrid, infer_shape
@@ -126,8 +127,8 @@ def mg_cg(A, b, x0=None, *, rtol=1e-8, atol=0.0, maxiter=None, M=None, shape=Non
             if not pq > 0 or not np.isfinite(pq):
                 return done(-1, False, its, f"breakdown: p^T A p = {pq:.3e} (A or M not SPD?)")
             alpha = rz / pq
-            x += alpha * p
-            r -= alpha * q
+            _axpy(p, x, a=alpha)  # x += alpha p, r -= alpha q: in place, no temporaries
+            _axpy(q, r, a=-alpha)
             its += 1
             r_norm = float(np.linalg.norm(r))
             if callback is not None:
