@@ -29,14 +29,15 @@ tensor grid ``spec.shape`` (d = 1, 2, 3; any n >= 2, odd n included):
   (e.g. 48^3, contrast 1e6: 142 -> 25 iterations); in 2-D, classical (Ruge--Stueben)
   AMG of PyAMG, with operator-dependent interpolation, on the level-1 Galerkin operator
   where the face coefficients jump by >= 100 (one lean V-cycle below level 0;
-  ``algebraic_setups`` counts them).  Medians over six samples, set-up + solve in units
-  of one product with A, structured+deflation / classical-AMG+deflation in 3-D: 32^3
-  230/309, 48^3 276/340 (contrast 1e3), 232/319, 319/368 (1e6), 64^3 354/421, 438/435;
-  structured / classical AMG in 2-D: 128^2 250/334, 256^2 297/285, 512^2 489/335
-  (contrast 1e3) -- so 2-D escalates only when the structured count passes 30 (about the
-  break-even point: set-up ~25 + ~10.5 per iteration against ~95 + ~13 per iteration),
-  3-D when it passes 20.  2-D is not deflated: there it cut 10-40% of the iterations,
-  less than its set-up costs.  ``escalations`` counts the switch (at most one per
+  ``algebraic_setups`` counts them).  Measured interleaved on the same six samples of
+  a sorted sequence (set-up + solve, medians of the per-sample ratios), classical
+  AMG + deflation against structured + deflation in 3-D: 1.28 (32^3), 1.22-1.57 (48^3),
+  1.05-1.08 (64^3) at contrast 1e3, 1.02 at 64^3 1e6; structured against classical AMG
+  in 2-D: 0.81 (128^2), 1.08 (256^2), 1.18 (512^2) at 1e3, 0.79 / 1.26 at 128^2 / 256^2
+  1e6 -- so 2-D escalates only when the structured count passes 30 (about the
+  break-even point: set-up ~25 + ~8.5 per iteration against ~70-90 + ~10 per iteration),
+  3-D when it passes 20.  2-D is not deflated: there it saves too few iterations for
+  its set-up (classical AMG + deflation 1.10-1.17x classical AMG alone, 128^2-512^2).  ``escalations`` counts the switch (at most one per
   sequence; it is kept: comparing single samples to undo it misjudged, since counts
   vary 2x between samples of one sequence -- hence also the median -- and contrast-1e6
   counts include stagnation at the float64 floor);

@@ -442,6 +442,29 @@ def test_algebraic_cycle_is_symmetric_and_keeps_level_one_intact(n, dim):
     np.testing.assert_allclose(L1.matvec(v), L1.dense() @ v, rtol=1e-12, atol=1e-12 * np.abs(L1.dense()).max())
 
 
+@pytest.mark.parametrize("n, dim, contrast", [(64, 2, 1e6), (128, 2, 1e3), (16, 3, 1e3)])
+def test_lean_ruge_stueben_set_up_equals_pyamgs_hierarchy(n, dim, contrast):
+    """Calling PyAMG's kernels directly gives PyAMG's own Ruge-Stueben hierarchy (direct interpolation):
+    the same splittings, prolongations and Galerkin operators on every level."""
+    import pyamg
+
+    from pdeforge.solvers.multigrid.algebraic import COARSE_SIZE, ruge_stuben_levels
+
+    A, _ = darcy_system(n, dim, threshold(contrast))
+    L1 = Multigrid((n,) * dim, coarse="algebraic").setup(A).levels[1]
+    A1 = sp.csr_matrix((L1.A_full.copy(), L1.g.full[1].copy(), L1.g.full[0].copy()), shape=(L1.N, L1.N))
+    A1.sort_indices()
+    ml = pyamg.ruge_stuben_solver(A1, interpolation="direct", max_coarse=COARSE_SIZE)
+    As, Ps, Rs = ruge_stuben_levels(A1)
+    assert len(As) == len(ml.levels) >= 3
+    for i, level in enumerate(ml.levels):
+        assert As[i].shape == level.A.shape
+        assert abs(As[i] - level.A).max() <= 1e-13 * abs(level.A).max()
+        if i < len(Ps):
+            assert Ps[i].shape == level.P.shape and abs(Ps[i] - level.P).max() <= 1e-12  # weights O(1)
+            assert abs(Rs[i] - Ps[i].T).max() == 0.0
+
+
 @pytest.mark.parametrize("coefficient", ["lognormal1", "lognormal3", "threshold4"])
 def test_easy_coefficients_keep_the_structured_cycle(coefficient):
     """The per-cycle cost for smooth / low-contrast coefficients is unchanged: no algebraic levels (2-D)."""
