@@ -23,7 +23,8 @@ Cycle at level :math:`\ell` for :math:`A_\ell x = b` from :math:`x = 0`:
    solution on the coarsest level).  :math:`\beta_\ell > 1` compensates the energy
    that piecewise-constant interpolation loses on diffusion (Hutchinson--Raithby's
    additive correction; Braess's scaled aggregation cycle); it fades to 1 where a
-   mass term or advection dominates (:func:`default_beta`);
+   mass term or advection dominates (:func:`default_beta`).  Only the red cells are
+   corrected: the first post-smoothing half-sweep recomputes the black ones from them;
 4. post-smoothing: ``nu`` backward sweeps (black, then red), so that with a
    symmetric :math:`A` the cycle is a symmetric operator and preconditions CG.
 
@@ -448,8 +449,8 @@ class Multigrid:
         beta = self.betas[i]
         if beta != 1.0:
             ec *= beta
+        # (only the red cells: the first post-smoothing half-sweep below overwrites x_b from x_r)
         _spmv_add((nr, Nc), g.P_red, L.ones_r, ec, xr)
-        _spmv_add((nb, Nc), g.P_black, L.ones_b, ec, xb)
         # 4. post-smoothing, backward sweeps: black, red, ...
         for _ in range(self.nu):
             np.copyto(xb, btb)
