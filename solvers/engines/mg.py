@@ -57,20 +57,22 @@ the same operator object again (e.g. Poisson) is not set up again (``setup_reuse
 ``cycles`` counts V-cycles applied; ``deflations`` the set-ups that deflated
 clusters; ``escalations`` and ``algebraic_setups`` as above.  ``solve(A, b, x0=...)`` accepts a warm start.
 
-Measured behaviour (bench/multigrid.py, one thread, rtol 1e-8): set-up plus solve
-0.9-1.25x the time of 100 products with A on lognormal and FNO-threshold (12/3) Darcy,
-128^2-512^2 and 32^3-64^3, 2.2-4.0x faster than the ``amg`` engine; on thresholded fields
-of contrast 1e3 2.8-3.2x the 100 products (3.5-4.7x faster than ``amg``): there set-up
-(classical AMG of level 1, clusters) is a third of the time and 12-21 iterations of a
-cycle worth ~8-11 products the rest.  Iteration counts are bounded in n for smooth
+Measured behaviour (bench/multigrid.py --large, one thread, rtol 1e-8, a noisy 2-core
+machine): set-up plus solve 0.9-1.55x the time of 100 products with A on lognormal and
+FNO-threshold (12/3) Darcy, 128^2-512^2 and 32^3-64^3, 1.8-4.1x faster than the ``amg``
+engine; on thresholded fields of contrast 1e3 1.7x (128^2, structured cycle), 2.1-2.25x
+(32^3, 48^3, deflated) and 2.9-3.0x (256^2, 512^2, 64^3) the 100 products, 3.2-5.0x faster
+than ``amg``: 14-25 iterations of a cycle worth ~7-10 products with the CG step, plus a
+set-up of 25-90 products.  Iteration counts are bounded in n for smooth
 coefficients, fixed interface geometries and channels.  On thresholded GRFs with contrast
 >= 1e3 they grow with n -- the interface gets rougher as the zero level set of the GRF
 resolves finer scales -- for every method measured: sample 0, 2-D 64^2..512^2 and 3-D
-16^3..64^3, escalated cycle (with deflation) 12, 14, 15, 19 / 11, 13, 19, 19 at contrast
-1e3 and 10, 11, 12, 16 / 9, 11, 17, 19 at 1e6; classical AMG of the whole operator
-(operator-dependent interpolation on every level) 10, 12, 15, 18 / 7, 10, 13, 14 and
-9, 10, 13, 15 / 5, 9, 10, 11 -- 1.6-2.2x from the smallest to the largest grid either
-way, above the 1.5x aimed at; PyAMG smoothed aggregation 2.2-39x.
+16^3..64^3, the escalated paths (2-D classical AMG below level 0, 3-D deflation)
+12, 16, 15, 22 / 10, 17, 22, 25 at contrast 1e3 and 11, 18, 12, 24 / 9, 15, 22, 25 at 1e6
+(classical AMG + deflation, which costs more per sample, 12, 14, 15, 19 / 11, 13, 19, 19);
+classical AMG of the whole operator (operator-dependent interpolation on every level)
+10, 12, 15, 18 / 7, 10, 13, 14 and 9, 10, 13, 15 / 5, 9, 10, 11 -- 1.6-2.8x from the
+smallest to the largest grid, above the 1.5x aimed at; PyAMG smoothed aggregation 2.2-39x.
 With contrast 1e6 and n >= 128 (2-D), rtol 1e-8 can lie below the float64 floor of
 ||b - A x|| for any solver (reported as ``info = -2`` with the floor in the message,
 never raised; the growth table counts contrast 1e6 to rtol 1e-6).
