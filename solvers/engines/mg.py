@@ -37,10 +37,11 @@ tensor grid ``spec.shape`` (d = 1, 2, 3; any n >= 2, odd n included):
   1e6 -- so 2-D escalates only when the structured count passes 30 (about the
   break-even point: set-up ~25 + ~8.5 per iteration against ~70-90 + ~10 per iteration),
   3-D when it passes 20.  2-D is not deflated: there it saves too few iterations for
-  its set-up (classical AMG + deflation 1.10-1.17x classical AMG alone, 128^2-512^2).  ``escalations`` counts the switch (at most one per
-  sequence; it is kept: comparing single samples to undo it misjudged, since counts
-  vary 2x between samples of one sequence -- hence also the median -- and contrast-1e6
-  counts include stagnation at the float64 floor);
+  its set-up (classical AMG + deflation 1.10-1.17x classical AMG alone, 128^2-512^2).
+  ``escalations`` counts the switch (at most one per sequence; it is kept: comparing
+  single samples to undo it misjudged, since counts vary 2x between samples of one
+  sequence -- hence also the median -- and contrast-1e6 counts include stagnation at
+  the float64 floor);
 * Krylov: CG on symmetric operators, FGMRES(``restart``) otherwise; convergence on
   the true residual ``||b - A x|| <= max(rtol ||b||, atol)``.
 
