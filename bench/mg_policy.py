@@ -8,9 +8,9 @@ every configuration sets up and solves every sample, in alternating order, twice
 better of the two runs is divided by the time of one product with A measured right before
 and after it.  The table gives, per configuration, the iteration counts and the median
 cost per sample in products with A, and the median of the per-sample cost ratios to the
-configuration the engine escalates to in that dimension (2-D: classical AMG below level 0,
-``coarse="auto"``, once the structured counts pass 30; 3-D: the structured cycle with
-cluster deflation, once they pass 20).  Interleaving and
+configuration the engine escalates to (2-D: classical AMG below level 0, ``coarse="auto"``,
+once the structured counts pass 30; 3-D: cluster deflation once they pass 20, with the
+structured cycle below 64^3 cells and classical AMG below level 0 from there on).  Interleaving and
 per-sample ratios make the comparison robust to the drift of a busy machine, which moves
 whole rows of ``bench.multigrid`` by +-20 %.  Markdown to stdout, JSON to
 ``bench/results/mg_policy.json``.
@@ -33,7 +33,7 @@ single_threaded_blas()
 RTOL = 1e-8
 SAMPLES = 6
 REPEATS = 2
-#: name -> (coarse option of Multigrid, cluster deflation); the first of each dimension is the escalation target
+#: name -> (coarse option of Multigrid, cluster deflation)
 CONFIGS = {2: {"classical AMG below level 0": ("auto", False), "structured": ("structured", False),
                "classical AMG + deflation": ("auto", True), "structured + deflation": ("structured", True)},
            3: {"structured + deflation": ("structured", True), "classical AMG + deflation": ("auto", True),
@@ -41,6 +41,15 @@ CONFIGS = {2: {"classical AMG below level 0": ("auto", False), "structured": ("s
 ROWS = [("threshold1e3", 128, 2), ("threshold1e3", 256, 2), ("threshold1e3", 512, 2), ("threshold1e6", 256, 2),
         ("threshold1e3", 32, 3), ("threshold1e3", 48, 3), ("threshold1e3", 64, 3), ("threshold1e6", 64, 3)]
 QUICK_ROWS = [("threshold1e3", 64, 2), ("threshold1e3", 16, 3)]
+
+
+def escalation_target(dim: int, cells: int) -> str:
+    """The configuration of CONFIGS the ``mg`` engine escalates to on this grid."""
+    from pdeforge.solvers.engines.mg import ALGEBRAIC_CELLS_3D
+
+    if dim == 3 and cells < ALGEBRAIC_CELLS_3D:
+        return "structured + deflation"
+    return "classical AMG + deflation" if dim == 3 else "classical AMG below level 0"
 
 
 def spmv_seconds(A, b, count: int = 20) -> float:
@@ -74,7 +83,7 @@ def measure_row(kind: str, n: int, dim: int, samples: int) -> dict:
                 its = res.iterations if info == 0 or info == -2 else f"{res.iterations} (info {info})"
             out[name]["iterations"].append(its)
             out[name]["cost"].append(best)
-    target = next(iter(configs))
+    target = escalation_target(dim, n**dim)
     for name, r in out.items():
         r["median_cost"] = float(np.median(r["cost"]))
         r["ratio_to_target"] = float(np.median(np.array(r["cost"]) / np.array(out[target]["cost"])))

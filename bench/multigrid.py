@@ -20,8 +20,9 @@ sequence of ``samples_for`` samples, seed 0, greedy ordering as ``pdeforge.solve
 Ratios ``x fresh SA`` and ``x amg`` are their total / mg total (> 1: mg faster).  Each
 method runs in a forked process; ``mg`` follows the engine's rule: structured cycles
 until the median count of the last three solves exceeds 30 (2-D) or 20 (3-D), then (from
-the next system on) cluster deflation in 3-D, classical AMG below the first
-agglomeration where the coefficients jump in 2-D (a 3-D escalation happens on the first
+the next system on) cluster deflation in 3-D (from 64^3 cells on with classical AMG
+below the first agglomeration), classical AMG below the first agglomeration where the
+coefficients jump in 2-D (a 3-D escalation happens on the first
 sample, the warm-up outside the medians; a 2-D one may come later and is in them).
 A second table gives the iteration counts as n doubles (2-D 64..512, 3-D 16..64;
 sample 0) of mg with the structured coarse levels only (``coarse="structured"``; with
@@ -360,7 +361,7 @@ def main(argv=None) -> dict:
         print("V: structured coarse levels only (the engine before escalating); V+defl: with cluster deflation "
               "(the engine's escalated 3-D path); auto: classical AMG below the first agglomeration when the face "
               "coefficients jump by >= 100, otherwise identical to V (the engine's escalated 2-D path); "
-              "+defl: cluster deflation; fresh SA / RS: PyAMG smoothed aggregation / classical Ruge-Stueben "
+              "+defl: cluster deflation (auto+defl: the engine's escalated path on 3-D grids from 64^3 cells); fresh SA / RS: PyAMG smoothed aggregation / classical Ruge-Stueben "
               "AMG of the whole operator (operator-dependent interpolation on every level) + CG.\n")
         print("| coefficient | dim | geometry | rtol | V | max/min | V+defl | max/min | auto | max/min | "
               "auto+defl | max/min | fresh SA | max/min | fresh RS | max/min |")

@@ -26,18 +26,21 @@ tensor grid ``spec.shape`` (d = 1, 2, 3; any n >= 2, odd n included):
   choice is the one measured cheapest (set-up plus solve) per dimension:
   in 3-D, deflation of the high-coefficient clusters (connected high cells;
   ``Q + (I - QA) M (I - AQ)`` through the thin ``A Z``) with the structured cycle
-  (e.g. 48^3, contrast 1e6: 142 -> 25 iterations); in 2-D, classical (Ruge--Stueben)
+  (e.g. 48^3, contrast 1e6: 142 -> 25 iterations), from ``ALGEBRAIC_CELLS_3D`` (64^3)
+  cells on together with the classical AMG below level 0 described next, whose counts
+  grow less; in 2-D, classical (Ruge--Stueben)
   AMG of PyAMG, with operator-dependent interpolation, on the level-1 Galerkin operator
   where the face coefficients jump by >= 100 (one lean V-cycle below level 0;
   ``algebraic_setups`` counts them).  Measured interleaved on the same six samples of
   a sorted sequence (set-up + solve, medians of the per-sample ratios), classical
-  AMG + deflation against structured + deflation in 3-D: 1.28 (32^3), 1.22-1.57 (48^3),
-  1.05-1.08 (64^3) at contrast 1e3, 1.02 at 64^3 1e6; structured against classical AMG
-  in 2-D: 0.81 (128^2), 1.08 (256^2), 1.18 (512^2) at 1e3, 0.79 / 1.26 at 128^2 / 256^2
-  1e6 -- so 2-D escalates only when the structured count passes 30 (about the
+  AMG + deflation against structured + deflation in 3-D: 1.28-1.30 (32^3), 1.16-1.57
+  (48^3), 0.93-1.08 (64^3), 0.93 (80^3) at contrast 1e3, 1.00-1.02 at 64^3 1e6
+  (``python -m bench.mg_policy``); structured against classical AMG
+  in 2-D: 0.78-0.81 (128^2), 1.08-1.09 (256^2), 1.14-1.18 (512^2) at 1e3, 0.79 / 1.26-1.31
+  at 128^2 / 256^2 1e6 -- so 2-D escalates only when the structured count passes 30 (about the
   break-even point: set-up ~25 + ~8.5 per iteration against ~70-90 + ~10 per iteration),
   3-D when it passes 20.  2-D is not deflated: there it saves too few iterations for
-  its set-up (classical AMG + deflation 1.10-1.17x classical AMG alone, 128^2-512^2).
+  its set-up (classical AMG + deflation 1.10-1.21x classical AMG alone, 128^2-512^2).
   ``escalations`` counts the switch (at most one per sequence; it is kept: comparing
   single samples to undo it misjudged, since counts vary 2x between samples of one
   sequence -- hence also the median -- and contrast-1e6 counts include stagnation at
@@ -62,15 +65,17 @@ Measured behaviour (bench/multigrid.py --large, one thread, rtol 1e-8, a noisy 2
 machine): set-up plus solve 0.9-1.55x the time of 100 products with A on lognormal and
 FNO-threshold (12/3) Darcy, 128^2-512^2 and 32^3-64^3, 1.8-4.1x faster than the ``amg``
 engine; on thresholded fields of contrast 1e3 1.7x (128^2, structured cycle), 2.1-2.25x
-(32^3, 48^3, deflated) and 2.9-3.0x (256^2, 512^2, 64^3) the 100 products, 3.2-5.0x faster
+(32^3, 48^3, deflated) and 2.9-3.0x (256^2, 512^2; 64^3 with structured + deflation, within
++-8% of the classical AMG + deflation it now uses) the 100 products, 3.2-5.0x faster
 than ``amg``: 14-25 iterations of a cycle worth ~7-10 products with the CG step, plus a
 set-up of 25-90 products.  Iteration counts are bounded in n for smooth
 coefficients, fixed interface geometries and channels.  On thresholded GRFs with contrast
 >= 1e3 they grow with n -- the interface gets rougher as the zero level set of the GRF
 resolves finer scales -- for every method measured: sample 0, 2-D 64^2..512^2 and 3-D
-16^3..64^3, the escalated paths (2-D classical AMG below level 0, 3-D deflation)
-12, 16, 15, 22 / 10, 17, 22, 25 at contrast 1e3 and 11, 18, 12, 24 / 9, 15, 22, 25 at 1e6
-(classical AMG + deflation, which costs more per sample, 12, 14, 15, 19 / 11, 13, 19, 19);
+16^3..64^3, the escalated paths (2-D classical AMG below level 0; 3-D deflation, with
+classical AMG below level 0 at 64^3) 12, 16, 15, 22 / 10, 17, 22, 19 at contrast 1e3 and
+11, 18, 12, 24 / 9, 15, 22, 19 at 1e6 (classical AMG + deflation throughout, which costs
+more per sample below 64^3, 12, 14, 15, 19 / 11, 13, 19, 19);
 classical AMG of the whole operator (operator-dependent interpolation on every level)
 10, 12, 15, 18 / 7, 10, 13, 14 and 9, 10, 13, 15 / 5, 9, 10, 11 -- 1.6-2.8x from the
 smallest to the largest grid, above the 1.5x aimed at; PyAMG smoothed aggregation 2.2-39x.
@@ -100,6 +105,9 @@ from .registry import register
 #: (``coarse="auto"``) in 1-D and 2-D (see the module docstring for the measurements)
 ESCALATE_AFTER = {1: 20, 2: 30, 3: 20}
 ESCALATE_WINDOW = 3
+#: 3-D grids with at least this many cells escalate to classical AMG below level 0 as well as
+#: deflation (measured cheaper from here on: 0.93-1.08x at 64^3, 0.93x at 80^3; 1.16-1.30x dearer at 32^3-48^3)
+ALGEBRAIC_CELLS_3D = 64**3
 
 
 @register
@@ -158,6 +166,8 @@ class MgEngine(Engine):
                 self.counters["escalations"] += 1
                 if len(M.shape) == 3:
                     self._deflate = True
+                    if M.grid.levels[0].N >= ALGEBRAIC_CELLS_3D:
+                        self._coarse = "auto"
                 else:
                     self._coarse = "auto"
         deflated = f", {M.deflation.k} clusters deflated" if M.symmetric and M.deflation is not None else ""

@@ -376,6 +376,20 @@ def test_engine_escalates_after_a_slow_solve_3d():
     assert eng.counters["escalations"] == eng.counters["deflations"] == eng.counters["algebraic_setups"] == 0
 
 
+def test_engine_escalates_large_3d_grids_to_algebraic_levels_and_deflation(monkeypatch):
+    """From ALGEBRAIC_CELLS_3D cells on, a 3-D escalation adds classical AMG below level 0 to the deflation."""
+    import pdeforge.solvers.engines.mg as mg_engine
+
+    monkeypatch.setattr(mg_engine, "ALGEBRAIC_CELLS_3D", 16**3)
+    monkeypatch.setattr(mg_engine, "ESCALATE_AFTER", {**mg_engine.ESCALATE_AFTER, 3: 5})  # 16^3 needs ~14
+    eng, records = engine_sequence("darcy", dict(n=16, dim=3, coefficient=threshold(1e6)), count=3)
+    assert eng.counters["escalations"] == 1
+    assert eng.counters["deflations"] == eng.counters["algebraic_setups"] == 2
+    for A, b, x, rec in records[1:]:
+        assert "classical AMG" in rec.message and "clusters deflated" in rec.message
+        assert_solved(A, b, x, RTOL, reference=spla.spsolve(A.tocsc(), b))
+
+
 def test_engine_escalates_2d_to_algebraic_levels_without_deflation(monkeypatch):
     import pdeforge.solvers.engines.mg as mg_engine
 
