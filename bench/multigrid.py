@@ -31,8 +31,8 @@ cluster deflation: the engine's escalated 3-D path), of mg with ``coarse="auto"`
 escalated 2-D path), each without and with cluster deflation, and of
 fresh SA and fresh classical (Ruge--Stueben) AMG of the whole operator (the literature's
 operator-dependent interpolation on every level), for the GRF fields and for the same
-threshold geometry refined by nearest neighbour from the smallest grid (fixed interfaces).  Contrast 1e6 is counted to rtol
-1e-6 there: beyond 64^2, 1e-8 lies below the float64 floor of ||b - A x|| (a direct
+threshold geometry refined by nearest neighbour from the smallest grid (fixed interfaces).
+Contrast 1e6 is counted to rtol 1e-6 there: beyond 64^2, 1e-8 lies below the float64 floor of ||b - A x|| (a direct
 solve misses it too).  Prints markdown and writes JSON to ``bench/results/multigrid.json``.
 """
 
@@ -361,8 +361,9 @@ def main(argv=None) -> dict:
         print("V: structured coarse levels only (the engine before escalating); V+defl: with cluster deflation "
               "(the engine's escalated 3-D path); auto: classical AMG below the first agglomeration when the face "
               "coefficients jump by >= 100, otherwise identical to V (the engine's escalated 2-D path); "
-              "+defl: cluster deflation (auto+defl: the engine's escalated path on 3-D grids from 64^3 cells); fresh SA / RS: PyAMG smoothed aggregation / classical Ruge-Stueben "
-              "AMG of the whole operator (operator-dependent interpolation on every level) + CG.\n")
+              "+defl: cluster deflation (auto+defl: the engine's escalated path on 3-D grids from 64^3 cells); "
+              "fresh SA / RS: PyAMG smoothed aggregation / classical Ruge-Stueben AMG of the whole operator "
+              "(operator-dependent interpolation on every level) + CG.\n")
         print("| coefficient | dim | geometry | rtol | V | max/min | V+defl | max/min | auto | max/min | "
               "auto+defl | max/min | fresh SA | max/min | fresh RS | max/min |")
         print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
