@@ -61,13 +61,13 @@ the same operator object again (e.g. Poisson) is not set up again (``setup_reuse
 ``cycles`` counts V-cycles applied; ``deflations`` the set-ups that deflated
 clusters; ``escalations`` and ``algebraic_setups`` as above.  ``solve(A, b, x0=...)`` accepts a warm start.
 
-Measured behaviour (bench/multigrid.py --large, one thread, rtol 1e-8, a noisy 2-core
-machine): set-up plus solve 0.9-1.55x the time of 100 products with A on lognormal and
-FNO-threshold (12/3) Darcy, 128^2-512^2 and 32^3-64^3, 1.8-4.1x faster than the ``amg``
-engine; on thresholded fields of contrast 1e3 1.7x (128^2, structured cycle), 2.1-2.25x
-(32^3, 48^3, deflated) and 2.9-3.0x (256^2, 512^2; 64^3 with structured + deflation, within
-+-8% of the classical AMG + deflation it now uses) the 100 products, 3.2-5.0x faster
-than ``amg``: 14-25 iterations of a cycle worth ~7-10 products with the CG step, plus a
+Measured behaviour (bench/multigrid.py --large, one thread, rtol 1e-8, two runs on a noisy
+2-core machine whose 100-product time of one matrix varied up to 1.6x between rows): set-up
+plus solve 0.9-1.55x the time of 100 products with A on lognormal and FNO-threshold (12/3)
+Darcy, 128^2-512^2 and 32^3-64^3, 1.8-4.1x faster than the ``amg`` engine; on thresholded
+fields of contrast 1e3 1.7-1.85x (128^2, structured cycle), 2.0-2.1x (32^3), 2.25-2.6x
+(48^3), 2.9-3.15x (256^2, 512^2) and 2.9-3.6x (64^3) the 100 products, 3.2-5.8x faster than
+``amg``: 14-25 iterations of a cycle worth ~7-10 products with the CG step, plus a
 set-up of 25-90 products.  Iteration counts are bounded in n for smooth
 coefficients, fixed interface geometries and channels.  On thresholded GRFs with contrast
 >= 1e3 they grow with n -- the interface gets rougher as the zero level set of the GRF
