@@ -27,18 +27,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-try:  # y += M x by the compiled kernel behind SciPy's CSR products, without the Python-level checks
-    from scipy.sparse._sparsetools import csr_matvec as _csr_matvec
-except ImportError:  # pragma: no cover - future SciPy
-    _csr_matvec = None
-
-
-def _add_product(M: sp.csr_matrix, x: np.ndarray, y: np.ndarray) -> None:
-    """``y += M x`` in place."""
-    if _csr_matvec is not None:
-        _csr_matvec(M.shape[0], M.shape[1], M.indptr, M.indices, M.data, x, y)
-    else:  # pragma: no cover
-        y += M @ x
+from .kernels import csr_add as _add_product
 
 
 #: PyAMG's coarsest grid (solved by a dense pseudo-inverse)

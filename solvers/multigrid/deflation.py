@@ -84,7 +84,7 @@ class ClusterDeflation:
 
     def balance(self, cycle, r: np.ndarray) -> np.ndarray:
         """``B r = Q r + (I - Q A) M (I - A Q) r`` for the cycle ``M = cycle`` (see the module docstring)."""
-        zr = self._Zt @ r
+        zr = self.restrict(r)
         t = r.copy()
         t[self._AZ_rows] -= self._AZ_compact @ (self.E_inv @ zr)
         m = cycle(t)
@@ -175,9 +175,10 @@ def cluster_deflation(level) -> ClusterDeflation | None:
     rows, cols, vals = _thin_AZ(S, shape, label)
     AZ = sp.csr_matrix((vals, (g.pos[rows], cols)), shape=(N, k))  # red-black rows; duplicates summed
     rows_of = np.repeat(np.arange(N), np.diff(AZ.indptr))
-    AZ.data[np.abs(AZ.data) <= DROP * level.diag[rows_of]] = 0.0
-    AZ.eliminate_zeros()
-    rows_of = np.repeat(np.arange(N), np.diff(AZ.indptr))
+    keep = np.abs(AZ.data) > DROP * level.diag[rows_of]
+    AZ.data[~keep] = 0.0
+    AZ.eliminate_zeros()  # keeps the order of the remaining entries
+    rows_of = rows_of[keep]
     label_rb = label[g.perm]
     members = np.flatnonzero(label_rb >= 0)
     in_rows = label_rb[rows_of]

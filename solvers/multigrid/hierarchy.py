@@ -87,11 +87,7 @@ from ..families.fv import stencil_pattern
 from .algebraic import AlgebraicCoarse
 from .deflation import ClusterDeflation, cluster_deflation
 from .grid import GridHierarchy, _sl, coarse_stencil, grid_hierarchy
-
-try:  # the compiled kernel behind scipy's CSR products, without the Python-level checks
-    from scipy.sparse._sparsetools import csr_matvec as _csr_matvec
-except ImportError:  # pragma: no cover - future SciPy
-    _csr_matvec = None
+from .kernels import spmv_add as _spmv_add
 
 #: defaults, chosen by measurement (see the benchmark bench/multigrid.py and the engine docstring)
 BETA = 1.9
@@ -129,14 +125,6 @@ def default_beta(skewness: float, mass: float = 0.0) -> float:
     t_skew = min(max((skewness - lo) / (hi - lo), 0.0), 1.0)
     t_mass = min(max(mass / MASS_FULL, 0.0), 1.0)
     return BETA + max(t_skew, t_mass) * (1.0 - BETA)
-
-
-def _spmv_add(shape, csr, data, x, y):
-    """``y += M x`` for the CSR structure ``csr = (indptr, indices, ...)`` with values ``data``."""
-    if _csr_matvec is not None:
-        _csr_matvec(shape[0], shape[1], csr[0], csr[1], data, x, y)
-    else:  # pragma: no cover
-        y += sp.csr_matrix((data, csr[1], csr[0]), shape=shape) @ x
 
 
 def pattern_data(A, shape: tuple[int, ...]) -> np.ndarray:
