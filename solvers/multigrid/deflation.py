@@ -48,6 +48,7 @@ import scipy.sparse as sp
 from scipy import ndimage
 
 from .grid import _sl
+from .kernels import csr_add
 
 #: no deflation when the 95th and 5th percentiles of the face coefficients differ by less
 MIN_CONTRAST = 10.0
@@ -59,9 +60,10 @@ class ClusterDeflation:
     """``Q = Z E^{-1} Z^T`` for the cluster indicators ``Z``, in the red-black order of the finest level.
 
     ``AZ``: the sparse product ``A Z`` (N x k, CSR); ``E_inv``: ``(Z^T A Z)^{-1}``.  For the
-    application the products are kept in the forms that touch only their non-zeros:
-    ``Z^T`` as a k x N CSR, ``A Z`` restricted to its non-zero rows, ``(A Z)^T`` as CSR
-    (per application about half a product with A beyond the cycle, measured at 48^3).
+    application the products are kept in the forms that touch only their non-zeros, into
+    work arrays allocated once: ``Z^T`` as a k x N CSR, ``A Z`` restricted to its non-zero
+    rows, ``(A Z)^T`` as CSR (per application about one product with A beyond the cycle,
+    measured at 48^3).
     """
 
     def __init__(self, members: np.ndarray, labels: np.ndarray, k: int, AZ: sp.csr_matrix,
@@ -69,12 +71,21 @@ class ClusterDeflation:
         self.members, self.labels, self.k, self.AZ, self.E_inv, self.N = members, labels, k, AZ, E_inv, N
         self.AZt = AZ.T.tocsr()
         self._Zt = sp.csr_matrix((np.ones(len(members)), (labels, members)), shape=(k, N))
+        # A Z restricted to its non-zero rows (CSR products over all N rows of a thin matrix cost
+        # more, in row-loop overhead, than the gather and scatter of these rows: measured at 48^3)
         self._AZ_rows = np.flatnonzero(np.diff(AZ.indptr))
         self._AZ_compact = AZ[self._AZ_rows]
+        self._t, self._zr, self._w = np.empty(N), np.empty(k), np.empty(k)
+        self._AZy = np.empty(len(self._AZ_rows))
 
-    def restrict(self, r: np.ndarray) -> np.ndarray:
-        """``Z^T r``: the sum of ``r`` over each cluster."""
-        return self._Zt @ r
+    def restrict(self, r: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """``Z^T r``: the sum of ``r`` over each cluster (into ``out`` when given)."""
+        if out is None:
+            out = np.zeros(self.k)
+        else:
+            out.fill(0.0)
+        csr_add(self._Zt, r, out)
+        return out
 
     def project(self, r: np.ndarray) -> np.ndarray:
         """``Q r = Z E^{-1} Z^T r``."""
@@ -82,14 +93,24 @@ class ClusterDeflation:
         out[self.members] = (self.E_inv @ self.restrict(r))[self.labels]
         return out
 
-    def balance(self, cycle, r: np.ndarray) -> np.ndarray:
-        """``B r = Q r + (I - Q A) M (I - A Q) r`` for the cycle ``M = cycle`` (see the module docstring)."""
-        zr = self.restrict(r)
-        t = r.copy()
-        t[self._AZ_rows] -= self._AZ_compact @ (self.E_inv @ zr)
-        m = cycle(t)
-        c = self.E_inv @ (zr - self.AZt @ m)
-        m[self.members] += c[self.labels]
+    def balance(self, cycle, r: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """``B r = Q r + (I - Q A) M (I - A Q) r`` for the cycle ``M = cycle(r, out)`` (see the module docstring).
+
+        Into ``out`` (a new array when None); work arrays are the deflation's own.
+        """
+        N, k = self.N, self.k
+        zr = self.restrict(r, self._zr)
+        t, AZy = self._t, self._AZy
+        np.copyto(t, r)
+        AZy.fill(0.0)
+        csr_add(self._AZ_compact, self.E_inv @ zr, AZy)
+        t[self._AZ_rows] -= AZy  # t = r - A Z y
+        m = cycle(t, np.empty(N) if out is None else out)
+        w = self._w
+        w.fill(0.0)
+        csr_add(self.AZt, m, w)
+        np.subtract(zr, w, out=w)
+        m[self.members] += (self.E_inv @ w)[self.labels]  # m += Z E^{-1} (Z^T r - (AZ)^T m)
         return m
 
 

@@ -402,10 +402,10 @@ class Multigrid:
         return self.betas[0] if self.betas else 1.0
 
     # ----- application -------------------------------------------------------------------------------
-    def _cycle(self, i: int, b: np.ndarray) -> np.ndarray:
-        """One V-cycle from zero for ``A_i x = b`` (red-black order); returns level i's work array."""
+    def _cycle(self, i: int, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """One V-cycle from zero for ``A_i x = b`` (red-black order) into ``out`` (default: level i's work array)."""
         L = self.levels[i]
-        x = L.x
+        x = L.x if out is None else out
         if i == 1 and self.algebraic is not None:
             np.copyto(x, self.algebraic.cycle(b))  # one classical-AMG V-cycle from zero
             return x
@@ -483,13 +483,12 @@ class Multigrid:
         return v1
 
     def apply_rb(self, r: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """One cycle for a residual of the finest level in red-black order (``M^{-1} r``, new array or ``out``)."""
+        """One cycle for a residual of the finest level in red-black order (``M^{-1} r``, new array or ``out``).
+
+        ``out`` (not ``r``) receives the cycle's iterate directly: no copy, no new array per iteration.
+        """
         self.applications += 1
-        x = self._cycle(0, r)
-        if out is None:
-            return x.copy()
-        np.copyto(out, x)
-        return out
+        return self._cycle(0, r, np.empty(self.levels[0].N) if out is None else out)
 
     def __call__(self, r: np.ndarray) -> np.ndarray:
         """``M^{-1} r`` in natural (C) order: one cycle."""

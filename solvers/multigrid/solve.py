@@ -85,15 +85,20 @@ def mg_cg(A, b, x0=None, *, rtol=1e-8, atol=0.0, maxiter=None, M=None, shape=Non
     b_rb = b[perm]
     b_norm = float(np.linalg.norm(b_rb))
     tol = max(rtol * b_norm, atol)
-    matvec = M.matvec_rb
+    level0 = M.levels[0]
+    q = np.empty_like(b_rb)  # work arrays for A p and the preconditioned residual, reused every iteration
+
+    def matvec(v, out=None):
+        return level0.matvec(v, out=out)
+
     cycles0 = M.applications
     matvecs = 0
     D = M.deflation
     if D is None:
         precondition = M.apply_rb
     else:
-        def precondition(r):  # balancing form: Q r + (I - Q A) M (I - A Q) r, through the thin A Z
-            return D.balance(M.apply_rb, r)
+        def precondition(r, out):  # balancing form: Q r + (I - Q A) M (I - A Q) r, through the thin A Z
+            return D.balance(M.apply_rb, r, out)
     if x0 is None:
         x = np.zeros_like(b_rb)
         r = b_rb.copy()
@@ -101,6 +106,7 @@ def mg_cg(A, b, x0=None, *, rtol=1e-8, atol=0.0, maxiter=None, M=None, shape=Non
         x = np.asarray(x0, dtype=np.float64).ravel()[perm]
         r = b_rb - matvec(x)
         matvecs += 1
+    z = np.empty_like(b_rb)
 
     restarts = 0
 
@@ -117,11 +123,11 @@ def mg_cg(A, b, x0=None, *, rtol=1e-8, atol=0.0, maxiter=None, M=None, shape=Non
     its = 0
     while True:
         # (re)start: steepest-descent direction from the current residual
-        z = precondition(r)
+        precondition(r, z)
         p = z.copy()
         rz = r @ z
         while its < maxiter:
-            q = matvec(p)
+            matvec(p, q)
             matvecs += 1
             pq = p @ q
             if not pq > 0 or not np.isfinite(pq):
@@ -135,12 +141,12 @@ def mg_cg(A, b, x0=None, *, rtol=1e-8, atol=0.0, maxiter=None, M=None, shape=Non
                 callback(r_norm)
             if r_norm <= tol:
                 break
-            z = precondition(r)
+            precondition(r, z)
             # flexible (Polak--Ribiere) update: beta = z_new^T (r_new - r_old) / (z_old^T r_old)
             beta = -alpha * (z @ q) / rz
             rz = r @ z
-            p *= beta
-            p += z
+            _axpy(p, z, a=beta)  # z + beta p is the new direction: one pass, then swap the buffers
+            p, z = z, p
         else:
             return done(its, False, its, f"not converged in {its} iterations (||r|| = {r_norm:.3e})")
         r = b_rb - matvec(x)  # the true residual decides
