@@ -9,7 +9,8 @@ better of the two runs is divided by the time of one product with A measured rig
 and after it.  The table gives, per configuration, the iteration counts and the median
 cost per sample in products with A, and the median of the per-sample cost ratios to the
 configuration the engine escalates to (2-D: classical AMG below level 0, ``coarse="auto"``,
-once the structured counts pass 30; 3-D: cluster deflation once they pass 20, with the
+from the first sample on 256^2 and larger grids, once the structured counts pass 30 on
+smaller ones; 3-D: cluster deflation once they pass 20, with the
 structured cycle below 64^3 cells and classical AMG below level 0 from there on).  Interleaving and
 per-sample ratios make the comparison robust to the drift of a busy machine, which moves
 whole rows of ``bench.multigrid`` by +-20 %.  Markdown to stdout, JSON to

@@ -36,12 +36,16 @@ tensor grid ``spec.shape`` (d = 1, 2, 3; any n >= 2, odd n included):
   AMG + deflation against structured + deflation in 3-D: 1.28-1.30 (32^3), 1.16-1.57
   (48^3), 0.93-1.08 (64^3), 0.93 (80^3) at contrast 1e3, 1.00-1.02 at 64^3 1e6
   (``python -m bench.mg_policy``); structured against classical AMG
-  in 2-D: 0.78-0.81 (128^2), 1.08-1.09 (256^2), 1.14-1.18 (512^2) at 1e3, 0.79 / 1.26-1.31
-  at 128^2 / 256^2 1e6 -- so 2-D escalates only when the structured count passes 30 (about the
-  break-even point: set-up ~25 + ~8.5 per iteration against ~70-90 + ~10 per iteration),
-  3-D when it passes 20.  2-D is not deflated: there it saves too few iterations for
+  in 2-D: 0.76-0.81 (128^2), 1.04-1.09 (256^2), 1.14-1.25 (512^2) at 1e3, 0.79 / 1.26-1.31
+  at 128^2 / 256^2 1e6 -- so 2-D grids of ``ALGEBRAIC_CELLS_2D`` (256^2) cells and more
+  start with ``coarse="auto"`` (its jump test decides per operator from the first sample;
+  the count rule would spend the first two or three samples of every sequence -- every
+  shard -- on the dearer structured cycle), smaller 2-D grids escalate when the structured count passes 30
+  (about the break-even point: set-up ~25 + ~8.5 per iteration against ~70-90 + ~10 per
+  iteration), 3-D when it passes 20.  2-D is not deflated: there it saves too few iterations for
   its set-up (classical AMG + deflation 1.10-1.21x classical AMG alone, 128^2-512^2).
-  ``escalations`` counts the switch (at most one per sequence; it is kept: comparing
+  ``escalations`` counts the switch (at most one per sequence, none where a 2-D sequence
+  started with ``coarse="auto"``; it is kept: comparing
   single samples to undo it misjudged, since counts vary 2x between samples of one
   sequence -- hence also the median -- and contrast-1e6 counts include stagnation at
   the float64 floor);
@@ -105,6 +109,11 @@ from .registry import register
 #: (``coarse="auto"``) in 1-D and 2-D (see the module docstring for the measurements)
 ESCALATE_AFTER = {1: 20, 2: 30, 3: 20}
 ESCALATE_WINDOW = 3
+#: 2-D grids with at least this many cells start with ``coarse="auto"``: the jump test of
+#: :class:`Multigrid` sends high-jump operators to classical AMG below level 0 from the first
+#: sample on (measured cheaper than the structured cycle there: see the module docstring), easy
+#: ones keep the structured cycle; below it a sequence starts structured and escalates by count
+ALGEBRAIC_CELLS_2D = 256**2
 #: 3-D grids with at least this many cells escalate to classical AMG below level 0 as well as
 #: deflation (measured cheaper from here on: 0.93-1.08x at 64^3, 0.93x at 80^3; 1.16-1.30x dearer at 32^3-48^3)
 ALGEBRAIC_CELLS_3D = 64**3
@@ -130,6 +139,8 @@ class MgEngine(Engine):
         if self._M is None or self._M.shape != shape:
             self._M, self._A = Multigrid(shape), None
             self.counters["pattern_builds"] += 1
+            if len(shape) == 2 and int(np.prod(shape)) >= ALGEBRAIC_CELLS_2D:
+                self._coarse = "auto"
         config = (self._deflate, self._coarse)
         if A is self._A and self._A_config == config:
             self.counters["setup_reuses"] += 1
@@ -158,7 +169,8 @@ class MgEngine(Engine):
             krylov = f"FGMRES({o.restart})"
         self.counters["cycles"] += kres.precond_applies
         its = kres.iterations
-        if M.symmetric and not self._escalated:
+        # (3-D escalates to deflation; 1-D and 2-D to coarse="auto", unless they started there)
+        if M.symmetric and not self._escalated and (len(M.shape) == 3 or self._coarse != "auto"):
             self._recent = (self._recent + [its])[-ESCALATE_WINDOW:]
             if float(np.median(self._recent)) > ESCALATE_AFTER[len(M.shape)]:
                 # from the next system on (see the module docstring)

@@ -542,3 +542,22 @@ def test_k_cycle_option_solves():
         Multigrid((8, 8), cycle="W")
     with pytest.raises(ValueError, match="coarse"):
         Multigrid((8, 8), coarse="dense")
+
+
+def test_engine_starts_large_2d_grids_with_the_jump_test(monkeypatch):
+    """2-D grids from ALGEBRAIC_CELLS_2D cells on start with coarse="auto": high-jump operators get
+    classical AMG below level 0 from the first sample (no escalation needed), easy ones keep the
+    structured cycle; smaller grids start structured."""
+    import pdeforge.solvers.engines.mg as mg_engine
+
+    monkeypatch.setattr(mg_engine, "ALGEBRAIC_CELLS_2D", 48**2)
+    eng, records = engine_sequence("darcy", dict(n=48, dim=2, coefficient=threshold(1e3)), count=3)
+    assert eng.counters["algebraic_setups"] == 3 and eng.counters["escalations"] == 0
+    for A, b, x, rec in records:
+        assert "classical AMG" in rec.message
+        assert_solved(A, b, x, RTOL, reference=spla.spsolve(A.tocsc(), b))
+    eng, records = engine_sequence("darcy", dict(n=48, dim=2), count=2)  # smooth lognormal: no jumps
+    assert eng.counters["algebraic_setups"] == eng.counters["escalations"] == 0
+    assert all("classical AMG" not in rec.message for *_, rec in records)
+    eng, records = engine_sequence("darcy", dict(n=40, dim=2, coefficient=threshold(1e3)), count=1)  # below
+    assert eng.counters["algebraic_setups"] == 0 and "classical AMG" not in records[0][3].message
