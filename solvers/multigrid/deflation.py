@@ -98,7 +98,7 @@ class ClusterDeflation:
 
         Into ``out`` (a new array when None); work arrays are the deflation's own.
         """
-        N, k = self.N, self.k
+        N = self.N
         zr = self.restrict(r, self._zr)
         t, AZy = self._t, self._AZy
         np.copyto(t, r)
