@@ -19,6 +19,14 @@ arrays cut the cycle below level 0 from 5.1 to 2.8 products at 256^2 (fresh ``np
 arrays per level and cycle pay for their pages on first write), the whole
 preconditioner from 12.3 to 7.5.
 
+Measured and not adopted (256^2 and 512^2, contrast 1e3, set-up + solve in products with
+A): the transfers of the previous sample of the sorted sequence with only the Galerkin
+products recomputed (iterations 14-19 -> 29-62: thresholded interfaces move between
+neighbours); strength threshold 0.5 (1.10x the cost) and a coarsest level of 400 or 1500
+unknowns (1.07x, 2.25x); two Gauss--Seidel sweeps per level, on every level or only the
+first (1.09x, 1.19x); two V-cycles per application (fewer iterations, 22 -> 18, but
+1.05x the cost).
+
 Reference: J. W. Ruge and K. Stueben, "Algebraic multigrid", in Multigrid Methods, SIAM, 1987.
 """
 
