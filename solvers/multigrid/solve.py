@@ -85,12 +85,8 @@ def mg_cg(A, b, x0=None, *, rtol=1e-8, atol=0.0, maxiter=None, M=None, shape=Non
     b_rb = b[perm]
     b_norm = float(np.linalg.norm(b_rb))
     tol = max(rtol * b_norm, atol)
-    level0 = M.levels[0]
+    matvec = M.levels[0].matvec  # A v in red-black order (into out= when given)
     q = np.empty_like(b_rb)  # work arrays for A p and the preconditioned residual, reused every iteration
-
-    def matvec(v, out=None):
-        return level0.matvec(v, out=out)
-
     cycles0 = M.applications
     matvecs = 0
     D = M.deflation
