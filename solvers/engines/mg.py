@@ -34,8 +34,8 @@ tensor grid ``spec.shape`` (d = 1, 2, 3; any n >= 2, odd n included):
   ``algebraic_setups`` counts them).  Measured interleaved on the same six samples of
   a sorted sequence (set-up + solve, medians of the per-sample ratios), classical
   AMG + deflation against structured + deflation in 3-D: 1.28-1.30 (32^3), 1.16-1.57
-  (48^3), 1.09-1.18 (64^3), 1.02-1.05 (80^3) at contrast 1e3, 1.01-1.04 at 64^3 1e6
-  (``python -m bench.mg_policy``; five runs at 64^3 and two at 80^3 in the latest
+  (48^3), 1.09-1.18 (64^3), 0.99-1.05 (80^3) at contrast 1e3, 1.01-1.04 at 64^3 1e6
+  (``python -m bench.mg_policy``; five runs at 64^3 and three at 80^3 in the latest
   measurement, earlier runs 0.93-1.08 at 64^3 and 0.93 at 80^3); structured against classical AMG
   in 2-D: 0.76-0.81 (128^2), 1.04-1.09 (256^2), 1.14-1.25 (512^2) at 1e3, 0.79 / 1.26-1.31
   at 128^2 / 256^2 1e6 -- so 2-D grids of ``ALGEBRAIC_CELLS_2D`` (256^2) cells and more
@@ -116,7 +116,7 @@ ESCALATE_WINDOW = 3
 #: ones keep the structured cycle; below it a sequence starts structured and escalates by count
 ALGEBRAIC_CELLS_2D = 256**2
 #: 3-D grids with at least this many cells escalate to classical AMG below level 0 as well as
-#: deflation (a tie at 80^3: 0.95-0.98x; dearer below: 1.09-1.18x at 64^3, 1.16-1.30x at 32^3-48^3)
+#: deflation (a tie at 80^3: 0.95-1.01x; dearer below: 1.09-1.18x at 64^3, 1.16-1.30x at 32^3-48^3)
 ALGEBRAIC_CELLS_3D = 80**3
 
 
