@@ -132,7 +132,7 @@ class MgEngine(Engine):
         self._deflate = False
         self._coarse = "structured"  # "auto" once escalated
         self._A_config = None  # (deflate, coarse) of the operator set up last
-        self._escalated = False
+        self._may_escalate = True  # False once escalated, or where the sequence started at its target
         self._recent: list[int] = []  # iteration counts of the last symmetric solves
 
     def _preconditioner(self, A) -> Multigrid:
@@ -141,7 +141,7 @@ class MgEngine(Engine):
             self._M, self._A = Multigrid(shape), None
             self.counters["pattern_builds"] += 1
             if len(shape) == 2 and int(np.prod(shape)) >= ALGEBRAIC_CELLS_2D:
-                self._coarse = "auto"
+                self._coarse, self._may_escalate = "auto", False
         config = (self._deflate, self._coarse)
         if A is self._A and self._A_config == config:
             self.counters["setup_reuses"] += 1
@@ -170,12 +170,11 @@ class MgEngine(Engine):
             krylov = f"FGMRES({o.restart})"
         self.counters["cycles"] += kres.precond_applies
         its = kres.iterations
-        # (3-D escalates to deflation; 1-D and 2-D to coarse="auto", unless they started there)
-        if M.symmetric and not self._escalated and (len(M.shape) == 3 or self._coarse != "auto"):
+        if M.symmetric and self._may_escalate:
             self._recent = (self._recent + [its])[-ESCALATE_WINDOW:]
             if float(np.median(self._recent)) > ESCALATE_AFTER[len(M.shape)]:
                 # from the next system on (see the module docstring)
-                self._escalated = True
+                self._may_escalate = False
                 self.counters["escalations"] += 1
                 if len(M.shape) == 3:
                     self._deflate = True
