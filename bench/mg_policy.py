@@ -11,7 +11,9 @@ cost per sample in products with A, and the median of the per-sample cost ratios
 configuration the engine escalates to (2-D: classical AMG below level 0, ``coarse="auto"``,
 from the first sample on 256^2 and larger grids, once the structured counts pass 30 on
 smaller ones; 3-D: cluster deflation once they pass 20, with the
-structured cycle below 80^3 cells and classical AMG below level 0 from there on).  Interleaving and
+structured cycle below 80^3 cells and classical AMG below level 0 from there on).  With classical
+AMG below it, the 2-D level 0 smooths with one red-black sweep per side (``ALGEBRAIC_NU``); the
+row "two sweeps" measures the former default against it.  Interleaving and
 per-sample ratios make the comparison robust to the drift of a busy machine, which moves
 whole rows of ``bench.multigrid`` by +-20 %.  Markdown to stdout, JSON to
 ``bench/results/mg_policy.json``.
@@ -34,11 +36,12 @@ single_threaded_blas()
 RTOL = 1e-8
 SAMPLES = 6
 REPEATS = 2
-#: name -> (coarse option of Multigrid, cluster deflation)
-CONFIGS = {2: {"classical AMG below level 0": ("auto", False), "structured": ("structured", False),
-               "classical AMG + deflation": ("auto", True), "structured + deflation": ("structured", True)},
-           3: {"structured + deflation": ("structured", True), "classical AMG + deflation": ("auto", True),
-               "structured": ("structured", False)}}
+#: name -> (coarse option of Multigrid, cluster deflation, sweeps per side on level 0 (None: the default))
+CONFIGS = {2: {"classical AMG below level 0": ("auto", False, None), "structured": ("structured", False, None),
+               "classical AMG + deflation": ("auto", True, None), "structured + deflation": ("structured", True, None),
+               "classical AMG below level 0, two sweeps": ("auto", False, 2)},
+           3: {"structured + deflation": ("structured", True, None), "classical AMG + deflation": ("auto", True, None),
+               "structured": ("structured", False, None)}}
 ROWS = [("threshold1e3", 128, 2), ("threshold1e3", 256, 2), ("threshold1e3", 512, 2), ("threshold1e6", 256, 2),
         ("threshold1e3", 32, 3), ("threshold1e3", 48, 3), ("threshold1e3", 64, 3), ("threshold1e6", 64, 3),
         ("threshold1e3", 80, 3)]
@@ -67,7 +70,7 @@ def measure_row(kind: str, n: int, dim: int, samples: int) -> dict:
 
     family, spec, order = sorted_sequence(kind, n, dim, samples)
     configs = CONFIGS[dim]
-    preconditioners = {name: Multigrid((n,) * dim, coarse=coarse) for name, (coarse, _) in configs.items()}
+    preconditioners = {name: Multigrid((n,) * dim, coarse=coarse, nu=nu) for name, (coarse, _, nu) in configs.items()}
     out = {name: {"iterations": [], "cost": []} for name in configs}
     for s, index in enumerate(order):
         A, b = family.assemble(spec, family.sample(spec, 0, index))

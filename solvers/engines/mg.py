@@ -8,7 +8,8 @@ tensor grid ``spec.shape`` (d = 1, 2, 3; any n >= 2, odd n included):
   and the Galerkin operator :math:`A_c = P^T A P` is again a (2d+1)-point stencil,
   computed in stencil form by strided sums (O(N), no sparse products);
 * smoothing: ``nu = 2`` red-black Gauss--Seidel sweeps before (red first) and after
-  (black first) the coarse correction -- a symmetric cycle for symmetric A;
+  (black first) the coarse correction -- a symmetric cycle for symmetric A (one each on
+  level 0 where a 2-D operator has classical AMG below it, see below);
 * the coarse correction is over-corrected, :math:`x \mathrel{+}= \beta_\ell P e_c`:
   :math:`\beta = 1.9` for diffusion (piecewise-constant interpolation under-estimates
   the coarse correction; with :math:`\beta = 1` the count grows with every level),
@@ -30,7 +31,8 @@ tensor grid ``spec.shape`` (d = 1, 2, 3; any n >= 2, odd n included):
   cells on together with the classical AMG below level 0 described next, whose counts
   grow less; in 2-D, classical (Ruge--Stueben)
   AMG of PyAMG, with operator-dependent interpolation, on the level-1 Galerkin operator
-  where the face coefficients jump by >= 100 (one lean V-cycle below level 0;
+  where the face coefficients jump by >= 100 (one lean V-cycle below level 0, and one
+  red-black sweep per side on level 0 instead of two: 0.91-0.96x the cost at 256^2-512^2;
   ``algebraic_setups`` counts them).  Measured interleaved on the same six samples of
   a sorted sequence (set-up + solve, medians of the per-sample ratios), classical
   AMG + deflation against structured + deflation in 3-D: 1.28-1.30 (32^3), 1.16-1.57

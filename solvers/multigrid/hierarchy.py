@@ -35,7 +35,9 @@ lognormal fields 1.1-4 in 2-D, up to ~1e3 on coarse 3-D grids), only the first
 agglomeration is kept: the Galerkin operator of level 1 is handed to classical
 (Ruge--Stueben) AMG of PyAMG, whose operator-dependent interpolation follows the
 coefficient, and one of its V-cycles (:mod:`.algebraic`: one Gauss--Seidel sweep each
-way) replaces the structured cycle below level 0.  Measured (bench/multigrid.py, sample 0, CG iterations): the
+way) replaces the structured cycle below level 0; in 2-D level 0 then smooths with one
+sweep per side (``ALGEBRAIC_NU``: the classical-AMG correction leaves less to smooth; 2-6 more
+iterations but 0.91-0.96x the cost at 256^2-512^2).  Measured (bench/multigrid.py, sample 0, CG iterations): the
 exact two-grid method of the 2^d agglomeration is nearly n-independent in 2-D
 (contrast 1e6: 9, 15, 12 at 64^2..256^2) while the three-grid one is not (17, 22, 34),
 so the coarse spaces below level 1 are what fails; the 2-D threshold-1e3 counts
@@ -100,6 +102,11 @@ from .kernels import spmv_add as _spmv_add
 #: defaults, chosen by measurement (see the benchmark bench/multigrid.py and the engine docstring)
 BETA = 1.9
 NU = 2
+#: sweeps on level 0 when the algebraic coarse levels are used below it, per dimension (default NU):
+#: with classical AMG below level 0 the 2-D cycle needs less smoothing (interleaved, two runs,
+#: bench/mg_policy.py: one sweep instead of two costs 0.91-0.96x at 256^2-512^2, contrast 1e3 and
+#: 1e6, with 2-6 more iterations; 0.98-1.00x at 128^2); not in 3-D (1.10x at 80^3)
+ALGEBRAIC_NU = {2: 1}
 #: non-symmetric operators: beta falls linearly from BETA to 1 as the skewness
 #: s = sum|a_ij - a_ji| / sum|a_ij + a_ji| (upwind: Pe/(2 + Pe) per face) goes from SKEW[0] to SKEW[1]
 SKEW = (0.5, 0.9)
@@ -299,7 +306,9 @@ class Multigrid:
     beta : over-correction factor of the coarse-grid correction (1 = plain Galerkin);
         None (default): per level, :func:`default_beta` of the operator's skewness and
         of the coarse operator's interior diagonal excess (decided at each :meth:`setup`).
-    nu : red-black Gauss--Seidel sweeps before and after the coarse correction.
+    nu : red-black Gauss--Seidel sweeps before and after the coarse correction; None
+        (default): ``NU`` (2), except ``ALGEBRAIC_NU[d]`` on level 0 of a 2-D operator
+        that uses the algebraic coarse levels (decided at each :meth:`setup`).
     cycle : "V" (default) or "K" (K-cycle on every intermediate level; see the module docstring).
     coarse : "structured" (2^d agglomeration down to the dense coarsest grid), "algebraic"
         (one agglomeration, then classical AMG of the level-1 operator), or "auto" (default:
@@ -316,10 +325,10 @@ class Multigrid:
     algebraic coarse levels are used; ``algebraic`` : their :class:`.algebraic.AlgebraicCoarse` (else None).
     """
 
-    def __init__(self, shape, *, beta: float | None = None, nu: int = NU, cycle: str = "V",
+    def __init__(self, shape, *, beta: float | None = None, nu: int | None = None, cycle: str = "V",
                  coarse: str = "auto") -> None:
-        if not ((beta is None or 0 < beta < 2.5) and nu >= 1):
-            raise ValueError(f"beta={beta!r}, nu={nu!r}; allowed: 0 < beta < 2.5 or None, integer nu >= 1")
+        if not ((beta is None or 0 < beta < 2.5) and (nu is None or nu >= 1)):
+            raise ValueError(f"beta={beta!r}, nu={nu!r}; allowed: 0 < beta < 2.5 or None, integer nu >= 1 or None")
         if cycle not in CYCLES:
             raise ValueError(f"cycle={cycle!r}; allowed: {', '.join(map(repr, CYCLES))}")
         if coarse not in COARSE:
@@ -327,7 +336,9 @@ class Multigrid:
         self.cycle_option, self.coarse_option = cycle, coarse
         self.grid: GridHierarchy = grid_hierarchy(tuple(shape))
         self.shape = self.grid.shape
-        self.beta_option, self.nu = beta, int(nu)
+        self.beta_option, self.nu_option = beta, None if nu is None else int(nu)
+        #: sweeps before and after the coarse correction on every structured level (see ``nu``)
+        self.nu = NU if nu is None else int(nu)
         self.skewness = 0.0
         d = len(self.shape)
         gl = self.grid.levels
@@ -373,6 +384,9 @@ class Multigrid:
                                                           and self.jump >= ALGEBRAIC_JUMP))
                 if self.use_algebraic:
                     last = 1
+                d = len(self.shape)
+                self.nu = (self.nu_option if self.nu_option is not None
+                           else ALGEBRAIC_NU.get(d, NU) if self.use_algebraic else NU)
                 # the K-cycle accelerates every intermediate level solved by a cycle: below the
                 # structured levels (0 < c < last) and the algebraic level 1
                 self.krylov = [self.cycle_option == "K" and 0 < c and (c < last or self.use_algebraic)

@@ -440,6 +440,26 @@ def test_high_contrast_uses_algebraic_coarse_levels_and_solves(n, dim, contrast)
     assert res.iterations <= old.iterations
 
 
+def test_level_zero_sweeps_follow_the_coarse_levels():
+    """One red-black sweep per side on level 0 where a 2-D operator has classical AMG below it, two
+    elsewhere (structured 2-D, 3-D either way); an explicit ``nu`` is kept; each solves to RTOL."""
+    hard, easy = darcy_system(64, 2, threshold(1e3)), darcy_system(64, 2, lognormal(1.0, 64, 2))
+    M = Multigrid((64, 64))
+    for (A, b), algebraic, nu in ((hard, True, 1), (easy, False, 2), (hard, True, 1)):
+        M.setup(A)  # the same preconditioner follows each new operator
+        assert (M.use_algebraic, M.nu) == (algebraic, nu)
+        before = M.applications
+        x, info, res = mg_cg(A, b, rtol=RTOL, M=M, full_output=True)
+        assert info == 0 and res.precond_applies == M.applications - before >= res.iterations
+        assert_solved(A, b, x, RTOL, reference=spla.spsolve(A.tocsc(), b))
+    explicit = Multigrid((64, 64), nu=2).setup(hard[0])
+    assert explicit.use_algebraic and explicit.nu == 2
+    cube = Multigrid((16,) * 3, coarse="algebraic").setup(darcy_system(16, 3, threshold(1e3))[0])
+    assert cube.use_algebraic and cube.nu == 2
+    with pytest.raises(ValueError, match="nu"):
+        Multigrid((64, 64), nu=0)
+
+
 @pytest.mark.parametrize("n, dim", [(64, 2), (16, 3)])
 def test_algebraic_cycle_is_symmetric_and_keeps_level_one_intact(n, dim):
     """The classical-AMG V-cycle (forward Gauss-Seidel before, backward after) is a symmetric operator,
