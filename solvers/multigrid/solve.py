@@ -63,9 +63,9 @@ def mg_cg(A, b, x0=None, *, rtol=1e-8, atol=0.0, maxiter=None, M=None, shape=Non
     rtol, atol : stop when ``||b - A x|| <= max(rtol ||b||, atol)`` (true residual).
     maxiter : CG iterations (default 1000).
     M : a :class:`Multigrid` already set up for ``A`` (reuse); built when None.  If it
-        carries a cluster deflation (``M.setup(A, deflate=True)``), the preconditioner
-        is the balancing combination ``Q + (I - QA) M (I - AQ)`` (two products with
-        the thin ``A Z`` per iteration; see :mod:`.deflation`).
+        carries a cluster deflation (``M.setup(A, deflate=True)``), CG starts from
+        ``x0 + Q r0`` and the preconditioner is ``Q + (I - QA) M`` (A-DEF2: one product
+        with the thin ``(A Z)^T`` per iteration; see :mod:`.deflation`).
     shape : the grid; inferred from ``A`` when None.
     callback : ``callback(residual_norm)`` after every iteration (may raise to abort).
     full_output : also return the :class:`~pdeforge.solvers.krylov.SolveResult`.
@@ -93,8 +93,8 @@ def mg_cg(A, b, x0=None, *, rtol=1e-8, atol=0.0, maxiter=None, M=None, shape=Non
     if D is None:
         precondition = M.apply_rb
     else:
-        def precondition(r, out):  # balancing form: Q r + (I - Q A) M (I - A Q) r, through the thin A Z
-            return D.balance(M.apply_rb, r, out)
+        def precondition(r, out):  # A-DEF2: Q r + (I - Q A) M r, through the thin A Z
+            return D.adef2(M.apply_rb, r, out)
     if x0 is None:
         x = np.zeros_like(b_rb)
         r = b_rb.copy()
@@ -103,6 +103,8 @@ def mg_cg(A, b, x0=None, *, rtol=1e-8, atol=0.0, maxiter=None, M=None, shape=Non
         r = b_rb - matvec(x)
         matvecs += 1
     z = np.empty_like(b_rb)
+    if D is not None:
+        D.start(x, r)  # Z^T r = 0 from here on (see the deflation module)
 
     restarts = 0
 
@@ -151,6 +153,8 @@ def mg_cg(A, b, x0=None, *, rtol=1e-8, atol=0.0, maxiter=None, M=None, shape=Non
         if r_norm <= tol:
             return done(0, True, its, f"converged in {its} iterations")
         restarts += 1
+        if D is not None:
+            D.start(x, r)
         if restarts > MAX_TRUE_RESIDUAL_RESTARTS:
             out = np.empty_like(x)
             out[perm] = x

@@ -315,22 +315,34 @@ def test_deflation_on_high_contrast_3d(contrast):
     _, info, plain = mg_cg(A, b, rtol=RTOL, full_output=True)
     x, info, res = mg_cg(A, b, rtol=RTOL, full_output=True, deflate=True)
     assert info == 0 and res.iterations < plain.iterations
-    assert res.matvecs <= res.iterations + 2  # the balancing step uses the thin A Z, no product with A
+    assert res.matvecs <= res.iterations + 2  # the deflated step uses the thin A Z, no product with A
     assert_solved(A, b, x, RTOL, reference=spla.spsolve(A.tocsc(), b))
 
 
-def test_balancing_step_through_thin_AZ_equals_the_textbook_form():
-    """B r = Q r + (I - QA) M (I - AQ) r with the sparse A Z (rounding-level entries dropped) matches
-    the form with two products with A; A Z is confined to the cells next to cluster boundaries."""
+def test_deflated_step_through_thin_AZ_equals_the_textbook_form():
+    """A-DEF2, B r = Q r + (I - QA) M r, with the sparse A Z (rounding-level entries dropped) matches the
+    form with a product with A; the deflated start leaves Z^T r = 0 (so B r equals the balancing form
+    Q r + (I - QA) M (I - AQ) r there); A Z is confined to the cells next to cluster boundaries."""
     n = 40
     A = diffusion(inclusions(n, 2, 1e4), 1.0 / n).tocsr()
     M = Multigrid((n, n)).setup(A, deflate=True)
     D, matvec = M.deflation, M.matvec_rb
-    r = np.random.default_rng(0).standard_normal(n * n)
-    q = D.project(r)
-    m = M.apply_rb(r - matvec(q))
-    textbook = m - D.project(matvec(m)) + q
-    np.testing.assert_allclose(D.balance(M.apply_rb, r), textbook, rtol=1e-10, atol=1e-12 * np.abs(textbook).max())
+    rng = np.random.default_rng(0)
+    r = rng.standard_normal(n * n)
+    m = M.apply_rb(r)
+    textbook = m - D.project(matvec(m)) + D.project(r)
+    np.testing.assert_allclose(D.adef2(M.apply_rb, r), textbook, rtol=1e-10, atol=1e-12 * np.abs(textbook).max())
+    x, r0 = rng.standard_normal(n * n), r.copy()
+    x0 = x.copy()
+    D.start(x, r)
+    q = D.project(r0)
+    np.testing.assert_allclose(x - x0, q, rtol=1e-12, atol=1e-15 * np.abs(x0).max())
+    Aq = matvec(q)
+    np.testing.assert_allclose(r, r0 - Aq, rtol=1e-10, atol=1e-12 * np.abs(Aq).max())
+    assert np.abs(D.restrict(r)).max() <= 1e-10 * np.abs(D.restrict(r0)).max()
+    balancing = M.apply_rb(r - matvec(D.project(r)))
+    balancing = balancing - D.project(matvec(balancing)) + D.project(r)
+    np.testing.assert_allclose(D.adef2(M.apply_rb, r), balancing, rtol=1e-8, atol=1e-9 * np.abs(balancing).max())
     # 25 inclusions of 4 x 4 cells: A 1_K is non-zero on the 12 cells of K's rim and the 16 outside
     # cells touching it, not on the 4 inner cells
     assert D.AZ.shape == (n * n, D.k) and D.AZ.nnz == 25 * (12 + 16)
