@@ -169,6 +169,9 @@ def test_coarse_operators_are_galerkin_products(shape):
     assert M.symmetric == (d != 2)
     perm = M.grid.levels[0].perm
     Af = A[perm][:, perm]
+    v = rng.standard_normal(A.shape[0])  # products with A in red-black order come from the smoother's blocks
+    np.testing.assert_allclose(M.matvec_rb(v), Af @ v, rtol=1e-12, atol=1e-12 * np.abs(Af @ v).max())
+    np.testing.assert_allclose(M.levels[0].csr().toarray(), Af.toarray(), rtol=0, atol=0)
     for fine, coarse in zip(M.levels[:-1], M.levels[1:]):
         g = fine.g
         P = sp.vstack([sp.csr_matrix((fine.ones_r, g.P_red[1], g.P_red[0]), shape=(fine.nr, fine.Nc)),
@@ -498,8 +501,7 @@ def test_lean_ruge_stueben_set_up_equals_pyamgs_hierarchy(n, dim, contrast):
 
     A, _ = darcy_system(n, dim, threshold(contrast))
     L1 = Multigrid((n,) * dim, coarse="algebraic").setup(A).levels[1]
-    A1 = sp.csr_matrix((L1.A_full.copy(), L1.g.full[1].copy(), L1.g.full[0].copy()), shape=(L1.N, L1.N))
-    A1.sort_indices()
+    A1 = L1.csr()
     ml = pyamg.ruge_stuben_solver(A1, interpolation="direct", max_coarse=COARSE_SIZE)
     As, Ps, Rs = ruge_stuben_levels(A1)
     assert len(As) == len(ml.levels) >= 3
