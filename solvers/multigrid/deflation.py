@@ -66,24 +66,28 @@ MAX_CLUSTERS = 1000
 class ClusterDeflation:
     """``Q = Z E^{-1} Z^T`` for the cluster indicators ``Z``, in the red-black order of the finest level.
 
-    ``AZ``: the sparse product ``A Z`` (N x k, CSR); ``E_inv``: ``(Z^T A Z)^{-1}``.  For the
+    ``E_inv``: ``(Z^T A Z)^{-1}``; :attr:`AZ`: the sparse product ``A Z`` (N x k).  For the
     application the products are kept in the forms that touch only their non-zeros, into
     work arrays allocated once: ``Z^T`` as a k x N CSR, ``A Z`` restricted to its non-zero
-    rows, ``(A Z)^T`` as CSR (per application 0.55-0.95 products with A beyond the cycle,
-    measured at 48^3-64^3).
+    rows ``AZ_rows`` (``AZ_compact``), ``(A Z)^T`` as a k x N CSR ``AZt`` (per application
+    0.55-0.95 products with A beyond the cycle, measured at 48^3-64^3).
     """
 
-    def __init__(self, members: np.ndarray, labels: np.ndarray, k: int, AZ: sp.csr_matrix,
-                 E_inv: np.ndarray, N: int) -> None:
-        self.members, self.labels, self.k, self.AZ, self.E_inv, self.N = members, labels, k, AZ, E_inv, N
-        self.AZt = AZ.T.tocsr()
-        self._Zt = sp.csr_matrix((np.ones(len(members)), (labels, members)), shape=(k, N))
+    def __init__(self, members: np.ndarray, labels: np.ndarray, k: int, AZ_rows: np.ndarray,
+                 AZ_compact: sp.csr_matrix, AZt: sp.csr_matrix, E_inv: np.ndarray, N: int) -> None:
+        self.members, self.labels, self.k, self.E_inv, self.N = members, labels, k, E_inv, N
         # A Z restricted to its non-zero rows (CSR products over all N rows of a thin matrix cost
         # more, in row-loop overhead, than the gather and scatter of these rows: measured at 48^3)
-        self._AZ_rows = np.flatnonzero(np.diff(AZ.indptr))
-        self._AZ_compact = AZ[self._AZ_rows]
+        self.AZ_rows, self.AZ_compact, self.AZt = AZ_rows, AZ_compact, AZt
+        self._Zt = sp.csr_matrix((np.ones(len(members)), (labels, members)), shape=(k, N))
         self._zr, self._w = np.empty(k), np.empty(k)
-        self._AZy = np.empty(len(self._AZ_rows))
+        self._AZy = np.empty(len(AZ_rows))
+
+    @property
+    def AZ(self) -> sp.csr_matrix:
+        """``A Z`` as an N x k CSR matrix, duplicates summed (built on demand, for inspection)."""
+        C = self.AZ_compact.tocoo()
+        return sp.csr_matrix((C.data, (self.AZ_rows[C.row], C.col)), shape=(self.N, self.k))
 
     def restrict(self, r: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """``Z^T r``: the sum of ``r`` over each cluster (into ``out`` when given)."""
@@ -106,8 +110,8 @@ class ClusterDeflation:
         x[self.members] += y[self.labels]
         AZy = self._AZy
         AZy.fill(0.0)
-        csr_add(self._AZ_compact, y, AZy)
-        r[self._AZ_rows] -= AZy
+        csr_add(self.AZ_compact, y, AZy)
+        r[self.AZ_rows] -= AZy
 
     def adef2(self, cycle, r: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """``Q r + (I - Q A) M r`` (A-DEF2): the balancing form without its first projection."""
@@ -157,41 +161,45 @@ def _clusters(S: np.ndarray, shape: tuple[int, ...]):
 
 
 def _thin_AZ(S: np.ndarray, shape: tuple[int, ...], label: np.ndarray):
-    r"""Entries ``(row, cluster, value)`` of :math:`A Z` (natural order), from the stencil ``S``.
+    r"""Entries ``(row, cluster, value)`` of :math:`A Z` (natural order), sorted by row, from the stencil ``S``.
 
     :math:`(AZ)_{iK} = \sum_{j\in K} a_{ij}`: for a cell outside ``K`` the couplings to its
-    neighbours in ``K``; for a cell in ``K`` its row sum minus the couplings to neighbours
-    outside ``K`` -- so only faces between different labels and rows with a non-zero row sum
-    (boundary faces, mass terms) contribute; no product with A.
+    neighbours in ``K`` (one entry per face: a cell with two faces into ``K`` has two); for a
+    cell in ``K`` its row sum minus its couplings to cells outside ``K`` (one entry, dropped
+    below ``DROP`` times its diagonal: rounding) -- so only faces between different labels
+    and rows with a non-zero row sum (boundary faces, mass terms) contribute; no product with A.
     """
     d = len(shape)
     lab = label.reshape(shape)
     flat = S.reshape(2 * d + 1, -1)
-    cells = np.arange(lab.size).reshape(shape)
-    rows, cols, vals = [], [], []
+    N = lab.size
+    cells = np.arange(N).reshape(shape)
+    ends, couplings, rows, cols, vals = [], [], [], [], []
     for a in range(d):
         lo, hi = _sl(d, a, slice(None, -1)), _sl(d, a, slice(1, None))
         ia = cells[lo][lab[lo] != lab[hi]]  # faces (ia, ia + e_a) between different labels
         ib = ia + int(np.prod(shape[a + 1:]))
         ka, kb = label[ia], label[ib]
         up, down = flat[2 * d - a][ia], flat[a][ib]  # a_{i, i+e_a}, a_{i+e_a, i}
-        for i, j_label, i_label, v in ((ia, kb, ka, up), (ib, ka, kb, down)):
-            into = j_label >= 0      # row i couples into the neighbour's cluster
+        ends += [ia, ib]
+        couplings += [up, down]
+        for i, j_label, v in ((ia, kb, up), (ib, ka, down)):
+            into = j_label >= 0  # row i couples into the neighbour's cluster
             rows.append(i[into]), cols.append(j_label[into]), vals.append(v[into])
-            own = i_label >= 0       # row i in a cluster loses the coupling to outside it
-            rows.append(i[own]), cols.append(i_label[own]), vals.append(-v[own])
-    row_sum = S.sum(axis=0).ravel()
-    unbalanced = np.flatnonzero((label >= 0) & (np.abs(row_sum) > DROP * S[d].ravel()))
-    rows.append(unbalanced), cols.append(label[unbalanced]), vals.append(row_sum[unbalanced])
-    return np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
+    own = flat.sum(axis=0) - np.bincount(np.concatenate(ends), np.concatenate(couplings), minlength=N)
+    inside = np.flatnonzero((label >= 0) & (np.abs(own) > DROP * flat[d]))
+    rows.append(inside), cols.append(label[inside]), vals.append(own[inside])
+    rows = np.concatenate(rows)
+    order = np.argsort(rows, kind="stable")  # 2d + 1 ascending runs: a merge
+    return rows[order], np.concatenate(cols)[order], np.concatenate(vals)[order]
 
 
 def cluster_deflation(level) -> ClusterDeflation | None:
     """Clusters of the finest level's operator (a filled ``_Level``), or None when there are none to deflate.
 
     Everything is computed on the stacked stencil by shifted views (no products with A):
-    the clusters from the high faces, then :math:`AZ` (:func:`_thin_AZ`) and
-    :math:`E = Z^T A Z` from its entries.
+    the clusters from the high faces, then :math:`AZ` (:func:`_thin_AZ`, kept as CSR over its
+    non-zero rows) and :math:`E = Z^T A Z` from its entries.
     """
     g, N = level.g, level.N
     shape = g.shape
@@ -201,16 +209,15 @@ def cluster_deflation(level) -> ClusterDeflation | None:
         return None
     label, k = found
     rows, cols, vals = _thin_AZ(S, shape, label)
-    AZ = sp.csr_matrix((vals, (g.pos[rows], cols)), shape=(N, k))  # red-black rows; duplicates summed
-    rows_of = np.repeat(np.arange(N), np.diff(AZ.indptr))
-    keep = np.abs(AZ.data) > DROP * level.diag[rows_of]
-    AZ.data[~keep] = 0.0
-    AZ.eliminate_zeros()  # keeps the order of the remaining entries
-    rows_of = rows_of[keep]
+    starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+    AZ_rows = g.pos[rows[starts]]  # red-black positions of the non-zero rows
+    AZ_compact = sp.csr_matrix((vals, cols, np.r_[starts, len(rows)]), shape=(len(starts), k))
+    T = AZ_compact.T.tocsr()
+    AZt = sp.csr_matrix((T.data, AZ_rows[T.indices], T.indptr), shape=(k, N))
+    in_rows = label[rows]
+    inside = in_rows >= 0
+    E = np.bincount(in_rows[inside] * k + cols[inside], weights=vals[inside], minlength=k * k).reshape(k, k)
     label_rb = label[g.perm]
     members = np.flatnonzero(label_rb >= 0)
-    in_rows = label_rb[rows_of]
-    inside = in_rows >= 0
-    E = np.bincount(in_rows[inside] * k + AZ.indices[inside], weights=AZ.data[inside],
-                    minlength=k * k).reshape(k, k)
-    return ClusterDeflation(members, label_rb[members], k, AZ, np.linalg.inv(0.5 * (E + E.T)), N)
+    return ClusterDeflation(members, label_rb[members], k, AZ_rows, AZ_compact, AZt,
+                            np.linalg.inv(0.5 * (E + E.T)), N)
