@@ -32,13 +32,15 @@ tensor grid ``spec.shape`` (d = 1, 2, 3; any n >= 2, odd n included):
   grow less; in 2-D, classical (Ruge--Stueben)
   AMG of PyAMG, with operator-dependent interpolation, on the level-1 Galerkin operator
   where the face coefficients jump by >= 100 (one lean V-cycle below level 0, and one
-  red-black sweep per side on level 0 instead of two: 0.91-0.96x the cost at 256^2-512^2;
+  red-black sweep per side on level 0 instead of two: 0.91-1.00x the cost at 256^2-512^2;
   ``algebraic_setups`` counts them).  Measured interleaved on the same six samples of
   a sorted sequence (set-up + solve, medians of the per-sample ratios), classical
   AMG + deflation against structured + deflation in 3-D: 1.28-1.30 (32^3), 1.16-1.57
   (48^3), 1.09-1.18 (64^3), 0.99-1.05 (80^3) at contrast 1e3, 1.01-1.04 at 64^3 1e6
   (``python -m bench.mg_policy``; five runs at 64^3 and three at 80^3 in the latest
-  measurement, earlier runs 0.93-1.08 at 64^3 and 0.93 at 80^3); structured against classical AMG
+  measurement, earlier runs 0.93-1.08 at 64^3 and 0.93 at 80^3; two later runs, the second with
+  the A-DEF2 deflation: 1.21-1.29, 1.17, 1.02-1.03, 1.01-1.06 at 32^3..80^3 and 0.86-0.95 at
+  64^3 1e6 -- ties from 64^3 on, the rule kept); structured against classical AMG
   in 2-D: 0.76-0.81 (128^2), 1.04-1.09 (256^2), 1.14-1.25 (512^2) at 1e3, 0.79 / 1.26-1.31
   at 128^2 / 256^2 1e6 -- so 2-D grids of ``ALGEBRAIC_CELLS_2D`` (256^2) cells and more
   start with ``coarse="auto"`` (its jump test decides per operator from the first sample;

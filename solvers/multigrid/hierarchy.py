@@ -37,7 +37,7 @@ agglomeration is kept: the Galerkin operator of level 1 is handed to classical
 coefficient, and one of its V-cycles (:mod:`.algebraic`: one Gauss--Seidel sweep each
 way) replaces the structured cycle below level 0; in 2-D level 0 then smooths with one
 sweep per side (``ALGEBRAIC_NU``: the classical-AMG correction leaves less to smooth; 2-6 more
-iterations but 0.91-0.96x the cost at 256^2-512^2).  Measured (bench/multigrid.py, sample 0, CG iterations): the
+iterations but 0.91-1.00x the cost at 256^2-512^2).  Measured (bench/multigrid.py, sample 0, CG iterations): the
 exact two-grid method of the 2^d agglomeration is nearly n-independent in 2-D
 (contrast 1e6: 9, 15, 12 at 64^2..256^2) while the three-grid one is not (17, 22, 34),
 so the coarse spaces below level 1 are what fails; the 2-D threshold-1e3 counts
@@ -103,9 +103,9 @@ from .kernels import spmv_add as _spmv_add
 BETA = 1.9
 NU = 2
 #: sweeps on level 0 when the algebraic coarse levels are used below it, per dimension (default NU):
-#: with classical AMG below level 0 the 2-D cycle needs less smoothing (interleaved, two runs,
-#: bench/mg_policy.py: one sweep instead of two costs 0.91-0.96x at 256^2-512^2, contrast 1e3 and
-#: 1e6, with 2-6 more iterations; 0.98-1.00x at 128^2); not in 3-D (1.10x at 80^3)
+#: with classical AMG below level 0 the 2-D cycle needs less smoothing (interleaved, three runs,
+#: bench/mg_policy.py: one sweep instead of two costs 0.91-1.00x at 256^2-512^2, contrast 1e3 and
+#: 1e6, with 2-6 more iterations; 0.98-1.02x at 128^2); not in 3-D (1.10x at 80^3)
 ALGEBRAIC_NU = {2: 1}
 #: non-symmetric operators: beta falls linearly from BETA to 1 as the skewness
 #: s = sum|a_ij - a_ji| / sum|a_ij + a_ji| (upwind: Pe/(2 + Pe) per face) goes from SKEW[0] to SKEW[1]
