@@ -71,20 +71,21 @@ the same operator object again (e.g. Poisson) is not set up again (``setup_reuse
 clusters; ``escalations`` and ``algebraic_setups`` as above.  ``solve(A, b, x0=...)`` accepts a warm start.
 
 Measured behaviour (bench/multigrid.py --large, one thread, rtol 1e-8, two runs on a noisy
-2-core machine whose 100-product time of one matrix varied up to 1.6x between rows): set-up
-plus solve 0.9-1.7x the time of 100 products with A on lognormal and FNO-threshold (12/3)
-Darcy, 128^2-512^2 and 32^3-64^3, 1.7-4.1x faster than the ``amg`` engine; on thresholded
-fields of contrast 1e3 1.8-1.9x (128^2, structured cycle), 2.0-2.1x (32^3), 2.25x (256^2),
-2.4-2.55x (48^3), 2.75-3.05x (512^2) and 3.4x (64^3) the 100 products, 4.6-6.5x faster
-than ``amg``: 14-25 iterations of a cycle worth ~7-10 products with the CG step, plus a
-set-up of 25-90 products.  Iteration counts are bounded in n for smooth
-coefficients, fixed interface geometries and channels.  On thresholded GRFs with contrast
->= 1e3 they grow with n -- the interface gets rougher as the zero level set of the GRF
-resolves finer scales -- for every method measured: sample 0, 2-D 64^2..512^2 and 3-D
-16^3..64^3, the escalated paths (2-D classical AMG below level 0; 3-D deflation with the
-structured cycle) 12, 16, 15, 22 / 10, 17, 22, 25 at contrast 1e3 and 11, 18, 12, 24 /
-9, 15, 22, 25 at 1e6 (classical AMG + deflation, which costs more per sample below 80^3,
-12, 14, 15, 19 / 11, 13, 19, 19);
+2-core machine whose 100-product time of one matrix varied up to 1.5x between rows of one run):
+set-up plus solve 0.7-1.4x the time of 100 products with A on lognormal and FNO-threshold
+(12/3) Darcy, 128^2-512^2 and 32^3-64^3, 2.0-4.2x faster than the ``amg`` engine; on
+thresholded fields of contrast 1e3 1.95-2.0x (128^2, structured cycle), 1.8-2.1x (32^3),
+2.3-2.45x (256^2), 2.3-2.6x (48^3), 1.8-2.4x (512^2) and 2.0-2.2x (64^3) the 100 products,
+3.8-7.9x faster than ``amg``: 16-25 iterations of a cycle worth ~7-11 products with the CG
+step, plus a set-up of 35-80 products (interleaved, ``python -m bench.mg_policy``: 172-236
+products with A per sample at contrast 1e3 over 128^2-512^2 and 32^3-80^3).  Iteration counts
+are bounded in n for smooth coefficients, fixed interface geometries and channels.  On
+thresholded GRFs with contrast >= 1e3 they grow with n -- the interface gets rougher as the
+zero level set of the GRF resolves finer scales -- for every method measured: sample 0, 2-D
+64^2..512^2 and 3-D 16^3..64^3, the escalated paths (2-D classical AMG below level 0, one
+sweep on level 0; 3-D deflation with the structured cycle) 16, 19, 18, 25 / 10, 17, 22, 25
+at contrast 1e3 and 13, 21, 17, 28 / 9, 15, 22, 25 at 1e6 (classical AMG + deflation, which
+costs more per sample below 80^3, 15, 16, 18, 22 / 11, 13, 19, 19);
 classical AMG of the whole operator (operator-dependent interpolation on every level)
 10, 12, 15, 18 / 7, 10, 13, 14 and 9, 10, 13, 15 / 5, 9, 10, 11 -- 1.6-2.8x from the
 smallest to the largest grid, above the 1.5x aimed at; PyAMG smoothed aggregation 2.2-39x.
