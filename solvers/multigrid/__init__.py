@@ -25,8 +25,10 @@ Poisson, implicit heat steps ``I/dt + A``, upwind advection--diffusion), on a gr
 
 from .deflation import ClusterDeflation, cluster_deflation
 from .grid import GridHierarchy, grid_hierarchy
-from .hierarchy import ALGEBRAIC_JUMP, BETA, NU, Multigrid, default_beta, face_jump, infer_shape, pattern_data
+from .hierarchy import (ALGEBRAIC_JUMP, BETA, DEFLATE_JUMP_FRACTION, NU, Multigrid, default_beta, face_jump, infer_shape,
+                        jump_fraction, pattern_data)
 from .solve import mg_cg, mg_gmres
 
-__all__ = ["ALGEBRAIC_JUMP", "BETA", "NU", "ClusterDeflation", "GridHierarchy", "Multigrid", "cluster_deflation",
-           "default_beta", "face_jump", "grid_hierarchy", "infer_shape", "mg_cg", "mg_gmres", "pattern_data"]
+__all__ = ["ALGEBRAIC_JUMP", "BETA", "DEFLATE_JUMP_FRACTION", "NU", "ClusterDeflation", "GridHierarchy", "Multigrid",
+           "cluster_deflation", "default_beta", "face_jump", "grid_hierarchy", "infer_shape", "jump_fraction", "mg_cg",
+           "mg_gmres", "pattern_data"]

@@ -312,6 +312,21 @@ def test_cluster_deflation_finds_the_inclusions_and_cuts_iterations():
     assert Multigrid((n, n)).setup(diffusion(np.ones((n, n)), 1.0 / n).tocsr(), deflate=True).deflation is None
 
 
+def test_jump_fraction_tells_thresholded_from_lognormal_fields_and_decides_auto_deflation():
+    """``deflate="auto"``: deflation where at least 2 % of the pairs of consecutive faces jump by >= 100."""
+    n = 24
+    for coefficient, deflated in ((threshold(1e3), True), (threshold(4), False), (lognormal(3.0, n, 3), False)):
+        A, b = darcy_system(n, 3, coefficient)
+        M = Multigrid((n,) * 3).setup(A, deflate="auto")
+        assert (M.jump_fraction >= 0.02) == deflated and (M.deflation is not None) == deflated
+        x, info, res = mg_cg(A, b, rtol=RTOL, M=M, full_output=True)
+        assert info == 0
+        assert_solved(A, b, x, RTOL, reference=spla.spsolve(A.tocsc(), b))
+    assert Multigrid((n,) * 3).setup(A).jump_fraction is None  # only computed when asked
+    with pytest.raises(ValueError, match="deflate"):
+        Multigrid((n,) * 3).setup(A, deflate="yes")
+
+
 @pytest.mark.parametrize("contrast", [1e3, 1e6])
 def test_deflation_on_high_contrast_3d(contrast):
     A, b = darcy_system(24, 3, threshold(contrast))
@@ -376,8 +391,16 @@ def test_thin_AZ_read_off_the_stencil_equals_the_sparse_product():
     assert np.array_equal(np.sort(perm[D.members]), np.flatnonzero(paired))
 
 
-def test_engine_escalates_after_a_slow_solve_3d():
+def count_rule_only(monkeypatch):
+    """Switch off the face-jump start of 3-D sequences, so that only the iteration counts escalate."""
+    import pdeforge.solvers.multigrid.hierarchy as hierarchy
+
+    monkeypatch.setattr(hierarchy, "DEFLATE_JUMP_FRACTION", 2.0)
+
+
+def test_engine_escalates_after_a_slow_solve_3d(monkeypatch):
     """3-D: the structured cycle first; after a slow solve, cluster deflation with the structured cycle."""
+    count_rule_only(monkeypatch)
     eng, records = engine_sequence("darcy", dict(n=24, dim=3, coefficient=threshold(1e6)), count=4)
     its = [r[3].iterations for r in records]
     assert its[0] > 20 and "clusters deflated" not in records[0][3].message
@@ -395,11 +418,43 @@ def test_engine_escalates_large_3d_grids_to_algebraic_levels_and_deflation(monke
     """From ALGEBRAIC_CELLS_3D cells on, a 3-D escalation adds classical AMG below level 0 to the deflation."""
     import pdeforge.solvers.engines.mg as mg_engine
 
+    count_rule_only(monkeypatch)
     monkeypatch.setattr(mg_engine, "ALGEBRAIC_CELLS_3D", 16**3)
     monkeypatch.setattr(mg_engine, "ESCALATE_AFTER", {**mg_engine.ESCALATE_AFTER, 3: 5})  # 16^3 needs ~14
     eng, records = engine_sequence("darcy", dict(n=16, dim=3, coefficient=threshold(1e6)), count=3)
     assert eng.counters["escalations"] == 1
     assert eng.counters["deflations"] == eng.counters["algebraic_setups"] == 2
+    for A, b, x, rec in records[1:]:
+        assert "classical AMG" in rec.message and "clusters deflated" in rec.message
+        assert_solved(A, b, x, RTOL, reference=spla.spsolve(A.tocsc(), b))
+
+
+@pytest.mark.parametrize("contrast", [1e3, 1e6])
+def test_engine_deflates_3d_thresholded_fields_from_the_first_sample(contrast):
+    """A 3-D sequence whose faces jump like a thresholded field's deflates from its first operator on,
+    without an escalation; a rough lognormal one (sigma = 3) and a smooth one are not deflated."""
+    eng, records = engine_sequence("darcy", dict(n=24, dim=3, coefficient=threshold(contrast)), count=3)
+    assert eng.counters["deflations"] == 3 and eng.counters["escalations"] == 0
+    assert all("clusters deflated" in r[3].message for r in records)
+    assert max(r[3].iterations for r in records) <= 20  # the structured cycle alone needs ~30-60 here
+    A, b, x, _ = records[0]
+    assert_solved(A, b, x, RTOL, reference=spla.spsolve(A.tocsc(), b))
+    for coefficient in (lognormal(3.0, 24, 3), lognormal(1.0, 24, 3)):
+        eng, records = engine_sequence("darcy", dict(n=24, dim=3, coefficient=coefficient), count=2)
+        assert eng.counters["deflations"] == eng.counters["escalations"] == 0
+        assert eng._M.jump_fraction < 0.02
+
+
+def test_engine_face_jump_start_of_large_3d_grids_adds_the_algebraic_levels(monkeypatch):
+    """From ALGEBRAIC_CELLS_3D cells on, the first deflated operator moves the rest of the sequence to
+    classical AMG below level 0 with deflation (the escalation target), again without an escalation."""
+    import pdeforge.solvers.engines.mg as mg_engine
+
+    monkeypatch.setattr(mg_engine, "ALGEBRAIC_CELLS_3D", 16**3)
+    eng, records = engine_sequence("darcy", dict(n=16, dim=3, coefficient=threshold(1e3)), count=3)
+    assert eng.counters["deflations"] == 3 and eng.counters["algebraic_setups"] == 2
+    assert eng.counters["escalations"] == 0
+    assert "classical AMG" not in records[0][3].message
     for A, b, x, rec in records[1:]:
         assert "classical AMG" in rec.message and "clusters deflated" in rec.message
         assert_solved(A, b, x, RTOL, reference=spla.spsolve(A.tocsc(), b))
