@@ -49,14 +49,14 @@ tensor grid ``spec.shape`` (d = 1, 2, 3; any n >= 2, odd n included):
   (about the break-even point: set-up ~25 + ~8.5 per iteration against ~70-90 + ~10 per
   iteration), 3-D when it passes 20.  2-D is not deflated: there it saves too few iterations for
   its set-up (classical AMG + deflation 1.10-1.21x classical AMG alone, 128^2-512^2).
-  A 3-D sequence does not wait for the counts when its operator's faces say it: every
-  set-up until the sequence is decided uses ``deflate="auto"`` (deflation where at least
+  A 3-D sequence does not wait for the counts when its first operator's faces say it: that
+  operator is set up with ``deflate="auto"`` (deflation where at least
   ``DEFLATE_JUMP_FRACTION``, 2 %, of the pairs of consecutive faces jump by >= 100:
-  thresholded fields 5-24 %, lognormal sigma <= 3 below 1 % from 16^3 on); the first operator
-  that deflates moves the rest of the sequence to its escalation target without counting an
-  escalation (before, every 3-D shard solved its first sample with the structured cycle, e.g.
-  48 instead of 18-22 iterations at 40^3 contrast 1e3; lognormal fields, which deflation does
-  not help, stay undeflated);
+  thresholded fields 5-24 %, lognormal sigma <= 3 below 1 % from 16^3 on); if it deflates,
+  the whole sequence is at its escalation target without counting an escalation (before,
+  every 3-D shard solved its first sample with the structured cycle, e.g. 40-48 instead of
+  17-22 iterations at 40^3 contrast 1e3), otherwise the counts decide as above (lognormal
+  fields, which deflation does not help, stay undeflated);
   ``escalations`` counts the switch (at most one per sequence, none where a 2-D sequence
   started with ``coarse="auto"`` or a 3-D one deflated from its face jumps; it is kept: comparing
   single samples to undo it misjudged, since counts vary 2x between samples of one
@@ -142,7 +142,7 @@ class MgEngine(Engine):
         super().__init__(options, family, spec, **kwargs)
         self._M: Multigrid | None = None
         self._A = None
-        self._deflate: bool | str = False  # "auto" (3-D, by the operator's face jumps) until decided
+        self._deflate: bool | str = False  # "auto" (3-D) until the first operator's face jumps decide
         self._coarse = "structured"  # "auto" once escalated
         self._A_config = None  # (deflate, coarse) of the operator set up last
         self._may_escalate = True  # False once escalated, or where the sequence started at its target
@@ -156,22 +156,25 @@ class MgEngine(Engine):
             if len(shape) == 2 and int(np.prod(shape)) >= ALGEBRAIC_CELLS_2D:
                 self._coarse, self._may_escalate = "auto", False
             elif len(shape) == 3 and self._may_escalate:
-                self._deflate = "auto"  # until an operator or the counts decide (see the module docstring)
+                self._deflate = "auto"  # the first operator decides (see the module docstring)
         config = (self._deflate, self._coarse)
         if A is self._A and self._A_config == config:
             self.counters["setup_reuses"] += 1
         else:
             self._M.setup(A, deflate=self._deflate, coarse=self._coarse)
+            if self._deflate == "auto":  # the first operator decides for the sequence (see the module docstring)
+                self._deflate = self._M.deflation is not None
+                config = (self._deflate, self._coarse)  # what this set-up amounts to
+                if self._deflate:  # deflated from its face jumps: the rest of the sequence at its escalation target
+                    self._may_escalate = False
+                    if self._M.grid.levels[0].N >= ALGEBRAIC_CELLS_3D:
+                        self._coarse = "auto"
             self._A, self._A_config = A, config
             self.counters["setups"] += 1
             if self._M.use_algebraic:
                 self.counters["algebraic_setups"] += 1
             if self._M.deflation is not None:
                 self.counters["deflations"] += 1
-                if self._deflate == "auto":  # thresholded-like faces: the rest of the sequence at its target
-                    self._deflate, self._may_escalate = True, False
-                    if self._M.grid.levels[0].N >= ALGEBRAIC_CELLS_3D:
-                        self._coarse = "auto"
         return self._M
 
     def solve(self, A, b, x0=None):

@@ -441,8 +441,7 @@ def test_engine_deflates_3d_thresholded_fields_from_the_first_sample(contrast):
     assert_solved(A, b, x, RTOL, reference=spla.spsolve(A.tocsc(), b))
     for coefficient in (lognormal(3.0, 24, 3), lognormal(1.0, 24, 3)):
         eng, records = engine_sequence("darcy", dict(n=24, dim=3, coefficient=coefficient), count=2)
-        assert eng.counters["deflations"] == eng.counters["escalations"] == 0
-        assert eng._M.jump_fraction < 0.02
+        assert eng.counters["deflations"] == eng.counters["escalations"] == 0 and eng.counters["setups"] == 2
 
 
 def test_engine_face_jump_start_of_large_3d_grids_adds_the_algebraic_levels(monkeypatch):
