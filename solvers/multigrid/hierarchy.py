@@ -416,9 +416,8 @@ class Multigrid:
                                                           and self.jump >= ALGEBRAIC_JUMP))
                 if self.use_algebraic:
                     last = 1
-                d = len(self.shape)
-                self.nu = (self.nu_option if self.nu_option is not None
-                           else ALGEBRAIC_NU.get(d, NU) if self.use_algebraic else NU)
+                default_nu = ALGEBRAIC_NU.get(len(self.shape), NU) if self.use_algebraic else NU
+                self.nu = default_nu if self.nu_option is None else self.nu_option
                 # the K-cycle accelerates every intermediate level solved by a cycle: below the
                 # structured levels (0 < c < last) and the algebraic level 1
                 self.krylov = [self.cycle_option == "K" and 0 < c and (c < last or self.use_algebraic)
@@ -442,8 +441,9 @@ class Multigrid:
             if not np.all(np.isfinite(inv)):
                 raise np.linalg.LinAlgError("the coarsest Galerkin operator is singular")
             self.coarse_inverse, self.algebraic = inv, None
-        self.jump_fraction = jump_fraction(L0) if deflate == "auto" else None
+        self.jump_fraction = None
         if deflate == "auto":
+            self.jump_fraction = jump_fraction(L0)
             deflate = self.jump_fraction >= DEFLATE_JUMP_FRACTION
         self.deflation = cluster_deflation(L0) if deflate and self.symmetric else None
         self.setups += 1
