@@ -87,9 +87,13 @@ thresholded fields of contrast 1e3 1.95-2.0x (128^2, structured cycle), 1.8-2.1x
 3.8-7.9x faster than ``amg``: 16-25 iterations of a cycle worth ~7-11 products with the CG
 step, plus a set-up of 35-80 products (interleaved, ``python -m bench.mg_policy``: 172-236
 products with A per sample at contrast 1e3 over 128^2-512^2 and 32^3-80^3).  Iteration counts
-are bounded in n for smooth coefficients, fixed interface geometries and channels.  On
-thresholded GRFs with contrast >= 1e3 they grow with n -- the interface gets rougher as the
-zero level set of the GRF resolves finer scales -- for every method measured: sample 0, 2-D
+are bounded in n for smooth coefficients and channels, and for one thresholded field refined
+(a band-limited GRF, identical on every grid): the paths of large grids (classical AMG below
+level 0; in 3-D with deflation) 1.23-1.27x over 64^2..512^2 and 1.09-1.11x over 16^3..64^3 at
+contrast 1e3 and 1e6 (the structured levels of smaller grids 1.54-2.12x, classical AMG of the
+whole operator 1.56-1.80x; ``bench.multigrid``'s growth table).  On thresholds of a GRF drawn
+at each n they grow -- the truncated GRF gains finer modes, the interfaces finer features, so
+each n is a harder problem -- for every method measured: sample 0, 2-D
 64^2..512^2 and 3-D 16^3..64^3, the escalated paths (2-D classical AMG below level 0, one
 sweep on level 0; 3-D deflation with the structured cycle) 16, 19, 18, 25 / 10, 17, 22, 25
 at contrast 1e3 and 13, 21, 17, 28 / 9, 15, 22, 25 at 1e6 (classical AMG + deflation, which

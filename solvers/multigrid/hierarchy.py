@@ -48,7 +48,13 @@ remaining growth is the piecewise-constant interpolation of level 0 itself.  Cla
 AMG of the whole operator (operator-dependent interpolation on every level, at several
 times the set-up cost) grows as much on these fields: 7, 10, 13, 14 (3-D 1e3, 16^3..64^3)
 and 10, 12, 15, 18 (2-D 1e3, 64^2..512^2), against 11, 13, 19, 19 and 12, 14, 15, 19 here
-with deflation; on the same interfaces refined (fixed geometry) both stay within 1.3-1.7x.
+with deflation.  Thresholds of a GRF drawn at each n are not one problem refined: the
+truncated GRF gains finer modes, its zero level set finer features.  On one field refined
+(thresholds of a band-limited GRF, the identical continuum field on every grid; contrast
+1e3 / 1e6) classical AMG below level 0 needs 16, 15, 16, 19 / 13, 13, 14, 16 iterations at
+64^2..512^2 (1.27x / 1.23x), with deflation in 3-D 11, 11, 11, 12 / 9, 9, 9, 10 at
+16^3..64^3 (1.09x / 1.11x) -- bounded -- where the structured levels grow 1.54-2.12x and
+classical AMG of the whole operator 1.56-1.80x.
 Easy coefficients never reach the jump test and keep the structured cycle unchanged.
 
 K-cycle (``cycle="K"``; Notay and Vassilevski).  Every intermediate level's problem
