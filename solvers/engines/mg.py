@@ -76,7 +76,9 @@ and process (``pattern_builds`` counts the structures this engine requested for 
 new shape).  Each new operator only refills values (``setups``; a few SpMV worth);
 the same operator object again (e.g. Poisson) is not set up again (``setup_reuses``).
 ``cycles`` counts V-cycles applied; ``deflations`` the set-ups that deflated
-clusters; ``escalations`` and ``algebraic_setups`` as above.  ``solve(A, b, x0=...)`` accepts a warm start.
+clusters; ``escalations`` and ``algebraic_setups`` as above.  ``solve(A, b, x0=...)`` accepts a warm start
+(``generate`` does not pass the previous sample's solution: along sorted thresholded sequences
+its residual is 1e2-3e3 times ``||b||`` and costs 1-3 iterations more; lognormal 3-8 times, no gain).
 
 Measured behaviour (bench/multigrid.py --large, one thread, rtol 1e-8, two runs on a noisy
 2-core machine whose 100-product time of one matrix varied up to 1.5x between rows of one run):

@@ -73,6 +73,14 @@ more than by bandwidth.  An index-free compiled red half-sweep (Numba, 3-D 7-poi
 red-black positions computed as ``cell >> 1``, no index arrays): 1.19-1.24x faster than
 SciPy's ``csr_matvec`` on the same values at 48^3 and 64^3 and no faster with float32
 values -- at most ~15 % per iteration, not worth a second code path and a dependency.
+``A p`` in CG from the cycle instead of a product (its last red half-sweep solves the red rows
+of ``A z = r``, so ``(A z)_r = r_r`` and ``A p = A z + beta A p_old`` needs only the black
+half): the same counts, 0.95-0.97x the time in 2-D (256^2-512^2) but 0.99-1.08x with cluster
+deflation in 3-D (updating ``A z`` by ``(A Z) y`` scatters over 30-50 % of the rows).  Coarse
+cells split by coefficient class (the high and the low cells of each 2^3 block as separate
+coarse unknowns, classical AMG below; a prototype with PyAMG's Gauss--Seidel for both
+variants, 32^3 and 48^3, beta 1-1.9): 14-48 iterations, the same as whole blocks within
++-2 -- the slow modes are not aggregates straddling the interfaces.
 
 References
 ----------
