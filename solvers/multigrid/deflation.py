@@ -24,9 +24,14 @@ Measured (thresholded Darcy, 32^3-80^3, contrast 1e3/1e6): the same iteration co
 the balancing form, 0.55-0.95 instead of 1.1-1.5 products with A beyond the cycle per
 application; whole solves within the noise (0.92-1.04x).
 
-Clusters cut into blocks of 16^3 or 8^3 cells (1.6-5x the deflation vectors, 48^3 and 64^3,
-contrast 1e3) give the identical iteration counts at 1.10-1.16x the cost: what the cycle
-leaves is not piecewise constant on parts of clusters.
+What deflation leaves (48^3, contrast 1e3: subspace iteration with the deflated cycle, the
+six slowest modes, contraction 0.64-0.84 per step) is local: 6-320 cells hold half of a
+mode's energy, around small clusters (2-30 cells) and in lobes of the large one, 5-54 % of it
+on high cells -- defects of the piecewise-constant interpolation at intricate interfaces, not
+modes constant on parts of clusters.  Measured: clusters cut into blocks of 16^3 or 8^3 cells
+(1.6-5x the vectors, 48^3 and 64^3) or split where one erosion step disconnects them (3-4x)
+give the identical counts; vectors smoothed into the low cells by 1-4 Jacobi steps save 0-2
+iterations (32^3: 15-17 -> 15; 48^3: 21-22 -> 19-22) for 1.3-2x the non-zeros of ``Z``.
 
 :math:`AZ` is formed once per operator and kept sparse: a diffusion operator's rows
 sum to zero inside a cluster, so :math:`A\mathbb 1_K` lives on the cells next to the

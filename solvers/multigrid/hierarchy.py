@@ -80,7 +80,13 @@ deflation in 3-D (updating ``A z`` by ``(A Z) y`` scatters over 30-50 % of the r
 cells split by coefficient class (the high and the low cells of each 2^3 block as separate
 coarse unknowns, classical AMG below; a prototype with PyAMG's Gauss--Seidel for both
 variants, 32^3 and 48^3, beta 1-1.9): 14-48 iterations, the same as whole blocks within
-+-2 -- the slow modes are not aggregates straddling the interfaces.
++-2 -- the slow modes are not aggregates straddling the interfaces.  Operator-dependent
+interpolation from level 1 by one Jacobi step on the aggregate indicator (smoothed
+aggregation's; same prototype, no deflation): 48^3 33-46 -> 30-41 iterations, 32^3 14-22 ->
+10-19, for a 29-30-point level-1 operator (60-100 products with A for the Galerkin product,
+150-250 for its classical-AMG set-up) -- what classical AMG of the whole operator gains
+(13 iterations at 48^3) comes from its fine-level C/F splitting, at its set-up cost (330-610
+products at 48^3).
 
 References
 ----------
