@@ -86,7 +86,10 @@ aggregation's; same prototype, no deflation): 48^3 33-46 -> 30-41 iterations, 32
 10-19, for a 29-30-point level-1 operator (60-100 products with A for the Galerkin product,
 150-250 for its classical-AMG set-up) -- what classical AMG of the whole operator gains
 (13 iterations at 48^3) comes from its fine-level C/F splitting, at its set-up cost (330-610
-products at 48^3).
+products at 48^3).  In 2-D, classical AMG from level 2 instead of level 1 (one more structured
+agglomeration, a 4x smaller operator to coarsen; interleaved, six samples, contrast 1e3):
+256^2 15-24 -> 16-24 iterations with two sweeps per level (one: 21-33), 0.94-1.01x the cost;
+512^2 18-25 -> 17-30, 1.00x -- a tie, not adopted.
 
 References
 ----------
