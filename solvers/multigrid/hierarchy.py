@@ -84,7 +84,7 @@ variants, 32^3 and 48^3, beta 1-1.9): 14-48 iterations, the same as whole blocks
 interpolation from level 1 by one Jacobi step on the aggregate indicator (smoothed
 aggregation's; same prototype, no deflation): 48^3 33-46 -> 30-41 iterations, 32^3 14-22 ->
 10-19, for a 29-30-point level-1 operator (60-100 products with A for the Galerkin product,
-150-250 for its classical-AMG set-up) -- what classical AMG of the whole operator gains
+140-250 for its classical-AMG set-up) -- what classical AMG of the whole operator gains
 (13 iterations at 48^3) comes from its fine-level C/F splitting, at its set-up cost (330-610
 products at 48^3).  In 2-D, classical AMG from level 2 instead of level 1 (one more structured
 agglomeration, a 4x smaller operator to coarsen; interleaved, six samples, contrast 1e3):
