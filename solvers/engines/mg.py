@@ -79,6 +79,16 @@ the same operator object again (e.g. Poisson) is not set up again (``setup_reuse
 clusters; ``escalations`` and ``algebraic_setups`` as above.  ``solve(A, b, x0=...)`` accepts a warm start
 (``generate`` does not pass the previous sample's solution: along sorted thresholded sequences
 its residual is 1e2-3e3 times ``||b||`` and costs 1-3 iterations more; lognormal 3-8 times, no gain).
+Nor does it recycle Krylov subspaces (SKR's idea) between samples: measured on thresholded
+Darcy of contrast 1e3 (six samples of the sorted sequence, rtol 1e-8, the engine's paths:
+structured + cluster deflation at 32^3 and 48^3, classical AMG below level 0 at 256^2),
+deflating each sample's CG with the 4, 8 or 12 Ritz vectors of the smallest Ritz values of the
+previous sample's preconditioned operator (A-DEF2 beside the clusters) left every count as it
+was (15-20, 21-24 and 15-24 iterations; +-1 on two of 45 solves).  Even the Ritz vectors of
+the sample's *own* earlier solve, which no sequence has, save only 1-6 (32^3), 3-8 (48^3) and
+1-9 (256^2) iterations, for k = 4-12 more products with A per sample and about 3k vector
+passes per iteration: the preconditioned spectrum has no few persistent outliers -- its slowest modes are local at
+interfaces that move between neighbours (:mod:`~pdeforge.solvers.multigrid.deflation`).
 
 Measured behaviour (bench/multigrid.py --large, one thread, rtol 1e-8, two runs on a noisy
 2-core machine whose 100-product time of one matrix varied up to 1.5x between rows of one run):

@@ -89,7 +89,10 @@ aggregation's; same prototype, no deflation): 48^3 33-46 -> 30-41 iterations, 32
 products at 48^3).  In 2-D, classical AMG from level 2 instead of level 1 (one more structured
 agglomeration, a 4x smaller operator to coarsen; interleaved, six samples, contrast 1e3):
 256^2 15-24 -> 16-24 iterations with two sweeps per level (one: 21-33), 0.94-1.01x the cost;
-512^2 18-25 -> 17-30, 1.00x -- a tie, not adopted.
+512^2 18-25 -> 17-30, 1.00x -- a tie, not adopted.  The over-correction ``BETA`` swept again on
+the escalated paths (six samples, contrast 1e3, total CG iterations): 1.9, 2.1 and 2.3 within
+2 % of each other (256^2 108 / 107 / 108, 512^2 126 / 125 / 123, 48^3 132 / 132 / 130, 64^3
+151 / 146 / 149), 1.5 3-11 % more -- flat, kept.
 
 References
 ----------
