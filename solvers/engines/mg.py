@@ -87,8 +87,8 @@ previous sample's preconditioned operator (A-DEF2 beside the clusters) left ever
 was (15-20, 21-24 and 15-24 iterations; +-1 on two of 45 solves).  Even the Ritz vectors of
 the sample's *own* earlier solve, which no sequence has, save only 1-6 (32^3), 3-8 (48^3) and
 1-9 (256^2) iterations, for k = 4-12 more products with A per sample and about 3k vector
-passes per iteration: the preconditioned spectrum has no few persistent outliers -- its slowest modes are local at
-interfaces that move between neighbours (:mod:`~pdeforge.solvers.multigrid.deflation`).
+passes per iteration: the preconditioned spectrum has no few persistent outliers -- its
+slowest modes are local at interfaces that move between neighbours (:mod:`~pdeforge.solvers.multigrid.deflation`).
 
 Measured behaviour (bench/multigrid.py --large, one thread, rtol 1e-8, two runs on a noisy
 2-core machine whose 100-product time of one matrix varied up to 1.5x between rows of one run):
