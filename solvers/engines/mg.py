@@ -48,7 +48,9 @@ tensor grid ``spec.shape`` (d = 1, 2, 3; any n >= 2, odd n included):
   shard -- on the dearer structured cycle), smaller 2-D grids escalate when the structured count passes 30
   (about the break-even point: set-up ~25 + ~8.5 per iteration against ~70-90 + ~10 per
   iteration), 3-D when it passes 20.  2-D is not deflated: there it saves too few iterations for
-  its set-up (classical AMG + deflation 1.10-1.21x classical AMG alone, 128^2-512^2).
+  its set-up (classical AMG + deflation 1.10-1.21x classical AMG alone, 128^2-512^2; only the
+  clusters that do not touch the boundary, 3-13 per sample at 256^2: 1.05x, the same counts --
+  3 fewer on one sample in six, none on the others).
   A 3-D sequence does not wait for the counts when its first operator's faces say it: that
   operator is set up with ``deflate="auto"`` (deflation where at least
   ``DEFLATE_JUMP_FRACTION``, 2 %, of the pairs of consecutive faces jump by >= 100:
