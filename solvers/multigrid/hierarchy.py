@@ -92,7 +92,12 @@ agglomeration, a 4x smaller operator to coarsen; interleaved, six samples, contr
 512^2 18-25 -> 17-30, 1.00x -- a tie, not adopted.  The over-correction ``BETA`` swept again on
 the escalated paths (six samples, contrast 1e3, total CG iterations): 1.9, 2.1 and 2.3 within
 2 % of each other (256^2 108 / 107 / 108, 512^2 126 / 125 / 123, 48^3 132 / 132 / 130, 64^3
-151 / 146 / 149), 1.5 3-11 % more -- flat, kept.
+151 / 146 / 149), 1.5 3-11 % more -- flat, kept.  Red-black SOR instead of Gauss--Seidel
+(relaxation factor omega in every half-sweep, the cycle still symmetric; four samples): 3-D
+48^3 21-22 iterations at omega = 1 against 19-21 at 1.2-1.4 and 23-24 at 1.6, 64^3 23-25
+against 21-23 at 1.3; 2-D 256^2 (classical AMG below) 16-19 against 16-19 at 1.1 and 19-22 at
+1.3 -- at most 2 iterations fewer, for one more pass per half-sweep and a black residual that
+is no longer zero (so restricted too): not adopted.
 
 References
 ----------
