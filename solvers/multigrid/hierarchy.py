@@ -466,6 +466,8 @@ class Multigrid:
                     self.betas[i] = float(self.beta_option)
         if self.use_algebraic:
             self.algebraic, self.coarse_inverse = _algebraic(levels[1]), None
+            if self.algebraic.levels >= 2:
+                self.algebraic.leading_transfers(levels[1].nr)
         else:
             M = levels[-1].dense()
             inv = np.linalg.inv(M)
@@ -495,8 +497,10 @@ class Multigrid:
         L = self.levels[i]
         x = L.x if out is None else out
         if i == 1 and self.algebraic is not None:
-            np.copyto(x, self.algebraic.cycle(b))  # one classical-AMG V-cycle from zero
-            return x
+            if self.algebraic.levels < 2:
+                np.copyto(x, self.algebraic.cycle(b))  # the hierarchy is the coarsest solve itself
+                return x
+            return self._algebraic_cycle(b, x)
         if L.Nc is None:
             np.dot(self.coarse_inverse, b, out=x)
             return x
@@ -533,6 +537,35 @@ class Multigrid:
             _spmv_add((nb, nr), g.br, L.sA_br, xr, xb)
             np.copyto(xr, btr)
             _spmv_add((nr, nb), g.rb, L.sA_rb, xb, xr)
+        return x
+
+    def _algebraic_cycle(self, b: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """One classical-AMG V-cycle from zero for ``A_1 x = b``, level 1 smoothed by its red-black blocks.
+
+        The hierarchy's level 0 is level 1's operator in red-black order, whose forward
+        (backward) Gauss--Seidel sweep is exactly a red-then-black (black-then-red) pair of
+        half-sweeps: done here as on the structured levels (one copy and one CSR product each,
+        the red residual only, transfers on the red rows), the rest by
+        :meth:`.algebraic.AlgebraicCoarse.coarse_correction`.
+        """
+        L = self.levels[1]
+        g, nr, nb = L.g, L.nr, L.nb
+        bt = L.bt
+        np.multiply(b, L.inv, out=bt)
+        btr, btb = bt[:nr], bt[nr:]
+        xr, xb = x[:nr], x[nr:]
+        np.copyto(xr, btr)  # forward sweep from zero: red, then black
+        np.copyto(xb, btb)
+        _spmv_add((nb, nr), g.br, L.sA_br, xr, xb)
+        s = L.s  # red residual r_r = D_r (bt_r - x_r + sA_rb x_b); the black one is zero
+        np.subtract(btr, xr, out=s)
+        _spmv_add((nr, nb), g.rb, L.sA_rb, xb, s)
+        np.multiply(s, L.diag[:nr], out=s)
+        self.algebraic.coarse_correction(s, xr)  # only the red rows: the black ones follow from them
+        np.copyto(xb, btb)  # backward sweep: black, then red
+        _spmv_add((nb, nr), g.br, L.sA_br, xr, xb)
+        np.copyto(xr, btr)
+        _spmv_add((nr, nb), g.rb, L.sA_rb, xb, xr)
         return x
 
     def _kcycle(self, c: int, b: np.ndarray) -> np.ndarray:

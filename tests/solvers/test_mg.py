@@ -545,6 +545,28 @@ def test_algebraic_cycle_is_symmetric_and_keeps_level_one_intact(n, dim):
     np.testing.assert_allclose(L1.matvec(v), L1.dense() @ v, rtol=1e-12, atol=1e-12 * np.abs(L1.dense()).max())
 
 
+@pytest.mark.parametrize("n, dim", [(64, 2), (33, 2), (16, 3), (17, 3), (16, 2)])
+def test_level_one_red_black_sweeps_are_pyamgs_gauss_seidel(n, dim):
+    """Level 1 of the algebraic path is smoothed by its own red-black half-sweeps: the same cycle as
+    PyAMG's forward/backward Gauss-Seidel on the red-black ordered operator, to rounding (even and odd
+    n); a one-level hierarchy (16^2: level 1 has 64 cells) is the exact coarse solve."""
+    A, b = darcy_system(n, dim, threshold(1e3))
+    M = Multigrid((n,) * dim, coarse="algebraic").setup(A)
+    L1, alg = M.levels[1], M.algebraic
+    assert (alg.levels == 1) == ((n, dim) == (16, 2))
+    rng = np.random.default_rng(3)
+    for _ in range(2):
+        v = rng.standard_normal(L1.N)
+        reference = alg.cycle(v).copy()
+        ours = M._cycle(1, v)
+        assert np.abs(ours - reference).max() <= 1e-13 * np.abs(reference).max()
+    if alg.levels == 1:
+        np.testing.assert_allclose(L1.dense() @ M._cycle(1, v), v, rtol=1e-8, atol=1e-8 * np.abs(v).max())
+    x, info, res = mg_cg(A, b, rtol=RTOL, M=M, full_output=True)
+    assert info == 0
+    assert_solved(A, b, x, RTOL, reference=spla.spsolve(A.tocsc(), b))
+
+
 @pytest.mark.parametrize("n, dim, contrast", [(64, 2, 1e6), (128, 2, 1e3), (16, 3, 1e3)])
 def test_lean_ruge_stueben_set_up_equals_pyamgs_hierarchy(n, dim, contrast):
     """Calling PyAMG's kernels directly gives PyAMG's own Ruge-Stueben hierarchy (direct interpolation):
