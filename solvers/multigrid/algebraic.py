@@ -40,7 +40,10 @@ instead of 2.2, 1.22x; CLJP the same counts as the second pass at complexity 3.4
 (direct or classical interpolation, complexity 1.9) 40-66 iterations instead of 15-24, 2.5x.
 Jacobi smoothing on the levels below the hierarchy's level 0 (products only, no sequential
 sweep; interleaved, six samples): damped by 0.8, 0-3 more iterations, 1.02x (256^2) and 1.04x
-(512^2); l1-Jacobi 3-8 more, 1.11-1.23x.
+(512^2); l1-Jacobi 3-8 more, 1.11-1.23x.  The levels below the hierarchy's level 0 renumbered
+by colour (PyAMG's MIS vertex colouring; the sequential sweep then has no dependence between
+consecutive rows): 0-1 more iterations and 1.07x (256^2), 1.10x (512^2) -- the colouring and
+the permuted copies cost more set-up than the sweeps save.
 
 Reference: J. W. Ruge and K. Stueben, "Algebraic multigrid", in Multigrid Methods, SIAM, 1987.
 """
