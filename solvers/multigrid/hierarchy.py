@@ -557,8 +557,8 @@ class Multigrid:
         np.copyto(xr, btr)  # forward sweep from zero: red, then black
         np.copyto(xb, btb)
         _spmv_add((nb, nr), g.br, L.sA_br, xr, xb)
-        s = L.s  # red residual r_r = D_r (bt_r - x_r + sA_rb x_b); the black one is zero
-        np.subtract(btr, xr, out=s)
+        s = L.s  # red residual r_r = D_r (bt_r - x_r + sA_rb x_b) = D_r sA_rb x_b; the black one is zero
+        s.fill(0.0)
         _spmv_add((nr, nb), g.rb, L.sA_rb, xb, s)
         np.multiply(s, L.diag[:nr], out=s)
         self.algebraic.coarse_correction(s, xr)  # only the red rows: the black ones follow from them
