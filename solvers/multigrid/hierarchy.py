@@ -519,7 +519,10 @@ class Multigrid:
             _spmv_add((nb, nr), g.br, L.sA_br, xr, xb)
         # 2. scaled red residual s_r = D_r^{-1} r_r (the black one is zero); b_c = P_r^T D_r s_r
         s = L.s
-        np.subtract(btr, xr, out=s)
+        if self.nu == 1:
+            s.fill(0.0)  # x_r = bt_r after the single red half-sweep from zero
+        else:
+            np.subtract(btr, xr, out=s)
         _spmv_add((nr, nb), g.rb, L.sA_rb, xb, s)
         bc = L.bc
         bc.fill(0.0)
