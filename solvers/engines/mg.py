@@ -92,18 +92,18 @@ the sample's *own* earlier solve, which no sequence has, save only 1-6 (32^3), 3
 passes per iteration: the preconditioned spectrum has no few persistent outliers -- its
 slowest modes are local at interfaces that move between neighbours (:mod:`~pdeforge.solvers.multigrid.deflation`).
 
-Measured behaviour (bench/multigrid.py --large, one thread, rtol 1e-8, three runs on a noisy
-2-core machine, the last with the red-black level-1 sweeps of the classical-AMG path):
+Measured behaviour (bench/multigrid.py --large, one thread, rtol 1e-8, four runs on a noisy
+2-core machine, the last two with the red-black level-1 sweeps of the classical-AMG path):
 set-up plus solve 0.66-1.21x the time of 100 products with A on lognormal and FNO-threshold
-(12/3) Darcy, 128^2-512^2 and 32^3-64^3, 1.9-4.6x faster than the ``amg`` engine; on
-thresholded fields of contrast 1e3 1.80-2.09x (128^2, structured cycle), 1.72-1.81x (32^3),
-1.89x (256^2; 2.12-2.54x before those sweeps), 1.52x (512^2; 1.76-1.91x before), 1.78-1.95x
-(64^3) and 2.03-2.36x (48^3) the 100 products, 4.8-7.9x faster than ``amg``: 16-25 iterations
+(12/3) Darcy, 128^2-512^2 and 32^3-64^3, 1.8-4.6x faster than the ``amg`` engine; on
+thresholded fields of contrast 1e3 1.80-2.09x (128^2, structured cycle), 1.63-1.81x (32^3),
+1.89-2.23x (256^2; 2.12-2.54x before those sweeps), 1.52-1.70x (512^2; 1.76-1.91x before),
+1.78-1.95x (64^3) and 2.03-2.36x (48^3) the 100 products, 4.7-7.9x faster than ``amg``: 16-25 iterations
 of a cycle worth ~7-11 products with the CG step, plus a set-up of 35-80 products
 (interleaved, ``python -m bench.mg_policy``: 165-201 products with A per sample at contrast
 1e3 over 128^2-512^2 and 32^3-80^3, 197-258 at 1e6).  The ratio to 100 products is highest
-where the reference product runs from cache (contrast 1e3, two runs: 0.55-0.70 ns per
-non-zero at 256^2 and 48^3 against 0.87-1.04 at 512^2 and 64^3), while mg costs 30-57 ns per
+where the reference product runs from cache (contrast 1e3, three runs: 0.54-0.70 ns per
+non-zero at 256^2 and 48^3 against 0.87-1.25 at 512^2 and 64^3), while mg costs 30-63 ns per
 cell and CG iteration on every row (``bench.multigrid``'s columns).  Iteration counts
 are bounded in n for smooth coefficients and channels, and for one thresholded field refined
 (a band-limited GRF, identical on every grid): the paths of large grids (classical AMG below
