@@ -118,7 +118,11 @@ class AlgebraicCoarse:
     ``operator_complexity`` (sum of the levels' non-zeros over those of the operator).
     """
 
-    def __init__(self, A: sp.csr_matrix) -> None:
+    def __init__(self, A: sp.csr_matrix, leading_rows: int | None = None) -> None:
+        """``leading_rows``: prepare :meth:`coarse_correction` for residuals that vanish outside the
+        first ``leading_rows`` unknowns (the interpolation's first rows and their transpose): a
+        red-black ordered level 0 smoothed by the caller has a zero black residual after a sweep
+        ending on black, and its first post-smoothing half-sweep recomputes the black unknowns."""
         from pyamg import amg_core
 
         self._gauss_seidel = amg_core.gauss_seidel
@@ -131,28 +135,20 @@ class AlgebraicCoarse:
         self._x = [np.empty(m) for m in sizes]
         self._b = [None] + [np.empty(m) for m in sizes[1:]]
         self._r = [np.empty(m) for m in sizes]
+        self._P_lead = self._R_lead = None
+        if leading_rows is not None and self.levels >= 2:
+            self._P_lead = self._P[0][:leading_rows]
+            self._R_lead = self._P_lead.T.tocsr()
 
     def cycle(self, b: np.ndarray) -> np.ndarray:
         """One V-cycle from ``x = 0`` for ``A_0 x = b`` (returns a work array, valid until the next cycle)."""
         return self._cycle(0, b)
 
-    def leading_transfers(self, rows: int) -> None:
-        """Prepare :meth:`coarse_correction` for residuals that vanish outside the first ``rows`` unknowns.
-
-        The interpolation's first ``rows`` rows ``P_0[:rows]`` and their transpose: a red-black
-        ordered level 0 smoothed by the caller has a zero black residual after a sweep ending on
-        black, and its first post-smoothing half-sweep recomputes the black unknowns.
-        """
-        if self.levels < 2:
-            raise ValueError("a one-level hierarchy has no coarse correction")
-        P = self._P[0][:rows]
-        self._P_lead, self._R_lead = P, P.T.tocsr()
-
     def coarse_correction(self, r: np.ndarray, x: np.ndarray) -> None:
         """``x += P_0 e`` on the leading rows, ``e`` one V-cycle from zero for ``A_1 e = P_0^T r``.
 
-        ``r`` and ``x`` hold the leading ``rows`` unknowns of :meth:`leading_transfers` (``r`` is zero
-        on the others): level 0's smoothing is the caller's, the levels below are this hierarchy's.
+        ``r`` and ``x`` hold the ``leading_rows`` unknowns given at construction (``r`` is zero on
+        the others): level 0's smoothing is the caller's, the levels below are this hierarchy's.
         """
         bc = self._b[1]
         bc.fill(0.0)

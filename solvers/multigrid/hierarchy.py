@@ -341,8 +341,11 @@ def _symmetry(L: _Level) -> tuple[bool, float]:
 
 
 def _algebraic(L: _Level) -> AlgebraicCoarse:
-    """Classical AMG (:class:`.algebraic.AlgebraicCoarse`) of a level's operator in red-black order."""
-    return AlgebraicCoarse(L.csr())
+    """Classical AMG (:class:`.algebraic.AlgebraicCoarse`) of a level's operator in red-black order.
+
+    Its coarse correction takes red residuals (the level's red rows lead), see :meth:`Multigrid._cycle`.
+    """
+    return AlgebraicCoarse(L.csr(), leading_rows=L.nr)
 
 
 def _interior_excess(L: _Level) -> float:
@@ -466,8 +469,6 @@ class Multigrid:
                     self.betas[i] = float(self.beta_option)
         if self.use_algebraic:
             self.algebraic, self.coarse_inverse = _algebraic(levels[1]), None
-            if self.algebraic.levels >= 2:
-                self.algebraic.leading_transfers(levels[1].nr)
         else:
             M = levels[-1].dense()
             inv = np.linalg.inv(M)
@@ -493,82 +494,63 @@ class Multigrid:
 
     # ----- application -------------------------------------------------------------------------------
     def _cycle(self, i: int, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """One V-cycle from zero for ``A_i x = b`` (red-black order) into ``out`` (default: level i's work array)."""
+        """One V-cycle from zero for ``A_i x = b`` (red-black order) into ``out`` (default: level i's work array).
+
+        Level 1 of the algebraic path is smoothed here too, by one sweep per side: the classical-AMG
+        hierarchy's level 0 is that operator in red-black order, whose forward (backward)
+        Gauss--Seidel sweep is exactly a red-then-black (black-then-red) pair of half-sweeps;
+        its coarse correction is :meth:`.algebraic.AlgebraicCoarse.coarse_correction`.
+        """
         L = self.levels[i]
         x = L.x if out is None else out
-        if i == 1 and self.algebraic is not None:
-            if self.algebraic.levels < 2:
-                np.copyto(x, self.algebraic.cycle(b))  # the hierarchy is the coarsest solve itself
-                return x
-            return self._algebraic_cycle(b, x)
+        algebraic = self.algebraic if i == 1 else None
+        if algebraic is not None and algebraic.levels < 2:
+            np.copyto(x, algebraic.cycle(b))  # the hierarchy is the coarsest solve itself
+            return x
         if L.Nc is None:
             np.dot(self.coarse_inverse, b, out=x)
             return x
         g, nr, nb, Nc = L.g, L.nr, L.nb, L.Nc
+        nu = self.nu if algebraic is None else 1
         bt = L.bt
         np.multiply(b, L.inv, out=bt)
         btr, btb = bt[:nr], bt[nr:]
         xr, xb = x[:nr], x[nr:]
         # 1. pre-smoothing, forward sweeps from zero: red (x_r = D_r^{-1} b_r), black, red, ..., black
         np.copyto(xr, btr)
-        for sweep in range(self.nu):
+        for sweep in range(nu):
             if sweep:
                 np.copyto(xr, btr)
                 _spmv_add((nr, nb), g.rb, L.sA_rb, xb, xr)
             np.copyto(xb, btb)
             _spmv_add((nb, nr), g.br, L.sA_br, xr, xb)
-        # 2. scaled red residual s_r = D_r^{-1} r_r (the black one is zero); b_c = P_r^T D_r s_r
+        # 2. scaled red residual s_r = D_r^{-1} r_r (the black one is zero)
         s = L.s
-        if self.nu == 1:
+        if nu == 1:
             s.fill(0.0)  # x_r = bt_r after the single red half-sweep from zero
         else:
             np.subtract(btr, xr, out=s)
         _spmv_add((nr, nb), g.rb, L.sA_rb, xb, s)
-        bc = L.bc
-        bc.fill(0.0)
-        _spmv_add((Nc, nr), g.R_red, L.Rw, s, bc)
-        # 3. over-corrected coarse-grid correction x += beta P e_c
-        ec = self._kcycle(i + 1, bc) if self.krylov[i + 1] else self._cycle(i + 1, bc)
-        beta = self.betas[i]
-        if beta != 1.0:
-            ec *= beta
-        # (only the red cells: the first post-smoothing half-sweep below overwrites x_b from x_r)
-        _spmv_add((nr, Nc), g.P_red, L.ones_r, ec, xr)
+        # 3. coarse-grid correction of the red cells (the first post-smoothing half-sweep below
+        # overwrites x_b from x_r)
+        if algebraic is not None:  # classical AMG: x_r += P_r e, e one cycle for A_c e = P_r^T D_r s_r
+            np.multiply(s, L.diag[:nr], out=s)
+            algebraic.coarse_correction(s, xr)
+        else:  # over-corrected: x_r += beta P_r e_c, b_c = P_r^T D_r s_r
+            bc = L.bc
+            bc.fill(0.0)
+            _spmv_add((Nc, nr), g.R_red, L.Rw, s, bc)
+            ec = self._kcycle(i + 1, bc) if self.krylov[i + 1] else self._cycle(i + 1, bc)
+            beta = self.betas[i]
+            if beta != 1.0:
+                ec *= beta
+            _spmv_add((nr, Nc), g.P_red, L.ones_r, ec, xr)
         # 4. post-smoothing, backward sweeps: black, red, ...
-        for _ in range(self.nu):
+        for _ in range(nu):
             np.copyto(xb, btb)
             _spmv_add((nb, nr), g.br, L.sA_br, xr, xb)
             np.copyto(xr, btr)
             _spmv_add((nr, nb), g.rb, L.sA_rb, xb, xr)
-        return x
-
-    def _algebraic_cycle(self, b: np.ndarray, x: np.ndarray) -> np.ndarray:
-        """One classical-AMG V-cycle from zero for ``A_1 x = b``, level 1 smoothed by its red-black blocks.
-
-        The hierarchy's level 0 is level 1's operator in red-black order, whose forward
-        (backward) Gauss--Seidel sweep is exactly a red-then-black (black-then-red) pair of
-        half-sweeps: done here as on the structured levels (one copy and one CSR product each,
-        the red residual only, transfers on the red rows), the rest by
-        :meth:`.algebraic.AlgebraicCoarse.coarse_correction`.
-        """
-        L = self.levels[1]
-        g, nr, nb = L.g, L.nr, L.nb
-        bt = L.bt
-        np.multiply(b, L.inv, out=bt)
-        btr, btb = bt[:nr], bt[nr:]
-        xr, xb = x[:nr], x[nr:]
-        np.copyto(xr, btr)  # forward sweep from zero: red, then black
-        np.copyto(xb, btb)
-        _spmv_add((nb, nr), g.br, L.sA_br, xr, xb)
-        s = L.s  # red residual r_r = D_r (bt_r - x_r + sA_rb x_b) = D_r sA_rb x_b; the black one is zero
-        s.fill(0.0)
-        _spmv_add((nr, nb), g.rb, L.sA_rb, xb, s)
-        np.multiply(s, L.diag[:nr], out=s)
-        self.algebraic.coarse_correction(s, xr)  # only the red rows: the black ones follow from them
-        np.copyto(xb, btb)  # backward sweep: black, then red
-        _spmv_add((nb, nr), g.br, L.sA_br, xr, xb)
-        np.copyto(xr, btr)
-        _spmv_add((nr, nb), g.rb, L.sA_rb, xb, xr)
         return x
 
     def _kcycle(self, c: int, b: np.ndarray) -> np.ndarray:
