@@ -14,7 +14,12 @@ and a red (black) Gauss--Seidel half-sweep is one product with :math:`A_{rb}`
 (:math:`A_{br}`) and a diagonal scaling.  The CSR structures of :math:`A_{rb}`,
 :math:`A_{br}` (and of the whole operator in red-black order) are fixed here
 together with *gather* indices into the stacked stencil values of the level (see
-:class:`LevelGrid`), so a new operator only costs ``np.take``.
+:class:`LevelGrid`), so a new operator only costs ``np.take``.  The two blocks are
+also banded: within a colour the cells keep their C order, so the neighbour along
+an axis sits at a constant offset in the other colour's numbering (two offsets
+along the last axis when its length is even, by row parity).  Their *band form*
+(:func:`band_form`, SciPy's DIA layout with 2d+1 or fewer diagonals) is what the
+smoother multiplies with (:mod:`.kernels`).
 
 Aggregation.  Along each axis cells are paired, ``{0,1}, {2,3}, ...``; for odd
 ``n`` the last aggregate is the triple ``{n-3, n-2, n-1}``.  A coarse cell is the
@@ -34,6 +39,8 @@ from ..families.fv import stencil_pattern
 
 #: a level with at most this many unknowns is solved directly (dense factorisation)
 COARSE_SIZE = {1: 64, 2: 64, 3: 64}
+#: a block is multiplied in band form when its diagonals hold at most this many times its entries
+BAND_FILL = 1.5
 
 
 def _frozen(*arrays):
@@ -130,6 +137,9 @@ class LevelGrid:
     P_black: tuple | None = None  # black x coarse
     R_red_take: np.ndarray | None = None  # R_red's column indices as gather positions (intp)
     pos: np.ndarray | None = None  # natural index -> red-black position (the inverse of perm)
+    # band forms of rb and br (see band_form), None where a block is not banded enough
+    rb_band: tuple | None = None
+    br_band: tuple | None = None
 
 
 def _offsets(shape):
@@ -154,6 +164,24 @@ def _block(mask, rows_nat, offsets, col_pos, shift, keep_diag):
     cell = rows_nat[r]
     cols = col_pos[cell + offsets[slot]] - shift
     return _frozen(indptr, cols.astype(np.int32), (slot * N + cell).astype(np.intp))
+
+
+def band_form(block: tuple, n_rows: int, n_cols: int, sentinel: int) -> tuple | None:
+    """DIA form ``(offsets, take)`` of the CSR triple ``block`` of an ``n_rows x n_cols`` block.
+
+    ``take[k, j]`` is the gather position of the entry ``(j - offsets[k], j)`` (SciPy's DIA
+    layout: values indexed by column) and ``sentinel`` where diagonal ``k`` has no entry in
+    column ``j``, so that gathering from the stacked stencil followed by one zero fills the
+    band.  None when the band would store more than ``BAND_FILL`` times the block's entries.
+    """
+    indptr, indices, take = block
+    rows = np.repeat(np.arange(n_rows, dtype=np.int64), np.diff(indptr))
+    offsets, k = np.unique(indices.astype(np.int64) - rows, return_inverse=True)
+    if len(offsets) * n_cols > BAND_FILL * max(len(indices), 1):
+        return None
+    band = np.full((len(offsets), n_cols), sentinel, dtype=np.intp)
+    band[k.ravel(), indices] = take
+    return _frozen(offsets.astype(np.int32), band)
 
 
 def _indicator(rows, cols, n_rows, n_cols):
@@ -184,8 +212,11 @@ def _level(shape: tuple[int, ...], coarse: bool) -> LevelGrid:
     full = _block(mask, perm, off, pos, 0, True)
     interior = mask.all(axis=1).astype(np.float64)
     _frozen(perm, pos, scatter, interior)
+    sentinel = mask.shape[1] * N  # one zero after the stacked stencil (see band_form)
+    bands = {"rb_band": band_form(rb, n_red, N - n_red, sentinel),
+             "br_band": band_form(br, N - n_red, n_red, sentinel)}
     if coarse:
-        return LevelGrid(tuple(shape), N, n_red, perm, scatter, rb, br, full, interior, pos=pos)
+        return LevelGrid(tuple(shape), N, n_red, perm, scatter, rb, br, full, interior, pos=pos, **bands)
     cshape = tuple(n // 2 for n in shape)
     _, cpos, _ = _rb_order(cshape)
     idx = np.indices(shape).reshape(d, N)
@@ -196,7 +227,7 @@ def _level(shape: tuple[int, ...], coarse: bool) -> LevelGrid:
     R_red = _indicator(agg[red], np.arange(n_red), Nc, n_red)
     P_black = _indicator(np.arange(N - n_red), agg[black], N - n_red, Nc)
     return LevelGrid(tuple(shape), N, n_red, perm, scatter, rb, br, full, interior,
-                     R_red, P_red, P_black, _frozen(R_red[1].astype(np.intp))[0], pos)
+                     R_red, P_red, P_black, _frozen(R_red[1].astype(np.intp))[0], pos, **bands)
 
 
 @dataclass(frozen=True)

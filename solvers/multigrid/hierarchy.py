@@ -128,6 +128,7 @@ from ..families.fv import stencil_pattern
 from .algebraic import AlgebraicCoarse
 from .deflation import ClusterDeflation, cluster_deflation
 from .grid import GridHierarchy, _sl, coarse_stencil, grid_hierarchy
+from .kernels import dia_add as _dia_add
 from .kernels import spmv_add as _spmv_add
 
 #: defaults, chosen by measurement (see the benchmark bench/multigrid.py and the engine docstring)
@@ -232,15 +233,18 @@ class _Level:
     """
 
     __slots__ = ("g", "nr", "nb", "N", "Nc", "S", "diag", "inv", "sA_rb", "sA_br", "ndiag", "Rw",
-                 "ones_r", "ones_b", "x", "bt", "s", "bc", "work", "kv", "kw", "kr")
+                 "ones_r", "ones_b", "x", "bt", "s", "bc", "work", "flat", "kv", "kw", "kr")
 
     def __init__(self, g, d: int, Nc: int | None):
         self.g, self.N, self.nr, self.Nc = g, g.N, g.n_red, Nc
         self.nb = g.N - g.n_red
         self.S = np.zeros((2 * d + 1, g.N))
-        self.work = np.empty((2 * d + 1, g.N))
+        # the scaled stencil, followed by one zero (the padding of the band forms)
+        self.flat = np.zeros((2 * d + 1) * g.N + 1)
+        self.work = self.flat[:-1].reshape(2 * d + 1, g.N)
         self.diag, self.ndiag, self.inv = np.empty(g.N), np.empty(g.N), np.empty(g.N)
-        self.sA_rb, self.sA_br = np.empty(len(g.rb[2])), np.empty(len(g.br[2]))
+        self.sA_rb = np.empty(len(g.rb[2]) if g.rb_band is None else g.rb_band[1].shape)
+        self.sA_br = np.empty(len(g.br[2]) if g.br_band is None else g.br_band[1].shape)
         self.ones_r, self.ones_b = np.ones(self.nr), np.ones(self.nb)
         self.x, self.bt, self.s = np.empty(g.N), np.empty(g.N), np.empty(self.nr)
         self.bc = None if Nc is None else np.empty(Nc)
@@ -251,10 +255,9 @@ class _Level:
         """Red-black values from the stacked stencil ``S``."""
         g, d = self.g, (self.S.shape[0] - 1) // 2
         inv = np.divide(-1.0, self.S[d])                 # -D^{-1}, natural order
-        scaled = np.multiply(self.S, inv, out=self.work)  # -D^{-1} A, stacked
-        flat = scaled.ravel()
-        np.take(flat, g.rb[2], out=self.sA_rb)
-        np.take(flat, g.br[2], out=self.sA_br)
+        np.multiply(self.S, inv, out=self.work)          # -D^{-1} A, stacked
+        np.take(self.flat, g.rb[2] if g.rb_band is None else g.rb_band[1], out=self.sA_rb)
+        np.take(self.flat, g.br[2] if g.br_band is None else g.br_band[1], out=self.sA_br)
         np.negative(inv, out=inv)
         np.take(inv, g.perm, out=self.inv)
         np.take(self.S[d], g.perm, out=self.diag)
@@ -262,19 +265,35 @@ class _Level:
         if self.Nc is not None:
             np.take(self.diag, g.R_red_take, out=self.Rw)
 
+    def rb_add(self, xb: np.ndarray, yr: np.ndarray) -> None:
+        """``y_r += sA_rb x_b`` (band form where the grid has one, else CSR)."""
+        g = self.g
+        if g.rb_band is None:
+            _spmv_add((self.nr, self.nb), g.rb, self.sA_rb, xb, yr)
+        else:
+            _dia_add((self.nr, self.nb), g.rb_band[0], self.sA_rb, xb, yr)
+
+    def br_add(self, xr: np.ndarray, yb: np.ndarray) -> None:
+        """``y_b += sA_br x_r`` (band form where the grid has one, else CSR)."""
+        g = self.g
+        if g.br_band is None:
+            _spmv_add((self.nb, self.nr), g.br, self.sA_br, xr, yb)
+        else:
+            _dia_add((self.nb, self.nr), g.br_band[0], self.sA_br, xr, yb)
+
     def matvec(self, v: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """``A v`` in red-black order from the smoother's blocks: ``(A v)_r = D_r (v_r - sA_rb v_b)``, black alike.
 
         ``out`` (not ``v``) receives the product; a new array when None.
         """
-        g, nr, nb = self.g, self.nr, self.nb
+        nr = self.nr
         w = np.empty(self.N) if out is None else out
         wr, wb = w[:nr], w[nr:]
         np.negative(v[:nr], out=wr)  # sA_rb v_b - v_r, times -D_r
-        _spmv_add((nr, nb), g.rb, self.sA_rb, v[nr:], wr)
+        self.rb_add(v[nr:], wr)
         np.multiply(wr, self.ndiag[:nr], out=wr)
         np.negative(v[nr:], out=wb)
-        _spmv_add((nb, nr), g.br, self.sA_br, v[:nr], wb)
+        self.br_add(v[:nr], wb)
         np.multiply(wb, self.ndiag[nr:], out=wb)
         return w
 
@@ -510,7 +529,7 @@ class Multigrid:
         if L.Nc is None:
             np.dot(self.coarse_inverse, b, out=x)
             return x
-        g, nr, nb, Nc = L.g, L.nr, L.nb, L.Nc
+        g, nr, Nc = L.g, L.nr, L.Nc
         nu = self.nu if algebraic is None else 1
         bt = L.bt
         np.multiply(b, L.inv, out=bt)
@@ -521,16 +540,16 @@ class Multigrid:
         for sweep in range(nu):
             if sweep:
                 np.copyto(xr, btr)
-                _spmv_add((nr, nb), g.rb, L.sA_rb, xb, xr)
+                L.rb_add(xb, xr)
             np.copyto(xb, btb)
-            _spmv_add((nb, nr), g.br, L.sA_br, xr, xb)
+            L.br_add(xr, xb)
         # 2. scaled red residual s_r = D_r^{-1} r_r (the black one is zero)
         s = L.s
         if nu == 1:
             s.fill(0.0)  # x_r = bt_r after the single red half-sweep from zero
         else:
             np.subtract(btr, xr, out=s)
-        _spmv_add((nr, nb), g.rb, L.sA_rb, xb, s)
+        L.rb_add(xb, s)
         # 3. coarse-grid correction of the red cells (the first post-smoothing half-sweep below
         # overwrites x_b from x_r)
         if algebraic is not None:  # classical AMG: x_r += P_r e, e one cycle for A_c e = P_r^T D_r s_r
@@ -548,9 +567,9 @@ class Multigrid:
         # 4. post-smoothing, backward sweeps: black, red, ...
         for _ in range(nu):
             np.copyto(xb, btb)
-            _spmv_add((nb, nr), g.br, L.sA_br, xr, xb)
+            L.br_add(xr, xb)
             np.copyto(xr, btr)
-            _spmv_add((nr, nb), g.rb, L.sA_rb, xb, xr)
+            L.rb_add(xb, xr)
         return x
 
     def _kcycle(self, c: int, b: np.ndarray) -> np.ndarray:

@@ -183,6 +183,56 @@ def test_coarse_operators_are_galerkin_products(shape):
     assert M.levels[-1].N <= 64
 
 
+@pytest.mark.parametrize("shape", [(12, 12), (37, 37), (16, 16, 16), (19, 19, 19), (129,), (64,)])
+def test_band_forms_hold_the_red_black_blocks(shape):
+    """The red-black blocks are banded (at most 2d+1 diagonals, even and odd n; tiny coarse levels,
+    mostly boundary, may keep CSR), and the band form filled by a set-up is the same matrix as the
+    CSR block gathered from the same stencil."""
+    d = len(shape)
+    if d == 1:
+        a = np.where(np.random.default_rng(1).random(shape[0]) < 0.5, 1e3, 1.0)
+        A = diffusion(a, 1.0 / shape[0]).tocsr()
+    else:
+        A, _ = darcy_system(shape[0], d, threshold(1e3))
+    M = Multigrid(shape, coarse="structured").setup(A)
+    assert M.levels[0].g.rb_band is not None and M.levels[0].g.br_band is not None
+    for L in M.levels:
+        g = L.g
+        flat = np.append(L.work.ravel(), 0.0)  # the scaled stencil the set-up gathered from
+        for (indptr, indices, take), band, values, rows, cols in ((g.rb, g.rb_band, L.sA_rb, L.nr, L.nb),
+                                                                  (g.br, g.br_band, L.sA_br, L.nb, L.nr)):
+            if band is None:
+                assert L.N <= 64 and len(values) == len(take)
+                continue
+            assert len(band[0]) <= 2 * d + 1
+            csr = sp.csr_matrix((flat[take], indices, indptr), shape=(rows, cols))
+            dia = sp.dia_matrix((values, band[0]), shape=(rows, cols))
+            assert abs(dia.tocsr() - csr).max() == 0.0
+
+
+@pytest.mark.parametrize("n, dim, coarse, deflate", [(64, 2, "algebraic", False), (37, 2, "structured", False),
+                                                     (24, 3, "structured", True), (19, 3, "structured", False)])
+def test_band_form_cycle_equals_the_csr_cycle(monkeypatch, n, dim, coarse, deflate):
+    """The smoother's products in band form change rounding only: the cycle equals the one with CSR
+    blocks to 1e-13, and CG takes the same number of iterations to the same solution."""
+    from pdeforge.solvers.multigrid import grid as grid_module
+
+    A, b = darcy_system(n, dim, threshold(1e3))
+    M = Multigrid((n,) * dim, coarse=coarse).setup(A, deflate=deflate)
+    grid_hierarchy.cache_clear()
+    monkeypatch.setattr(grid_module, "BAND_FILL", 0.0)
+    C = Multigrid((n,) * dim, coarse=coarse).setup(A, deflate=deflate)
+    grid_hierarchy.cache_clear()
+    assert all(L.g.rb_band is None and L.g.br_band is None for L in C.levels)
+    assert M.levels[0].g.rb_band is not None
+    v = np.random.default_rng(0).standard_normal(A.shape[0])
+    reference = C.apply_rb(v)
+    assert np.abs(M.apply_rb(v) - reference).max() <= 1e-13 * np.abs(reference).max()
+    (x, info, res), (xc, infoc, resc) = (mg_cg(A, b, rtol=RTOL, M=P, full_output=True) for P in (M, C))
+    assert info == infoc == 0 and res.iterations == resc.iterations
+    assert_solved(A, b, x, RTOL, reference=xc)
+
+
 def test_other_layouts_are_read_and_foreign_patterns_refused():
     A, b = darcy_system(40, 2, CoefficientSpec())
     x_ref, _ = mg_cg(A, b, rtol=RTOL)
