@@ -30,8 +30,9 @@ tensor grid ``spec.shape`` (d = 1, 2, 3; any n >= 2, odd n included):
   (e.g. 48^3, contrast 1e6: 142 -> 25 iterations), from ``ALGEBRAIC_CELLS_3D`` (80^3)
   cells on together with the classical AMG below level 0 described next, whose counts
   grow less; in 2-D, classical (Ruge--Stueben)
-  AMG of PyAMG, with operator-dependent interpolation, on the level-1 Galerkin operator
-  where the face coefficients jump by >= 100 (one lean V-cycle below level 0, and one
+  AMG of PyAMG, with operator-dependent interpolation, on the red Schur complement of the
+  level-1 Galerkin operator (level 1 reduced exactly to its red cells, as in 3-D)
+  where the face coefficients jump by >= 100 (one lean V-cycle below level 1, and one
   red-black sweep per side on level 0 instead of two: 0.91-1.00x the cost at 256^2-512^2;
   ``algebraic_setups`` counts them).  Measured interleaved on the same six samples of
   a sorted sequence (set-up + solve, medians of the per-sample ratios), classical

@@ -1,11 +1,25 @@
 r"""Classical (Ruge--Stueben) AMG below the first agglomeration, with a lean V-cycle.
 
 For high-contrast operators the structured hierarchy keeps only level 0 (and its
-2^d agglomeration); the level-1 Galerkin operator :math:`A_1` is coarsened by PyAMG's
-Ruge--Stueben set-up (classical strength, RS splitting, *direct* interpolation:
-measured on thresholded Darcy 128^2..48^3, contrast 1e3/1e6, the same CG iteration
-counts as classical interpolation (+-1) at 15-30% less set-up), whose compiled kernels
-are called directly (:func:`ruge_stuben_levels`).
+2^d agglomeration).  Level 1 is reduced exactly to its red cells: with the red cells as
+the coarse points and the *ideal* interpolation :math:`P = [I; -A_{bb}^{-1} A_{br}]`
+(black cells interpolated by solving their own rows, which only couple to red cells),
+the Galerkin operator :math:`P^T A_1 P` is the red Schur complement
+:math:`S_r = A_{rr} - A_{rb} A_{bb}^{-1} A_{br}` (9 points in 2-D, 19 in 3-D; an M-matrix
+when :math:`A_1` is one), filled per sample from a pattern built once per grid
+(:func:`.grid.red_schur_pattern`), and a two-grid method with an exact solve of
+:math:`S_r` would be exact.  :math:`S_r` is coarsened by PyAMG's Ruge--Stueben set-up
+(classical strength, RS splitting, *direct* interpolation: measured on thresholded Darcy
+128^2..48^3, contrast 1e3/1e6, the same CG iteration counts as classical interpolation
+(+-1) at 15-30% less set-up), whose compiled kernels are called directly
+(:func:`ruge_stuben_levels`).  Before, Ruge--Stueben coarsened :math:`A_1` itself; its
+first splitting was nearly the red-black one (16384 -> 8191 cells at 256^2) with
+direct interpolation, i.e. an approximation of this exact step at the cost of a strength
+graph, a splitting and two sparse products on the largest algebraic level.  Measured
+(interleaved, six samples of the sorted sequence, contrast 1e3; set-up + solve): the same
+counts within +-2 (contrast 1e6: up to 5 fewer), 0.85x the cost per sample at 256^2, 0.94x
+at 128^2, 0.97x at 512^2, 0.92x at 256^2 contrast 1e6, and with cluster deflation in 3-D
+0.89x at 48^3 and 0.95x at 80^3; the set-up at 256^2 fell from 64 to 49 products with A.
 
 The cycle is written here rather than called through ``MultilevelSolver.solve``:
 one forward Gauss--Seidel sweep before and one backward sweep after the coarse
@@ -17,18 +31,20 @@ preconditioner from 12-13.5 to 8 (2-D) and from 8.6 to 6.5 (3-D) products with t
 finest operator at the same iteration counts (bench/multigrid.py); the preallocated work
 arrays cut the cycle below level 0 from 5.1 to 2.8 products at 256^2 (fresh ``np.zeros``
 arrays per level and cycle pay for their pages on first write), the whole
-preconditioner from 12.3 to 7.5.  The hierarchy's own level 0 (the structured level 1, in
-red-black order) is smoothed by :class:`~.hierarchy.Multigrid` with that level's red-black
-half-sweeps, which are exactly the forward and backward Gauss--Seidel sweeps on this ordering,
-and with the red residual only (:meth:`AlgebraicCoarse.coarse_correction` takes the rest):
-PyAMG's Gauss--Seidel kernel cost 2.3 of the 9.2 products with A per CG iteration at 256^2
-(a forward sweep 1.2-1.3x a CSR product of the same 5-point matrix, 1.9-2.7x on the 9-point
-levels below).  Measured (interleaved, six samples, contrast
-1e3, identical counts): 0.93x (256^2) and 0.89x (512^2) the cost per sample, 0.96x at 256^2
-contrast 1e6 and 0.98x at 80^3 with deflation.
+preconditioner from 12.3 to 7.5.  Level 1 itself is smoothed by
+:class:`~.hierarchy.Multigrid` with its red-black half-sweeps, which are exactly the forward
+and backward Gauss--Seidel sweeps in this ordering: PyAMG's Gauss--Seidel kernel on it cost
+2.3 of the 9.2 products with A per CG iteration at 256^2 (a forward sweep 1.2-1.3x a CSR
+product of the same 5-point matrix, 1.9-2.7x on the 9-point levels below); measured
+(interleaved, six samples, contrast 1e3, identical counts) 0.93x (256^2) and 0.89x (512^2)
+the cost per sample, 0.96x at 256^2 contrast 1e6 and 0.98x at 80^3 with deflation.  After its
+pre-smoothing sweep (ending on black) the black residual is zero and the red one is the
+right-hand side of the reduced system, so the correction is one V-cycle for
+:math:`S_r e = r_r` added to the red cells (:meth:`AlgebraicCoarse.correct`); the first
+post-smoothing half-sweep recomputes the black cells, the second half of :math:`P e`.
 
 Measured and not adopted (256^2 and 512^2, contrast 1e3, set-up + solve in products with
-A): the transfers of the previous sample of the sorted sequence with only the Galerkin
+A; Ruge--Stueben then coarsened :math:`A_1` itself): the transfers of the previous sample of the sorted sequence with only the Galerkin
 products recomputed (iterations 14-19 -> 29-62: thresholded interfaces move between
 neighbours); strength threshold 0.5 (1.10x the cost) and a coarsest level of 400 or 1500
 unknowns (1.07x, 2.25x); two Gauss--Seidel sweeps per level, on every level or only the
@@ -118,11 +134,7 @@ class AlgebraicCoarse:
     ``operator_complexity`` (sum of the levels' non-zeros over those of the operator).
     """
 
-    def __init__(self, A: sp.csr_matrix, leading_rows: int | None = None) -> None:
-        """``leading_rows``: prepare :meth:`coarse_correction` for residuals that vanish outside the
-        first ``leading_rows`` unknowns (the interpolation's first rows and their transpose): a
-        red-black ordered level 0 smoothed by the caller has a zero black residual after a sweep
-        ending on black, and its first post-smoothing half-sweep recomputes the black unknowns."""
+    def __init__(self, A: sp.csr_matrix) -> None:
         from pyamg import amg_core
 
         self._gauss_seidel = amg_core.gauss_seidel
@@ -135,25 +147,14 @@ class AlgebraicCoarse:
         self._x = [np.empty(m) for m in sizes]
         self._b = [None] + [np.empty(m) for m in sizes[1:]]
         self._r = [np.empty(m) for m in sizes]
-        self._P_lead = self._R_lead = None
-        if leading_rows is not None and self.levels >= 2:
-            self._P_lead = self._P[0][:leading_rows]
-            self._R_lead = self._P_lead.T.tocsr()
 
     def cycle(self, b: np.ndarray) -> np.ndarray:
         """One V-cycle from ``x = 0`` for ``A_0 x = b`` (returns a work array, valid until the next cycle)."""
         return self._cycle(0, b)
 
-    def coarse_correction(self, r: np.ndarray, x: np.ndarray) -> None:
-        """``x += P_0 e`` on the leading rows, ``e`` one V-cycle from zero for ``A_1 e = P_0^T r``.
-
-        ``r`` and ``x`` hold the ``leading_rows`` unknowns given at construction (``r`` is zero on
-        the others): level 0's smoothing is the caller's, the levels below are this hierarchy's.
-        """
-        bc = self._b[1]
-        bc.fill(0.0)
-        _add_product(self._R_lead, r, bc)
-        _add_product(self._P_lead, self._cycle(1, bc), x)
+    def correct(self, r: np.ndarray, x: np.ndarray) -> None:
+        """``x += e`` with ``e`` one V-cycle from zero for ``A_0 e = r``."""
+        x += self._cycle(0, r)
 
     def _cycle(self, level: int, b: np.ndarray) -> np.ndarray:
         x = self._x[level]

@@ -231,6 +231,62 @@ def _level(shape: tuple[int, ...], coarse: bool) -> LevelGrid:
 
 
 @dataclass(frozen=True)
+class RedSchurPattern:
+    r"""Structure of the red Schur complement :math:`S_r = A_{rr} - A_{rb} A_{bb}^{-1} A_{br}` of a level.
+
+    With the stencil :math:`a` of the level, :math:`(S_r)_{ik} = a_{ii}\delta_{ik} - \sum_j a_{ij}
+    a_{jk} / a_{jj}` over the black neighbours :math:`j` of the red cell :math:`i` and the red
+    neighbours :math:`k` of :math:`j`: a (3^d-ish)-point operator on the red cells (9 points in 2-D,
+    19 in 3-D).  Each term is ``S[left] * S[right] / S[d, pivot]`` (flat positions in the stacked
+    stencil, ``pivot`` the natural index of :math:`j`); the terms are sorted by entry, entry ``e``
+    summing ``terms[starts[e]:starts[e + 1]]``; ``centre`` gathers :math:`a_{ii}` of the red cells,
+    added at the data positions ``diagonal``.  CSR rows and columns are red positions.
+    """
+
+    n: int
+    indptr: np.ndarray
+    indices: np.ndarray
+    left: np.ndarray
+    right: np.ndarray
+    pivot: np.ndarray
+    starts: np.ndarray
+    diagonal: np.ndarray
+    centre: np.ndarray
+
+
+@lru_cache(maxsize=8)
+def red_schur_pattern(shape: tuple[int, ...]) -> RedSchurPattern:
+    """Build (once per shape; cached) the :class:`RedSchurPattern` of a level of this shape."""
+    mask = stencil_pattern(shape).mask
+    N, k = mask.shape
+    d = (k - 1) // 2
+    off = _offsets(shape)
+    perm, pos, n_red = _rb_order(shape)
+    red = perm[:n_red]
+    # first hop: red cell i -> black neighbour j (slot s1 of i); second hop: j -> red k (slot s2 of j)
+    first = mask[red].copy()
+    first[:, d] = False
+    r1, s1 = np.nonzero(first)
+    ci = red[r1]
+    cj = ci + off[s1]
+    second = mask[cj].copy()
+    second[:, d] = False
+    h, s2 = np.nonzero(second)
+    ci, cj, s1 = ci[h], cj[h], s1[h]
+    entry = pos[ci] * n_red + pos[cj + off[s2]]
+    order = np.argsort(entry, kind="stable")
+    entry = entry[order]
+    keys, starts = np.unique(entry, return_index=True)
+    rows, cols = np.divmod(keys, n_red)
+    diagonal = np.searchsorted(keys, np.arange(n_red) * (n_red + 1))
+    return RedSchurPattern(n_red, *_frozen(np.searchsorted(rows, np.arange(n_red + 1)).astype(np.int32),
+                                           cols.astype(np.int32), (s1 * N + ci)[order].astype(np.intp),
+                                           (s2 * N + cj)[order].astype(np.intp), cj[order].astype(np.intp),
+                                           starts.astype(np.intp), diagonal.astype(np.intp),
+                                           (d * N + red).astype(np.intp)))
+
+
+@dataclass(frozen=True)
 class GridHierarchy:
     """The levels of the grid hierarchy of ``shape`` (finest first); the last level is solved directly."""
 

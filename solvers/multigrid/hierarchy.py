@@ -32,10 +32,11 @@ High-contrast coefficients (``coarse="auto"``).  When the face coefficients of a
 symmetric operator jump by ``ALGEBRAIC_JUMP`` (100) or more between consecutive faces
 (:func:`face_jump`: thresholded fields with contrast >= 1e3 give contrast/2; smooth
 lognormal fields 1.1-4 in 2-D, up to ~1e3 on coarse 3-D grids), only the first
-agglomeration is kept: the Galerkin operator of level 1 is handed to classical
-(Ruge--Stueben) AMG of PyAMG, whose operator-dependent interpolation follows the
-coefficient, and one of its V-cycles (:mod:`.algebraic`: one Gauss--Seidel sweep each
-way) replaces the structured cycle below level 0; in 2-D level 0 then smooths with one
+agglomeration is kept: level 1 is smoothed by one red-black sweep per side and reduced
+exactly to its red cells (the Schur complement, :func:`red_schur`), which is handed to
+classical (Ruge--Stueben) AMG of PyAMG, whose operator-dependent interpolation follows the
+coefficient; one of its V-cycles (:mod:`.algebraic`: one Gauss--Seidel sweep each way) is
+level 1's coarse correction; in 2-D level 0 then smooths with one
 sweep per side (``ALGEBRAIC_NU``: the classical-AMG correction leaves less to smooth; 2-6 more
 iterations but 0.91-1.00x the cost at 256^2-512^2).  Measured (bench/multigrid.py, sample 0, CG iterations): the
 exact two-grid method of the 2^d agglomeration is nearly n-independent in 2-D
@@ -127,7 +128,7 @@ import scipy.sparse as sp
 from ..families.fv import stencil_pattern
 from .algebraic import AlgebraicCoarse
 from .deflation import ClusterDeflation, cluster_deflation
-from .grid import GridHierarchy, _sl, coarse_stencil, grid_hierarchy
+from .grid import GridHierarchy, _sl, coarse_stencil, grid_hierarchy, red_schur_pattern
 from .kernels import dia_add as _dia_add
 from .kernels import spmv_add as _spmv_add
 
@@ -359,12 +360,30 @@ def _symmetry(L: _Level) -> tuple[bool, float]:
     return skewness <= 1e-12, skewness
 
 
-def _algebraic(L: _Level) -> AlgebraicCoarse:
-    """Classical AMG (:class:`.algebraic.AlgebraicCoarse`) of a level's operator in red-black order.
+def red_schur(L: _Level) -> sp.csr_matrix:
+    """The red Schur complement :math:`S_r = A_{rr} - A_{rb} A_{bb}^{-1} A_{br}` of a level (CSR, red positions).
 
-    Its coarse correction takes red residuals (the level's red rows lead), see :meth:`Multigrid._cycle`.
+    Values only: the structure and the gathers are the grid's (:func:`.grid.red_schur_pattern`).
     """
-    return AlgebraicCoarse(L.csr(), leading_rows=L.nr)
+    p = red_schur_pattern(L.g.shape)
+    d = (L.S.shape[0] - 1) // 2
+    a = L.S.ravel()
+    terms = np.take(a, p.left)
+    terms *= np.take(a, p.right)
+    terms /= np.take(L.S[d], p.pivot)
+    values = np.add.reduceat(terms, p.starts)
+    np.negative(values, out=values)
+    values[p.diagonal] += np.take(a, p.centre)
+    return sp.csr_matrix((values, p.indices, p.indptr), shape=(p.n, p.n))
+
+
+def _algebraic(L: _Level) -> AlgebraicCoarse:
+    """Classical AMG (:class:`.algebraic.AlgebraicCoarse`) of a level's red Schur complement.
+
+    The level itself is smoothed by :meth:`Multigrid._cycle`, which adds one V-cycle of this
+    hierarchy to the red cells as its coarse correction (see :mod:`.algebraic`).
+    """
+    return AlgebraicCoarse(red_schur(L))
 
 
 def _interior_excess(L: _Level) -> float:
@@ -515,18 +534,15 @@ class Multigrid:
     def _cycle(self, i: int, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """One V-cycle from zero for ``A_i x = b`` (red-black order) into ``out`` (default: level i's work array).
 
-        Level 1 of the algebraic path is smoothed here too, by one sweep per side: the classical-AMG
-        hierarchy's level 0 is that operator in red-black order, whose forward (backward)
-        Gauss--Seidel sweep is exactly a red-then-black (black-then-red) pair of half-sweeps;
-        its coarse correction is :meth:`.algebraic.AlgebraicCoarse.coarse_correction`.
+        Level 1 of the algebraic path is smoothed here too, by one red-black sweep per side (forward
+        and backward Gauss--Seidel in this ordering); its coarse correction is one V-cycle of the
+        classical-AMG hierarchy of its red Schur complement, added to the red cells
+        (:meth:`.algebraic.AlgebraicCoarse.correct`).
         """
         L = self.levels[i]
         x = L.x if out is None else out
         algebraic = self.algebraic if i == 1 else None
-        if algebraic is not None and algebraic.levels < 2:
-            np.copyto(x, algebraic.cycle(b))  # the hierarchy is the coarsest solve itself
-            return x
-        if L.Nc is None:
+        if L.Nc is None and algebraic is None:
             np.dot(self.coarse_inverse, b, out=x)
             return x
         g, nr, Nc = L.g, L.nr, L.Nc
@@ -552,9 +568,9 @@ class Multigrid:
         L.rb_add(xb, s)
         # 3. coarse-grid correction of the red cells (the first post-smoothing half-sweep below
         # overwrites x_b from x_r)
-        if algebraic is not None:  # classical AMG: x_r += P_r e, e one cycle for A_c e = P_r^T D_r s_r
+        if algebraic is not None:  # x_r += e, e one classical-AMG cycle for S_r e = r_r = D_r s_r
             np.multiply(s, L.diag[:nr], out=s)
-            algebraic.coarse_correction(s, xr)
+            algebraic.correct(s, xr)
         else:  # over-corrected: x_r += beta P_r e_c, b_c = P_r^T D_r s_r
             bc = L.bc
             bc.fill(0.0)
