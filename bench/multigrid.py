@@ -14,10 +14,10 @@ sequence of ``samples_for`` samples, seed 0, greedy ordering as ``pdeforge.solve
   process right before each solve, and the ratio total / (100 SpMV); beside it the product's
   time per stored non-zero (``ns/nnz``) and mg's total per cell and CG iteration
   (``ns/(cell it)``).  The reference repeats one matrix, which stays in cache up to 256^2 and
-  48^3 (4-10 MB of CSR) but not at 512^2 and 64^3 (17-23 MB): on the contrast-1e3 rows of three
-  runs 0.54-0.70 against 0.87-1.25 ns per non-zero, while mg, whose working set (operator
+  48^3 (4-10 MB of CSR) but not at 512^2 and 64^3 (17-23 MB): on the contrast-1e3 rows
+  0.54-0.72 against 0.78-1.56 ns per non-zero (five runs), while mg, whose working set (operator
   blocks, transfers, coarse levels, Krylov vectors) is about three times the matrix, costs
-  30-63 ns per cell and CG iteration on every row -- so at contrast 1e3 the ratio to 100 SpMV
+  25-63 ns per cell and CG iteration on every row -- so at contrast 1e3 the ratio to 100 SpMV
   is highest where the reference is cache-resident (256^2, 48^3), not where the counts are
   highest (512^2, 64^3);
 * ``fresh SA``  -- a new PyAMG smoothed-aggregation hierarchy per sample + CG (what a

@@ -41,9 +41,11 @@ tensor grid ``spec.shape`` (d = 1, 2, 3; any n >= 2, odd n included):
   (``python -m bench.mg_policy``; five runs at 64^3 and three at 80^3 in the latest
   measurement, earlier runs 0.93-1.08 at 64^3 and 0.93 at 80^3; two later runs, the second with
   the A-DEF2 deflation: 1.21-1.29, 1.17, 1.02-1.03, 1.01-1.06 at 32^3..80^3 and 0.86-0.95 at
-  64^3 1e6 -- ties from 64^3 on, the rule kept); structured against classical AMG
-  in 2-D: 0.76-0.81 (128^2), 1.04-1.09 (256^2), 1.14-1.25 (512^2) at 1e3, 0.79 / 1.26-1.31
-  at 128^2 / 256^2 1e6 -- so 2-D grids of ``ALGEBRAIC_CELLS_2D`` (256^2) cells and more
+  64^3 1e6 -- ties from 64^3 on, the rule kept; with the band-form smoother and the red Schur
+  reduction: 1.24, 1.18, 1.11, 0.95 at 32^3..80^3 and 0.96 at 64^3 1e6); structured against
+  classical AMG in 2-D: 0.76-0.81 (128^2), 1.04-1.09 (256^2), 1.14-1.25 (512^2) at 1e3, 0.79 /
+  1.26-1.31 at 128^2 / 256^2 1e6 (with the two changes: 0.81, 1.11, 1.52 and 1.31 at 256^2
+  1e6) -- so 2-D grids of ``ALGEBRAIC_CELLS_2D`` (256^2) cells and more
   start with ``coarse="auto"`` (its jump test decides per operator from the first sample;
   the count rule would spend the first two or three samples of every sequence -- every
   shard -- on the dearer structured cycle), smaller 2-D grids escalate when the structured count passes 30
@@ -93,30 +95,34 @@ the sample's *own* earlier solve, which no sequence has, save only 1-6 (32^3), 3
 passes per iteration: the preconditioned spectrum has no few persistent outliers -- its
 slowest modes are local at interfaces that move between neighbours (:mod:`~pdeforge.solvers.multigrid.deflation`).
 
-Measured behaviour (bench/multigrid.py --large, one thread, rtol 1e-8, four runs on a noisy
-2-core machine, the last two with the red-black level-1 sweeps of the classical-AMG path):
-set-up plus solve 0.66-1.21x the time of 100 products with A on lognormal and FNO-threshold
-(12/3) Darcy, 128^2-512^2 and 32^3-64^3, 1.8-4.6x faster than the ``amg`` engine; on
-thresholded fields of contrast 1e3 1.80-2.09x (128^2, structured cycle), 1.63-1.81x (32^3),
-1.89-2.23x (256^2; 2.12-2.54x before those sweeps), 1.52-1.70x (512^2; 1.76-1.91x before),
-1.78-1.95x (64^3) and 2.03-2.36x (48^3) the 100 products, 4.7-7.9x faster than ``amg``: 16-25 iterations
-of a cycle worth ~7-11 products with the CG step, plus a set-up of 35-80 products
-(interleaved, ``python -m bench.mg_policy``: 165-201 products with A per sample at contrast
-1e3 over 128^2-512^2 and 32^3-80^3, 197-258 at 1e6).  The ratio to 100 products is highest
-where the reference product runs from cache (contrast 1e3, three runs: 0.54-0.70 ns per
-non-zero at 256^2 and 48^3 against 0.87-1.25 at 512^2 and 64^3), while mg costs 30-63 ns per
-cell and CG iteration on every row (``bench.multigrid``'s columns).  Iteration counts
+Measured behaviour (bench/multigrid.py --large, one thread, rtol 1e-8, two runs on a noisy
+2-core machine with the band-form smoother and the red Schur reduction of the classical-AMG
+path): set-up plus solve 0.58-1.20x the time of 100 products with A on lognormal and
+FNO-threshold (12/3) Darcy, 128^2-512^2 and 32^3-64^3, 2.2-5.8x faster than the ``amg`` engine;
+on thresholded fields of contrast 1e3 1.47 / 1.47x (128^2, structured cycle), 1.72 / 1.82x
+(256^2), 1.64 / 1.25x (512^2), 1.39 / 1.75x (32^3), 1.77 / 1.99x (48^3) and 1.83 / 1.67x (64^3)
+the 100 products -- within 2x on every row of both runs, where the four runs before these
+two changes gave 1.80-2.09x (128^2), 1.89-2.54x (256^2) and 2.03-2.36x (48^3) -- and 5.4-9.3x
+faster than ``amg``: 17-25 iterations of a cycle worth ~5.5-8 products with the CG step, plus
+a set-up of 25-55 products (interleaved, ``python -m bench.mg_policy``: 134-167 products with
+A per sample at contrast 1e3 over 128^2-512^2 and 32^3-80^3 on the engine's paths, 166-230 at
+1e6).  Contrast 1e6: 1.50-2.84x.  The ratio moves with the machine and the cache: the
+reference product costs 0.58-0.72 ns per non-zero at 256^2 and 48^3 (its matrix stays in
+cache) against 0.78-1.56 at 512^2 and 64^3, and mg 25-61 ns per cell and CG iteration
+(``bench.multigrid``'s columns).  Iteration counts
 are bounded in n for smooth coefficients and channels, and for one thresholded field refined
 (a band-limited GRF, identical on every grid): the paths of large grids (classical AMG below
 level 0; in 3-D with deflation) 1.23-1.27x over 64^2..512^2 and 1.09-1.11x over 16^3..64^3 at
-contrast 1e3 and 1e6 (the structured levels of smaller grids 1.54-2.12x, classical AMG of the
+contrast 1e3 and 1e6 (with the red Schur reduction: 15, 15, 16, 19 / 13, 12, 13, 17 and 10, 11,
+11, 12 / 9, 9, 9, 11 iterations, 1.27x / 1.42x and 1.20x / 1.22x; the structured levels of smaller grids 1.54-2.12x, classical AMG of the
 whole operator 1.56-1.80x; ``bench.multigrid``'s growth table).  On thresholds of a GRF drawn
 at each n they grow -- the truncated GRF gains finer modes, the interfaces finer features, so
 each n is a harder problem -- for every method measured: sample 0, 2-D
 64^2..512^2 and 3-D 16^3..64^3, the escalated paths (2-D classical AMG below level 0, one
 sweep on level 0; 3-D deflation with the structured cycle) 16, 19, 18, 25 / 10, 17, 22, 25
 at contrast 1e3 and 13, 21, 17, 28 / 9, 15, 22, 25 at 1e6 (classical AMG + deflation, which
-costs more per sample below 80^3, 15, 16, 18, 22 / 11, 13, 19, 19);
+costs more per sample below 80^3, 15, 16, 18, 22 / 11, 13, 19, 19; with the red Schur
+reduction 15, 18, 18, 24 and 13, 21, 17, 27 in 2-D, 10, 12, 19, 19 and 9, 11, 17, 18 in 3-D);
 classical AMG of the whole operator (operator-dependent interpolation on every level)
 10, 12, 15, 18 / 7, 10, 13, 14 and 9, 10, 13, 15 / 5, 9, 10, 11 -- 1.6-2.8x from the
 smallest to the largest grid, above the 1.5x aimed at; PyAMG smoothed aggregation 2.2-39x.

@@ -28,6 +28,11 @@ Cycle at level :math:`\ell` for :math:`A_\ell x = b` from :math:`x = 0`:
 4. post-smoothing: ``nu`` backward sweeps (black, then red), so that with a
    symmetric :math:`A` the cycle is a symmetric operator and preconditions CG.
 
+The red-black blocks are multiplied in band form (SciPy's DIA kernel, :mod:`.kernels`;
+the products of CG with :math:`A` too, :meth:`_Level.matvec`): measured interleaved on
+six samples of the sorted sequence, contrast 1e3, with identical counts, 0.93x the cost
+per sample in 2-D (128^2-512^2) and 0.79-0.88x in 3-D (32^3-64^3, with deflation).
+
 High-contrast coefficients (``coarse="auto"``).  When the face coefficients of a
 symmetric operator jump by ``ALGEBRAIC_JUMP`` (100) or more between consecutive faces
 (:func:`face_jump`: thresholded fields with contrast >= 1e3 give contrast/2; smooth
@@ -54,7 +59,8 @@ truncated GRF gains finer modes, its zero level set finer features.  On one fiel
 (thresholds of a band-limited GRF, the identical continuum field on every grid; contrast
 1e3 / 1e6) classical AMG below level 0 needs 16, 15, 16, 19 / 13, 13, 14, 16 iterations at
 64^2..512^2 (1.27x / 1.23x), with deflation in 3-D 11, 11, 11, 12 / 9, 9, 9, 10 at
-16^3..64^3 (1.09x / 1.11x) -- bounded -- where the structured levels grow 1.54-2.12x and
+16^3..64^3 (1.09x / 1.11x) -- bounded (with the red Schur reduction: 15, 15, 16, 19 / 13, 12,
+13, 17, and 10, 11, 11, 12 / 9, 9, 9, 11 in 3-D) -- where the structured levels grow 1.54-2.12x and
 classical AMG of the whole operator 1.56-1.80x.
 Easy coefficients never reach the jump test and keep the structured cycle unchanged.
 
@@ -73,7 +79,8 @@ CG in float64): 7-10 % less time per cycle at 48^3 and 512^2, but one 512^2 samp
 more than by bandwidth.  An index-free compiled red half-sweep (Numba, 3-D 7-point,
 red-black positions computed as ``cell >> 1``, no index arrays): 1.19-1.24x faster than
 SciPy's ``csr_matvec`` on the same values at 48^3 and 64^3 and no faster with float32
-values -- at most ~15 % per iteration, not worth a second code path and a dependency.
+values -- at most ~15 % per iteration, not worth a second code path and a dependency (SciPy's
+DIA kernel, index-free too and now used, takes 0.53-0.70x the CSR kernel's time).
 ``A p`` in CG from the cycle instead of a product (its last red half-sweep solves the red rows
 of ``A z = r``, so ``(A z)_r = r_r`` and ``A p = A z + beta A p_old`` needs only the black
 half): the same counts, 0.95-0.97x the time in 2-D (256^2-512^2) but 0.99-1.08x with cluster
@@ -90,7 +97,11 @@ aggregation's; same prototype, no deflation): 48^3 33-46 -> 30-41 iterations, 32
 products at 48^3).  In 2-D, classical AMG from level 2 instead of level 1 (one more structured
 agglomeration, a 4x smaller operator to coarsen; interleaved, six samples, contrast 1e3):
 256^2 15-24 -> 16-24 iterations with two sweeps per level (one: 21-33), 0.94-1.01x the cost;
-512^2 18-25 -> 17-30, 1.00x -- a tie, not adopted.  The over-correction ``BETA`` swept again on
+512^2 18-25 -> 17-30, 1.00x -- a tie, not adopted; again with the band-form smoother (before the
+red Schur reduction): 0.96-0.98x at 256^2 contrast 1e3 with 1-2 sweeps on the structured levels
+(iterations 15-24 -> 16-33), but 1.00-1.13x at 512^2 and 1.07-1.17x at 256^2 contrast 1e6 --
+not adopted.  Three sweeps per side on the 3-D level 0 (structured + deflation, band form):
+2-4 fewer iterations, 1.04x (48^3), 1.11x (64^3), 1.11x (32^3) the cost.  The over-correction ``BETA`` swept again on
 the escalated paths (six samples, contrast 1e3, total CG iterations): 1.9, 2.1 and 2.3 within
 2 % of each other (256^2 108 / 107 / 108, 512^2 126 / 125 / 123, 48^3 132 / 132 / 130, 64^3
 151 / 146 / 149), 1.5 3-11 % more -- flat, kept.  Red-black SOR instead of Gauss--Seidel
