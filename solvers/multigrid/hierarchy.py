@@ -140,7 +140,7 @@ from ..families.fv import stencil_pattern
 from .algebraic import AlgebraicCoarse
 from .deflation import ClusterDeflation, cluster_deflation
 from .grid import GridHierarchy, _sl, coarse_stencil, grid_hierarchy, red_schur_pattern
-from .kernels import dia_add as _dia_add
+from .kernels import block_add as _block_add
 from .kernels import spmv_add as _spmv_add
 
 #: defaults, chosen by measurement (see the benchmark bench/multigrid.py and the engine docstring)
@@ -242,6 +242,9 @@ class _Level:
     blocks, ``(A v)_r = D_r (v_r - sA_rb v_b)`` (:meth:`matvec`), so no copy of the whole
     operator in red-black order is gathered per set-up (measured: the same time per product
     as its CSR form, and 2.7-7.4 products with A less per set-up, 256^2-512^2 and 48^3-64^3).
+    ``sA_rb`` and ``sA_br`` hold the band form (DIA data, one row per diagonal, gathered with
+    the padding zero at the end of ``flat``) where the grid has one (:func:`.grid.band_form`),
+    else CSR values.
     """
 
     __slots__ = ("g", "nr", "nb", "N", "Nc", "S", "diag", "inv", "sA_rb", "sA_br", "ndiag", "Rw",
@@ -279,19 +282,11 @@ class _Level:
 
     def rb_add(self, xb: np.ndarray, yr: np.ndarray) -> None:
         """``y_r += sA_rb x_b`` (band form where the grid has one, else CSR)."""
-        g = self.g
-        if g.rb_band is None:
-            _spmv_add((self.nr, self.nb), g.rb, self.sA_rb, xb, yr)
-        else:
-            _dia_add((self.nr, self.nb), g.rb_band[0], self.sA_rb, xb, yr)
+        _block_add((self.nr, self.nb), self.g.rb, self.g.rb_band, self.sA_rb, xb, yr)
 
     def br_add(self, xr: np.ndarray, yb: np.ndarray) -> None:
         """``y_b += sA_br x_r`` (band form where the grid has one, else CSR)."""
-        g = self.g
-        if g.br_band is None:
-            _spmv_add((self.nb, self.nr), g.br, self.sA_br, xr, yb)
-        else:
-            _dia_add((self.nb, self.nr), g.br_band[0], self.sA_br, xr, yb)
+        _block_add((self.nb, self.nr), self.g.br, self.g.br_band, self.sA_br, xr, yb)
 
     def matvec(self, v: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """``A v`` in red-black order from the smoother's blocks: ``(A v)_r = D_r (v_r - sA_rb v_b)``, black alike.

@@ -38,6 +38,15 @@ def dia_add(shape: tuple[int, int], offsets: np.ndarray, data: np.ndarray, x: np
         y += sp.dia_matrix((data, offsets), shape=shape) @ x
 
 
+def block_add(shape: tuple[int, int], csr: tuple, band: tuple | None, data: np.ndarray, x: np.ndarray,
+              y: np.ndarray) -> None:
+    """``y += M x`` for a red-black block: in band form ``band = (offsets, ...)`` where given, else CSR."""
+    if band is None:
+        spmv_add(shape, csr, data, x, y)
+    else:
+        dia_add(shape, band[0], data, x, y)
+
+
 def csr_add(M: sp.csr_matrix, x: np.ndarray, y: np.ndarray) -> None:
     """``y += M x`` for a CSR matrix ``M``."""
     spmv_add(M.shape, (M.indptr, M.indices), M.data, x, y)
