@@ -19,7 +19,10 @@ sequence of ``samples_for`` samples, seed 0, greedy ordering as ``pdeforge.solve
   blocks, transfers, coarse levels, Krylov vectors) is about three times the matrix, costs
   25-63 ns per cell and CG iteration on every row -- so at contrast 1e3 the ratio to 100 SpMV
   is highest where the reference is cache-resident (256^2, 48^3), not where the counts are
-  highest (512^2, 64^3);
+  highest (512^2, 64^3).  The reference stays the CSR product users hold (and PyAMG uses):
+  SciPy's DIA product of the same operator, the kernel mg's smoother runs on its red-black
+  blocks, takes 0.43-0.59x its time (128^2-512^2, 48^3-64^3), so against 100 DIA products
+  every ratio would be about twice as high;
 * ``fresh SA``  -- a new PyAMG smoothed-aggregation hierarchy per sample + CG (what a
   user runs today);
 * ``amg``       -- :class:`pdeforge.solvers.engines.amg.AmgEngine` over the same sorted sequence

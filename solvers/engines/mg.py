@@ -95,21 +95,21 @@ the sample's *own* earlier solve, which no sequence has, save only 1-6 (32^3), 3
 passes per iteration: the preconditioned spectrum has no few persistent outliers -- its
 slowest modes are local at interfaces that move between neighbours (:mod:`~pdeforge.solvers.multigrid.deflation`).
 
-Measured behaviour (bench/multigrid.py --large, one thread, rtol 1e-8, two runs on a noisy
+Measured behaviour (bench/multigrid.py --large, one thread, rtol 1e-8, three runs on a noisy
 2-core machine with the band-form smoother and the red Schur reduction of the classical-AMG
 path): set-up plus solve 0.58-1.20x the time of 100 products with A on lognormal and
-FNO-threshold (12/3) Darcy, 128^2-512^2 and 32^3-64^3, 2.2-5.8x faster than the ``amg`` engine;
-on thresholded fields of contrast 1e3 1.47 / 1.47x (128^2, structured cycle), 1.72 / 1.82x
-(256^2), 1.64 / 1.25x (512^2), 1.39 / 1.75x (32^3), 1.77 / 1.99x (48^3) and 1.83 / 1.67x (64^3)
-the 100 products -- within 2x on every row of both runs, where the four runs before these
-two changes gave 1.80-2.09x (128^2), 1.89-2.54x (256^2) and 2.03-2.36x (48^3) -- and 5.4-9.3x
-faster than ``amg``: 17-25 iterations of a cycle worth ~5.5-8 products with the CG step, plus
-a set-up of 25-55 products (interleaved, ``python -m bench.mg_policy``: 134-167 products with
-A per sample at contrast 1e3 over 128^2-512^2 and 32^3-80^3 on the engine's paths, 166-230 at
-1e6).  Contrast 1e6: 1.50-2.84x.  The ratio moves with the machine and the cache: the
-reference product costs 0.58-0.72 ns per non-zero at 256^2 and 48^3 (its matrix stays in
-cache) against 0.78-1.56 at 512^2 and 64^3, and mg 25-61 ns per cell and CG iteration
-(``bench.multigrid``'s columns).  Iteration counts
+FNO-threshold (12/3) Darcy, 128^2-512^2 and 32^3-64^3, 2.2-6.0x faster than the ``amg`` engine;
+on thresholded fields of contrast 1e3 1.47 / 1.47 / 1.33x (128^2, structured cycle), 1.72 /
+1.82 / 1.85x (256^2), 1.64 / 1.25 / 1.39x (512^2), 1.39 / 1.75 / 1.54x (32^3), 1.77 / 1.99 /
+1.46x (48^3) and 1.83 / 1.67 / 1.66x (64^3) the 100 products -- within 2x on every row of every
+run, where the four runs before these two changes gave 1.80-2.09x (128^2), 1.89-2.54x (256^2)
+and 2.03-2.36x (48^3) -- and 5.4-9.3x faster than ``amg``: 17-25 iterations of a cycle worth
+~5.5-8 products with the CG step, plus a set-up of 25-55 products (interleaved, ``python -m
+bench.mg_policy``: 134-167 products with A per sample at contrast 1e3 over 128^2-512^2 and
+32^3-80^3 on the engine's paths, 166-230 at 1e6).  Contrast 1e6: 1.50-2.84x.  The ratio moves
+with the machine and the cache: the reference product costs 0.58-0.73 ns per non-zero at 256^2
+and 48^3 (its matrix stays in cache) against 0.78-1.56 at 512^2 and 64^3, and mg 25-61 ns per
+cell and CG iteration (``bench.multigrid``'s columns).  Iteration counts
 are bounded in n for smooth coefficients and channels, and for one thresholded field refined
 (a band-limited GRF, identical on every grid): the paths of large grids (classical AMG below
 level 0; in 3-D with deflation) 1.23-1.27x over 64^2..512^2 and 1.09-1.11x over 16^3..64^3 at

@@ -254,6 +254,20 @@ def test_structure_built_once_per_shape_and_shared():
         assert not arr.flags.writeable
 
 
+def test_red_schur_pattern_built_once_per_grid():
+    """The algebraic path's Schur-complement pattern is grid structure: built at the first set-up of
+    a shape, then only values per operator."""
+    from pdeforge.solvers.multigrid.grid import red_schur_pattern
+
+    red_schur_pattern.cache_clear()
+    M = Multigrid((32, 32), coarse="algebraic")
+    for index in range(3):
+        M.setup(darcy_system(32, 2, threshold(1e3), index)[0])
+    info = red_schur_pattern.cache_info()
+    assert (info.misses, info.hits, M.setups) == (1, 2, 3)
+    assert not red_schur_pattern((16, 16)).left.flags.writeable
+
+
 # ----------------------------------------------------------------------------- iteration bounds
 @pytest.mark.parametrize("dim, sizes", [(2, (32, 64, 128)), (3, (8, 16, 32))])
 @pytest.mark.parametrize("coefficient", ["threshold", "lognormal"])
