@@ -51,7 +51,11 @@ unknowns (1.07x, 2.25x); two Gauss--Seidel sweeps per level, on every level or o
 first (1.09x, 1.19x); two V-cycles per application (fewer iterations, 22 -> 18, but
 1.05x the cost); the set-up on raw arrays (SciPy's and PyAMG's kernels called directly for the
 transposes and Galerkin products, the strength graph's diagonal and zeros removed by one mask,
-no intermediate sparse objects): the same hierarchy, 0.98-1.02x the cost per sample.  Other splittings and interpolations of PyAMG's ``ruge_stuben_solver`` (256^2,
+no intermediate sparse objects): the same hierarchy, 0.98-1.02x the cost per sample.  In 3-D,
+where the red Schur complement has 19 points, the strength threshold 0.5 (BoomerAMG's advice
+for 3-D) instead of 0.25 (classical AMG + deflation against structured + deflation, four
+samples interleaved): the same counts within +-1, 1.20x instead of 1.25x at 48^3 and 1.04x
+instead of 0.99x at 64^3 -- no consistent gain.  Other splittings and interpolations of PyAMG's ``ruge_stuben_solver`` (256^2,
 six samples interleaved, set-up through PyAMG's Python layer): classical interpolation the same
 counts, 1.17x; RS with the second pass 1-3 fewer iterations at operator complexity 2.4-2.5
 instead of 2.2, 1.22x; CLJP the same counts as the second pass at complexity 3.4, 1.84x; PMIS
