@@ -248,7 +248,7 @@ class _Level:
     """
 
     __slots__ = ("g", "nr", "nb", "N", "Nc", "S", "diag", "inv", "sA_rb", "sA_br", "ndiag", "Rw",
-                 "ones_r", "ones_b", "x", "bt", "s", "bc", "work", "flat", "kv", "kw", "kr")
+                 "ones_r", "ones_b", "x", "bt", "s", "bc", "work", "flat", "take_rb", "take_br", "kv", "kw", "kr")
 
     def __init__(self, g, d: int, Nc: int | None):
         self.g, self.N, self.nr, self.Nc = g, g.N, g.n_red, Nc
@@ -258,8 +258,10 @@ class _Level:
         self.flat = np.zeros((2 * d + 1) * g.N + 1)
         self.work = self.flat[:-1].reshape(2 * d + 1, g.N)
         self.diag, self.ndiag, self.inv = np.empty(g.N), np.empty(g.N), np.empty(g.N)
-        self.sA_rb = np.empty(len(g.rb[2]) if g.rb_band is None else g.rb_band[1].shape)
-        self.sA_br = np.empty(len(g.br[2]) if g.br_band is None else g.br_band[1].shape)
+        # gather positions of the blocks' values in ``flat``: band form where the grid has one, else CSR
+        self.take_rb = g.rb[2] if g.rb_band is None else g.rb_band[1]
+        self.take_br = g.br[2] if g.br_band is None else g.br_band[1]
+        self.sA_rb, self.sA_br = np.empty(self.take_rb.shape), np.empty(self.take_br.shape)
         self.ones_r, self.ones_b = np.ones(self.nr), np.ones(self.nb)
         self.x, self.bt, self.s = np.empty(g.N), np.empty(g.N), np.empty(self.nr)
         self.bc = None if Nc is None else np.empty(Nc)
@@ -271,8 +273,8 @@ class _Level:
         g, d = self.g, (self.S.shape[0] - 1) // 2
         inv = np.divide(-1.0, self.S[d])                 # -D^{-1}, natural order
         np.multiply(self.S, inv, out=self.work)          # -D^{-1} A, stacked
-        np.take(self.flat, g.rb[2] if g.rb_band is None else g.rb_band[1], out=self.sA_rb)
-        np.take(self.flat, g.br[2] if g.br_band is None else g.br_band[1], out=self.sA_br)
+        np.take(self.flat, self.take_rb, out=self.sA_rb)
+        np.take(self.flat, self.take_br, out=self.sA_br)
         np.negative(inv, out=inv)
         np.take(inv, g.perm, out=self.inv)
         np.take(self.S[d], g.perm, out=self.diag)
