@@ -37,12 +37,15 @@ the next system on) cluster deflation in 3-D (from 80^3 cells on with classical 
 below the first agglomeration), classical AMG below the first agglomeration where the
 coefficients jump in 2-D (a 3-D escalation happens on the first
 sample, the warm-up outside the medians; 2-D grids from 256^2 on apply the jump test
-from the first sample, a 128^2 escalation may come later and is in them).
-A second table gives the iteration counts as n doubles (2-D 64..512, 3-D 16..64;
-sample 0) of mg with the structured coarse levels only (``coarse="structured"``; with
-cluster deflation: the engine's escalated 3-D path), of mg with ``coarse="auto"``
-(classical AMG below the first agglomeration for high-jump operators: the engine's
-escalated 2-D path), each without and with cluster deflation, and of
+from the first sample, a 128^2 escalation may come later and is in them; 512^2 also deflates
+from the first sample).
+A second table gives the mean iteration counts as n doubles (2-D 64..512, 3-D 16..64;
+samples 0..k-1 of each grid, ``--growth-samples k``, default 4: single samples of one grid
+differ by up to 2x, e.g. 16-46 at 512^2 contrast 1e6) of mg with the structured coarse
+levels only (``coarse="structured"``; with cluster deflation: the engine's escalated 3-D
+path), of mg with ``coarse="auto"`` (classical AMG below the first agglomeration for
+high-jump operators: the engine's 2-D path at 256^2; with deflation its path from 512^2),
+each without and with cluster deflation, and of
 fresh SA and fresh classical (Ruge--Stueben) AMG of the whole operator (the literature's
 operator-dependent interpolation on every level), for the GRF fields and for threshold
 fields of a band-limited GRF (``band`` = half the smallest n: the identical continuum field
@@ -82,6 +85,8 @@ GROWTH_VARIANTS = (("mg_V", "structured", False), ("mg_V_deflated", "structured"
                    ("mg", "auto", False), ("mg_deflated", "auto", True))
 #: contrast 1e6 beyond 64^2: rtol 1e-8 is below the float64 floor of the true residual
 GROWTH_RTOL = {"threshold1e6": 1e-6}
+#: growth table: samples per grid (single samples of one grid differ by up to 2x; means compare grids)
+GROWTH_SAMPLES = 4
 
 
 def samples_for(n: int, dim: int) -> int:
@@ -253,7 +258,7 @@ def forked(target, *args, timeout=900):
 
 
 # ----------------------------------------------------------------------------- growth check
-def _growth_child(conn, kind, dim, sizes, band):
+def _growth_child(conn, kind, dim, sizes, band, samples):
     import pyamg
     import scipy.sparse.linalg as spla
 
@@ -264,31 +269,47 @@ def _growth_child(conn, kind, dim, sizes, band):
     try:
         for n in sizes:
             family, spec, _ = sorted_sequence(kind, n, dim, 1, band=band)
-            A, b = family.assemble(spec, family.sample(spec, 0, 0))
-            for key, coarse, deflate in GROWTH_VARIANTS:
-                x, info, res = mg_cg(A, b, rtol=rtol, maxiter=1000, full_output=True, deflate=deflate, coarse=coarse)
-                out[key][n] = res.iterations if info == 0 else f"{res.iterations} (info {info})"
-            for key, build in (("fresh_sa", pyamg.smoothed_aggregation_solver), ("fresh_rs", pyamg.ruge_stuben_solver)):
-                ml = build(A)
-                its = [0]
-                _, info = spla.cg(A, b, rtol=rtol, M=ml.aspreconditioner(), maxiter=1000,
-                                  callback=lambda _x: its.__setitem__(0, its[0] + 1))
-                out[key][n] = its[0] if info == 0 else f"{its[0]} (info {info})"
+            for key in out:
+                if key != "rtol":
+                    out[key][n] = []
+            for index in range(samples):
+                A, b = family.assemble(spec, family.sample(spec, 0, index))
+                for key, coarse, deflate in GROWTH_VARIANTS:
+                    x, info, res = mg_cg(A, b, rtol=rtol, maxiter=1000, full_output=True, deflate=deflate,
+                                         coarse=coarse)
+                    out[key][n].append(res.iterations if info == 0 else f"{res.iterations} (info {info})")
+                for key, build in (("fresh_sa", pyamg.smoothed_aggregation_solver),
+                                   ("fresh_rs", pyamg.ruge_stuben_solver)):
+                    ml = build(A)
+                    its = [0]
+                    _, info = spla.cg(A, b, rtol=rtol, M=ml.aspreconditioner(), maxiter=1000,
+                                      callback=lambda _x: its.__setitem__(0, its[0] + 1))
+                    out[key][n].append(its[0] if info == 0 else f"{its[0]} (info {info})")
         conn.send(out)
     except Exception as exc:
         conn.send({"error": f"{type(exc).__name__}: {exc}", **out})
     conn.close()
 
 
+def _mean(counts: list) -> float | None:
+    """Mean iteration count of one grid's samples; None if one of them did not converge."""
+    return float(np.mean(counts)) if counts and all(isinstance(v, int) for v in counts) else None
+
+
 def _counts(counts) -> str:
-    return "–" if not counts else " ".join(str(v) for v in counts.values())
+    """Per grid: the mean count over the samples (n/c where one did not converge)."""
+    if not counts:
+        return "–"
+    means = [_mean(v) for v in counts.values()]
+    return " ".join("n/c" if m is None else f"{m:.1f}" for m in means)
 
 
 def growth_ratio(counts: dict) -> str:
-    vals = [v for v in counts.values() if isinstance(v, int)]
-    if len(vals) < len(counts) or not vals:
+    """Mean count at the largest grid over the mean count at the smallest."""
+    means = [_mean(v) for v in counts.values()]
+    if not means or None in (means[0], means[-1]):
         return "n/c"
-    return f"{max(vals) / min(vals):.2f}"
+    return f"{means[-1] / means[0]:.2f}"
 
 
 # ----------------------------------------------------------------------------- main
@@ -311,6 +332,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--no-growth", action="store_true", help="skip the iteration-growth table")
     ap.add_argument("--no-darcy", action="store_true", help="skip the Darcy rows")
     ap.add_argument("--no-band", action="store_true", help="growth table: skip the band-limited threshold rows")
+    ap.add_argument("--growth-samples", type=int, default=GROWTH_SAMPLES,
+                    help=f"growth table: samples per grid (default {GROWTH_SAMPLES})")
     ap.add_argument("--advection", action="store_true",
                     help="add advection-diffusion rows (max face speed 1, 10, 100; nu = 0.01) at 64^2..256^2")
     ap.add_argument("--out", default="bench/results/multigrid.json")
@@ -341,7 +364,7 @@ def main(argv=None) -> dict:
             for kind in KINDS:
                 band_too = kind.startswith("threshold") and kind != "threshold4" and not args.no_band
                 for band in ((None, gs[0] // 2) if band_too else (None,)):
-                    g = forked(_growth_child, kind, dim, gs, band)
+                    g = forked(_growth_child, kind, dim, gs, band, 2 if args.quick else args.growth_samples)
                     growth.append({"kind": kind, "dim": dim, "band": band, **g})
                     print(f"# growth {kind} {dim}-D{f' band {band}' if band else ''}: {g}", flush=True)
     elapsed = time.perf_counter() - t_start
@@ -374,15 +397,16 @@ def main(argv=None) -> dict:
               f"{other('fresh_sa')} | {other('amg')} | "
               + " | ".join(f"{r[k]:.1f}x" if k in r else "–" for k in ("x_fresh_sa", "x_amg")) + " |")
     if growth:
-        print("\n## Iterations as n doubles (sample 0; max/min over the sizes; n/c: not converged)\n")
+        print("\n## Iterations as n doubles (mean over samples 0..k-1 per grid; ratio: the largest grid's mean "
+              "over the smallest's; n/c: not converged)\n")
         print("V: structured coarse levels only (the engine before escalating); V+defl: with cluster deflation "
               "(the engine's escalated 3-D path); auto: classical AMG below the first agglomeration when the face "
               "coefficients jump by >= 100, otherwise identical to V (the engine's escalated 2-D path); "
               "+defl: cluster deflation (auto+defl: the engine's escalated path on 3-D grids from 80^3 cells); "
               "fresh SA / RS: PyAMG smoothed aggregation / classical Ruge-Stueben AMG of the whole operator "
               "(operator-dependent interpolation on every level) + CG.\n")
-        print("| coefficient | dim | geometry | rtol | V | max/min | V+defl | max/min | auto | max/min | "
-              "auto+defl | max/min | fresh SA | max/min | fresh RS | max/min |")
+        print("| coefficient | dim | geometry | rtol | V | ratio | V+defl | ratio | auto | ratio | "
+              "auto+defl | ratio | fresh SA | ratio | fresh RS | ratio |")
         print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for g in growth:
             geo = f"band {g['band']}: one field" if g["band"] else "GRF at each n"

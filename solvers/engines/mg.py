@@ -50,13 +50,19 @@ tensor grid ``spec.shape`` (d = 1, 2, 3; any n >= 2, odd n included):
   the count rule would spend the first two or three samples of every sequence -- every
   shard -- on the dearer structured cycle), smaller 2-D grids escalate when the structured count passes 30
   (about the break-even point: set-up ~25 + ~8.5 per iteration against ~70-90 + ~10 per
-  iteration), 3-D when it passes 20.  2-D is not deflated: there it saves too few iterations for
-  its set-up (classical AMG + deflation 1.10-1.21x classical AMG alone, 128^2-512^2; only the
-  clusters that do not touch the boundary, 3-13 per sample at 256^2: 1.05x, the same counts --
-  3 fewer on one sample in six, none on the others).
+  iteration), 3-D when it passes 20.  2-D grids of ``DEFLATE_CELLS_2D`` (512^2) cells and more
+  also deflate the clusters of operators that pass the jump test, from the first sample (as 3-D
+  below): with deflated CG on split vectors (:mod:`~pdeforge.solvers.multigrid.deflation`)
+  classical AMG + deflation against classical AMG alone, six samples of the sorted sequence
+  interleaved, costs 1.05x / 1.06x the median sample at contrast 1e3 / 1e6 but 1.02x / 0.93x
+  the sum, because it removes the outliers (counts 24, 21, 27, 20, 18, 19 -> 22, 21, 21, 20,
+  17, 19 and 27, 20, 35, 18, 16, 17 -> 19, 20, 18, 18, 15, 17); over eight samples of each
+  grid it bounds the mean count (below); at 256^2 it stays off (1.095x the median, 1.08x the
+  sum; earlier, without the split form, 1.10-1.21x at 128^2-512^2).
   A 3-D sequence does not wait for the counts when its first operator's faces say it: that
   operator is set up with ``deflate="auto"`` (deflation where at least
-  ``DEFLATE_JUMP_FRACTION``, 2 %, of the pairs of consecutive faces jump by >= 100:
+  ``DEFLATE_JUMP_FRACTION``, 2 %, of the pairs of consecutive faces jump by >= 100 (in 2-D,
+  where interface faces are 0.3-1.6 % of all at 256^2-1024^2, the jump test of the algebraic levels):
   thresholded fields 5-24 %, lognormal sigma <= 3 below 1 % from 16^3 on); if it deflates,
   the whole sequence is at its escalation target without counting an escalation (before,
   every 3-D shard solved its first sample with the structured cycle, e.g. 40-48 instead of
@@ -126,6 +132,23 @@ reduction 15, 18, 18, 24 and 13, 21, 17, 27 in 2-D, 10, 12, 19, 19 and 9, 11, 17
 classical AMG of the whole operator (operator-dependent interpolation on every level)
 10, 12, 15, 18 / 7, 10, 13, 14 and 9, 10, 13, 15 / 5, 9, 10, 11 -- 1.6-2.8x from the
 smallest to the largest grid, above the 1.5x aimed at; PyAMG smoothed aggregation 2.2-39x.
+Single samples of one grid differ by up to 2x (16-46 iterations at 512^2 contrast 1e6), so
+grids are now compared by the mean over several samples (eight per grid, scratch runs of
+``Multigrid`` + ``mg_cg``; ``bench.multigrid``'s growth table uses four).  2-D, 64^2..512^2,
+contrast 1e3 / 1e6: classical AMG below level 0 14.8, 16.1, 18.6, 22.9 / 13.5, 15.8, 18.1, 25.8
+(1.55x / 1.91x); with deflation at every size 13.9, 14.9, 17.5, 20.4 / 12.4, 13.0, 16.2, 18.6
+(1.47x / 1.50x); the engine's paths from 256^2 (undeflated at 256^2, deflated at 512^2) put
+20.4 / 18.6 at the largest grid against 14.8 / 13.5 for classical AMG below level 0 at the
+smallest: 1.38x / 1.38x.  Even an exact solve of the red Schur complement (the exact two-grid
+method of the first agglomeration, one sweep on level 0) grows 13.8 -> 18.8 over 64^2..512^2
+(four samples): the growth sits in level 0's aggregation, not in the classical AMG below it.
+3-D, contrast 1e3, six samples, 16^3..64^3: structured + deflation (the engine's path below
+80^3) 10.7, 17.0, 22.0, 25.2 (2.36x); classical AMG + deflation 10.0, 15.0, 18.7, 19.3
+(1.93x); the structured cycle alone 11.7, 28.8, 53.5, 62.2 -- the 3-D growth target stays
+missed.  Measured and not adopted: two V-cycles per classical-AMG correction with two sweeps on
+level 0 (lower counts, 9.6 -> 15.5 over 64^2..512^2, i.e. 1.61x; 1.04-1.05x the cost); a
+K-cycle on the classical-AMG levels (a non-linear preconditioner under plain CG: up to 61
+iterations at 512^2 where the V-cycle needs 24).
 With contrast 1e6 and n >= 128 (2-D), rtol 1e-8 can lie below the float64 floor of
 ||b - A x|| for any solver (reported as ``info = -2`` with the floor in the message,
 never raised; the growth table counts contrast 1e6 to rtol 1e-6).
@@ -157,6 +180,10 @@ ESCALATE_WINDOW = 3
 #: sample on (measured cheaper than the structured cycle there: see the module docstring), easy
 #: ones keep the structured cycle; below it a sequence starts structured and escalates by count
 ALGEBRAIC_CELLS_2D = 256**2
+#: 2-D grids with at least this many cells also deflate high-coefficient clusters where the first
+#: operator's faces say so (``deflate="auto"``, as 3-D): at 512^2 the same total time over a sorted
+#: sequence (0.93-1.02x) and no outlier counts (35 -> 18); at 256^2 1.08x (see the module docstring)
+DEFLATE_CELLS_2D = 512**2
 #: 3-D grids with at least this many cells escalate to classical AMG below level 0 as well as
 #: deflation (a tie at 80^3: 0.95-1.01x; dearer below: 1.09-1.18x at 64^3, 1.16-1.30x at 32^3-48^3)
 ALGEBRAIC_CELLS_3D = 80**3
@@ -171,7 +198,7 @@ class MgEngine(Engine):
         super().__init__(options, family, spec, **kwargs)
         self._M: Multigrid | None = None
         self._A = None
-        self._deflate: bool | str = False  # "auto" (3-D) until the first operator's face jumps decide
+        self._deflate: bool | str = False  # "auto" (3-D; 2-D from DEFLATE_CELLS_2D) until the first operator's face jumps decide
         self._coarse = "structured"  # "auto" once escalated
         self._A_config = None  # (deflate, coarse) of the operator set up last
         self._may_escalate = True  # False once escalated, or where the sequence started at its target
@@ -184,6 +211,8 @@ class MgEngine(Engine):
             self.counters["pattern_builds"] += 1
             if len(shape) == 2 and int(np.prod(shape)) >= ALGEBRAIC_CELLS_2D:
                 self._coarse, self._may_escalate = "auto", False
+                if int(np.prod(shape)) >= DEFLATE_CELLS_2D:
+                    self._deflate = "auto"  # the first operator decides (see the module docstring)
             elif len(shape) == 3 and self._may_escalate:
                 self._deflate = "auto"  # the first operator decides (see the module docstring)
         config = (self._deflate, self._coarse)
@@ -196,7 +225,7 @@ class MgEngine(Engine):
                 config = (self._deflate, self._coarse)  # what this set-up amounts to
                 if self._deflate:  # deflated from its face jumps: the rest of the sequence at its escalation target
                     self._may_escalate = False
-                    if self._M.grid.levels[0].N >= ALGEBRAIC_CELLS_3D:
+                    if len(shape) == 3 and self._M.grid.levels[0].N >= ALGEBRAIC_CELLS_3D:
                         self._coarse = "auto"
             self._A, self._A_config = A, config
             self.counters["setups"] += 1

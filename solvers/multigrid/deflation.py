@@ -24,6 +24,20 @@ Measured (thresholded Darcy, 32^3-80^3, contrast 1e3/1e6): the same iteration co
 the balancing form, 0.55-0.95 instead of 1.1-1.5 products with A beyond the cycle per
 application; whole solves within the noise (0.92-1.04x).
 
+CG on split vectors (:func:`.mg_cg` where :attr:`ClusterDeflation.split`).  The A-DEF2
+direction is :math:`z = m + Zc` with :math:`c = E^{-1}(Z^T r - (AZ)^T m)`; CG keeps
+:math:`p = p_m + Z p_c` and :math:`x = x_m + Z x_c` in two parts, forms
+:math:`Ap = Ap_m + (AZ)p_c` through the thin :math:`AZ` and :math:`Z^TAp = (AZ)^Tp_m + Ep_c`
+without a pass over the grid, and scatters :math:`Z x_c` once per solve instead of
+:math:`Zc` once per iteration (the same iterates in exact arithmetic; measured: identical
+counts).  It pays where :math:`AZ` has few rows: thresholded 2-D fields, 3.6k rows against
+30.5k cluster cells at 256^2 and 7.7k against 122k at 512^2 (the scatter was 0.39 of the 0.54 ms
+that deflation added to a 4.6 ms cycle at 512^2): 0.975x (256^2) and 0.970x (512^2) the cost of
+a deflated solve, six and four samples interleaved.  In 3-D the cluster boundaries are most
+of the clusters (39k rows against 55k cells at 48^3) and the split form cost 1.05x, so
+``split`` holds where :math:`AZ` has fewer non-zero rows than ``SPLIT_ROWS`` (half) of the
+cluster cells.
+
 What deflation leaves (48^3, contrast 1e3: subspace iteration with the deflated cycle, the
 six slowest modes, contraction 0.64-0.84 per step) is local: 6-320 cells hold half of a
 mode's energy, around small clusters (2-30 cells) and in lobes of the large one, 5-54 % of it
@@ -70,12 +84,15 @@ from .kernels import csr_add
 MIN_CONTRAST = 10.0
 #: more clusters than this are not deflated (E would cost more than it saves)
 MAX_CLUSTERS = 1000
+#: CG keeps the cluster part of its vectors apart where A Z has fewer non-zero rows than this
+#: fraction of the clusters' cells (2-D: 0.06-0.12; 3-D: ~0.7; see the module docstring)
+SPLIT_ROWS = 0.5
 
 
 class ClusterDeflation:
     """``Q = Z E^{-1} Z^T`` for the cluster indicators ``Z``, in the red-black order of the finest level.
 
-    ``E_inv``: ``(Z^T A Z)^{-1}``; :attr:`AZ`: the sparse product ``A Z`` (N x k).  For the
+    ``E``: ``Z^T A Z`` (symmetrised), ``E_inv`` its inverse; :attr:`AZ`: the sparse product ``A Z`` (N x k).  For the
     application the products are kept in the forms that touch only their non-zeros, into
     work arrays allocated once: ``Z^T`` as a k x N CSR, ``A Z`` restricted to its non-zero
     rows ``AZ_rows`` (``AZ_compact``), ``(A Z)^T`` as a k x N CSR ``AZt`` (per application
@@ -83,8 +100,12 @@ class ClusterDeflation:
     """
 
     def __init__(self, members: np.ndarray, labels: np.ndarray, k: int, AZ_rows: np.ndarray,
-                 AZ_compact: sp.csr_matrix, AZt: sp.csr_matrix, E_inv: np.ndarray, N: int) -> None:
-        self.members, self.labels, self.k, self.E_inv, self.N = members, labels, k, E_inv, N
+                 AZ_compact: sp.csr_matrix, AZt: sp.csr_matrix, E: np.ndarray, N: int) -> None:
+        self.members, self.labels, self.k, self.E, self.N = members, labels, k, E, N
+        self.E_inv = np.linalg.inv(E)
+        #: CG runs on split vectors (:meth:`coarse_part`, :meth:`add_AZ`, :meth:`Zt_A`, :meth:`expand`)
+        #: where ``A Z`` has fewer non-zero rows than ``SPLIT_ROWS`` times the clusters' cells
+        self.split = len(AZ_rows) < SPLIT_ROWS * len(members)
         # A Z restricted to its non-zero rows (CSR products over all N rows of a thin matrix cost
         # more, in row-loop overhead, than the gather and scatter of these rows: measured at 48^3)
         self.AZ_rows, self.AZ_compact, self.AZt = AZ_rows, AZ_compact, AZt
@@ -121,6 +142,31 @@ class ClusterDeflation:
         AZy.fill(0.0)
         csr_add(self.AZ_compact, y, AZy)
         r[self.AZ_rows] -= AZy
+
+    def coarse_part(self, zr: np.ndarray, m: np.ndarray) -> np.ndarray:
+        """``c = E^{-1}(Z^T r - (A Z)^T m)`` for ``zr = Z^T r``: A-DEF2 applied to ``r`` is ``m + Z c`` (``m = M r``)."""
+        w = self._w
+        w.fill(0.0)
+        csr_add(self.AZt, m, w)
+        np.subtract(zr, w, out=w)
+        return self.E_inv @ w
+
+    def add_AZ(self, c: np.ndarray, q: np.ndarray) -> None:
+        """``q += A Z c`` (through the non-zero rows of ``A Z`` only)."""
+        AZc = self._AZy
+        AZc.fill(0.0)
+        csr_add(self.AZ_compact, c, AZc)
+        q[self.AZ_rows] += AZc
+
+    def Zt_A(self, p: np.ndarray, c: np.ndarray) -> np.ndarray:
+        """``Z^T A (p + Z c) = (A Z)^T p + E c`` (no pass over the grid)."""
+        out = self.E @ c
+        csr_add(self.AZt, p, out)
+        return out
+
+    def expand(self, x: np.ndarray, c: np.ndarray) -> None:
+        """``x += Z c``."""
+        x[self.members] += c[self.labels]
 
     def adef2(self, cycle, r: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """``Q r + (I - Q A) M r`` (A-DEF2): the balancing form without its first projection."""
@@ -228,5 +274,4 @@ def cluster_deflation(level) -> ClusterDeflation | None:
     E = np.bincount(in_rows[inside] * k + cols[inside], weights=vals[inside], minlength=k * k).reshape(k, k)
     label_rb = label[g.perm]
     members = np.flatnonzero(label_rb >= 0)
-    return ClusterDeflation(members, label_rb[members], k, AZ_rows, AZ_compact, AZt,
-                            np.linalg.inv(0.5 * (E + E.T)), N)
+    return ClusterDeflation(members, label_rb[members], k, AZ_rows, AZ_compact, AZt, 0.5 * (E + E.T), N)

@@ -90,11 +90,6 @@ def mg_cg(A, b, x0=None, *, rtol=1e-8, atol=0.0, maxiter=None, M=None, shape=Non
     cycles0 = M.applications
     matvecs = 0
     D = M.deflation
-    if D is None:
-        precondition = M.apply_rb
-    else:
-        def precondition(r, out):  # A-DEF2: Q r + (I - Q A) M r, through the thin A Z
-            return D.adef2(M.apply_rb, r, out)
     if x0 is None:
         x = np.zeros_like(b_rb)
         r = b_rb.copy()
@@ -103,12 +98,33 @@ def mg_cg(A, b, x0=None, *, rtol=1e-8, atol=0.0, maxiter=None, M=None, shape=Non
         r = b_rb - matvec(x)
         matvecs += 1
     z = np.empty_like(b_rb)
+    split = D is not None and D.split
     if D is not None:
         D.start(x, r)  # Z^T r = 0 from here on (see the deflation module)
+    if split:  # CG on split vectors v + Z v_c (see the deflation module): x = x + Z x_c
+        zr, xc = np.empty(D.k), np.zeros(D.k)
+
+    def precondition():
+        """z = M r, or the A-DEF2 direction (into z); split: z = M r and its cluster part c is returned."""
+        if D is None:
+            M.apply_rb(r, z)
+        elif not split:
+            D.adef2(M.apply_rb, r, z)
+        else:
+            M.apply_rb(r, z)
+            return D.coarse_part(D.restrict(r, zr), z)
+        return None
+
+    def settle():
+        """Adds the cluster part of x to the grid vector (x += Z x_c)."""
+        if split:
+            D.expand(x, xc)
+            xc.fill(0.0)
 
     restarts = 0
 
     def done(info, converged, its, message):
+        settle()
         out = np.empty_like(x)
         out[perm] = x
         res = _finish("mg_cg", A, b, out, info, converged, its, restarts + 1, M.applications - cycles0,
@@ -121,32 +137,48 @@ def mg_cg(A, b, x0=None, *, rtol=1e-8, atol=0.0, maxiter=None, M=None, shape=Non
     its = 0
     while True:
         # (re)start: steepest-descent direction from the current residual
-        precondition(r, z)
+        c = precondition()
         p = z.copy()
         rz = r @ z
+        if split:
+            pc = c.copy()
+            rz += zr @ c
         while its < maxiter:
             matvec(p, q)
             matvecs += 1
-            pq = p @ q
+            if not split:
+                pq = p @ q
+            else:  # q = A (p + Z p_c);  Z^T q = (A Z)^T p + E p_c
+                D.add_AZ(pc, q)
+                Ztq = D.Zt_A(p, pc)
+                pq = p @ q + pc @ Ztq
             if not pq > 0 or not np.isfinite(pq):
                 return done(-1, False, its, f"breakdown: p^T A p = {pq:.3e} (A or M not SPD?)")
             alpha = rz / pq
             _axpy(p, x, a=alpha)  # x += alpha p, r -= alpha q: in place, no temporaries
             _axpy(q, r, a=-alpha)
+            if split:
+                xc += alpha * pc
             its += 1
             r_norm = float(np.linalg.norm(r))
             if callback is not None:
                 callback(r_norm)
             if r_norm <= tol:
                 break
-            precondition(r, z)
+            c = precondition()
             # flexible (Polak--Ribiere) update: beta = z_new^T (r_new - r_old) / (z_old^T r_old)
-            beta = -alpha * (z @ q) / rz
-            rz = r @ z
+            zq, rz_old, rz = z @ q, rz, r @ z
+            if split:
+                zq += c @ Ztq
+                rz += zr @ c
+            beta = -alpha * zq / rz_old
             _axpy(p, z, a=beta)  # z + beta p is the new direction: one pass, then swap the buffers
             p, z = z, p
+            if split:
+                pc = c + beta * pc
         else:
             return done(its, False, its, f"not converged in {its} iterations (||r|| = {r_norm:.3e})")
+        settle()
         r = b_rb - matvec(x)  # the true residual decides
         matvecs += 1
         r_norm = float(np.linalg.norm(r))
@@ -156,6 +188,7 @@ def mg_cg(A, b, x0=None, *, rtol=1e-8, atol=0.0, maxiter=None, M=None, shape=Non
         if D is not None:
             D.start(x, r)
         if restarts > MAX_TRUE_RESIDUAL_RESTARTS:
+            settle()
             out = np.empty_like(x)
             out[perm] = x
             floor = np.finfo(np.float64).eps * float(np.linalg.norm(abs(A) @ np.abs(out)))

@@ -401,6 +401,39 @@ def test_deflation_on_high_contrast_3d(contrast):
     assert_solved(A, b, x, RTOL, reference=spla.spsolve(A.tocsc(), b))
 
 
+@pytest.mark.parametrize("n, dim, coarse", [(64, 2, "auto"), (64, 2, "structured"), (16, 3, "structured")])
+def test_split_deflated_cg_equals_the_adef2_cg(n, dim, coarse):
+    """CG on split vectors (v + Z v_c, the cluster part never scattered per iteration) runs the iterates
+    of CG with the A-DEF2 preconditioner applied on the grid: the same counts, the same solution;
+    2-D deflations take the split form (A Z has few rows), 3-D ones the grid form."""
+    A, b = darcy_system(n, dim, threshold(1e3))
+    M = Multigrid((n,) * dim).setup(A, deflate=True, coarse=coarse)
+    D = M.deflation
+    assert D.split == (dim == 2)
+    solutions = {}
+    for split in (True, False):
+        D.split = split
+        cycles0 = M.applications
+        x, info, res = mg_cg(A, b, rtol=RTOL, M=M, full_output=True)
+        assert info == 0 and M.applications - cycles0 == res.iterations
+        assert res.matvecs == res.iterations + 2  # the deflated steps use the thin A Z only
+        solutions[split] = (x, res.iterations)
+    assert solutions[True][1] == solutions[False][1]
+    reference = spla.spsolve(A.tocsc(), b)
+    np.testing.assert_allclose(solutions[True][0], solutions[False][0], rtol=0, atol=1e-9 * np.abs(reference).max())
+    assert_solved(A, b, solutions[True][0], RTOL, reference=reference)
+
+
+def test_2d_auto_deflation_follows_the_face_jump_test():
+    """``deflate="auto"`` in 2-D: thresholded fields of contrast >= 1e3 (whose interface faces are ~1 %
+    of all) are deflated, like the algebraic levels' jump test; lognormal and contrast 4 are not."""
+    for coefficient, deflated in ((threshold(1e3), True), (threshold(1e6), True), (threshold(4), False),
+                                  (lognormal(3.0, 64, 2), False)):
+        A, _ = darcy_system(64, 2, coefficient)
+        M = Multigrid((64, 64)).setup(A, deflate="auto")
+        assert (M.jump >= 100) == deflated and (M.deflation is not None) == deflated and M.jump_fraction is None
+
+
 def test_deflated_step_through_thin_AZ_equals_the_textbook_form():
     """A-DEF2, B r = Q r + (I - QA) M r, with the sparse A Z (rounding-level entries dropped) matches the
     form with a product with A; the deflated start leaves Z^T r = 0 (so B r equals the balancing form
@@ -760,6 +793,28 @@ def test_k_cycle_option_solves():
         Multigrid((8, 8), cycle="W")
     with pytest.raises(ValueError, match="coarse"):
         Multigrid((8, 8), coarse="dense")
+
+
+def test_engine_deflates_the_largest_2d_grids_from_the_first_sample(monkeypatch):
+    """2-D grids from DEFLATE_CELLS_2D cells on also deflate clusters where the faces jump (the jump
+    test of the algebraic levels), from the first operator, without an escalation; lognormal fields
+    (sigma = 3 included) are not deflated."""
+    import pdeforge.solvers.engines.mg as mg_engine
+
+    monkeypatch.setattr(mg_engine, "ALGEBRAIC_CELLS_2D", 48**2)
+    monkeypatch.setattr(mg_engine, "DEFLATE_CELLS_2D", 48**2)
+    eng, records = engine_sequence("darcy", dict(n=48, dim=2, coefficient=threshold(1e6)), count=3)
+    assert eng.counters["deflations"] == eng.counters["algebraic_setups"] == 3
+    assert eng.counters["escalations"] == 0
+    for A, b, x, rec in records:
+        assert "classical AMG" in rec.message and "clusters deflated" in rec.message
+        assert_solved(A, b, x, RTOL, reference=spla.spsolve(A.tocsc(), b))
+    for coefficient in (lognormal(3.0, 48, 2), threshold(4)):
+        eng, records = engine_sequence("darcy", dict(n=48, dim=2, coefficient=coefficient), count=2)
+        assert eng.counters["deflations"] == eng.counters["escalations"] == 0
+    monkeypatch.setattr(mg_engine, "DEFLATE_CELLS_2D", 49**2)  # below it: the algebraic levels alone
+    eng, records = engine_sequence("darcy", dict(n=48, dim=2, coefficient=threshold(1e6)), count=1)
+    assert eng.counters["deflations"] == 0 and eng.counters["algebraic_setups"] == 1
 
 
 def test_engine_starts_large_2d_grids_with_the_jump_test(monkeypatch):
