@@ -266,6 +266,8 @@ def _growth_child(conn, kind, dim, sizes, band, samples):
 
     rtol = GROWTH_RTOL.get(kind, RTOL)
     out = {"rtol": rtol, **{key: {} for key, *_ in GROWTH_VARIANTS}, "fresh_sa": {}, "fresh_rs": {}}
+    if kind.startswith("threshold"):
+        out["interface"] = {}
     try:
         for n in sizes:
             family, spec, _ = sorted_sequence(kind, n, dim, 1, band=band)
@@ -273,7 +275,10 @@ def _growth_child(conn, kind, dim, sizes, band, samples):
                 if key != "rtol":
                     out[key][n] = []
             for index in range(samples):
-                A, b = family.assemble(spec, family.sample(spec, 0, index))
+                sample = family.sample(spec, 0, index)
+                A, b = family.assemble(spec, sample)
+                if "interface" in out:
+                    out["interface"][n].append(interface_measure(sample.fields["a"]))
                 for key, coarse, deflate in GROWTH_VARIANTS:
                     x, info, res = mg_cg(A, b, rtol=rtol, maxiter=1000, full_output=True, deflate=deflate,
                                          coarse=coarse)
@@ -291,9 +296,17 @@ def _growth_child(conn, kind, dim, sizes, band, samples):
     conn.close()
 
 
+def interface_measure(a: np.ndarray) -> float:
+    """Faces between the two values of a threshold field per ``n^(d-1)``: the interface length (2-D)
+    or area (3-D) in units of the unit square / cube, as a staircase (a fixed smooth interface gives
+    the same figure on every grid)."""
+    high = a > np.sqrt(a.min() * a.max())
+    return float(sum(np.count_nonzero(np.diff(high, axis=axis)) for axis in range(a.ndim)) / a.shape[0] ** (a.ndim - 1))
+
+
 def _mean(counts: list) -> float | None:
-    """Mean iteration count of one grid's samples; None if one of them did not converge."""
-    return float(np.mean(counts)) if counts and all(isinstance(v, int) for v in counts) else None
+    """Mean over one grid's samples (iteration counts or interface measures); None if one did not converge."""
+    return float(np.mean(counts)) if counts and all(isinstance(v, (int, float)) for v in counts) else None
 
 
 def _counts(counts) -> str:
@@ -307,7 +320,9 @@ def _counts(counts) -> str:
 def growth_ratio(counts: dict) -> str:
     """Mean count at the largest grid over the mean count at the smallest."""
     means = [_mean(v) for v in counts.values()]
-    if not means or None in (means[0], means[-1]):
+    if not means:
+        return "–"
+    if None in (means[0], means[-1]):
         return "n/c"
     return f"{means[-1] / means[0]:.2f}"
 
@@ -405,14 +420,18 @@ def main(argv=None) -> dict:
               "+defl: cluster deflation (auto+defl: the engine's escalated path on 3-D grids from 80^3 cells); "
               "fresh SA / RS: PyAMG smoothed aggregation / classical Ruge-Stueben AMG of the whole operator "
               "(operator-dependent interpolation on every level) + CG.\n")
-        print("| coefficient | dim | geometry | rtol | V | ratio | V+defl | ratio | auto | ratio | "
+        print("interface: the mean interface measure of the threshold fields (faces between the two values "
+              "per n^(d-1): length or area in units of the unit square / cube) -- how much interface each "
+              "grid's problems hold.\n")
+        print("| coefficient | dim | geometry | rtol | interface | ratio | V | ratio | V+defl | ratio | auto | ratio | "
               "auto+defl | ratio | fresh SA | ratio | fresh RS | ratio |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for g in growth:
             geo = f"band {g['band']}: one field" if g["band"] else "GRF at each n"
             err = f" error: {g['error']}" if "error" in g else ""
             cells = " | ".join(f"{_counts(g.get(key))} | {growth_ratio(g.get(key) or {})}"
-                               for key in ("mg_V", "mg_V_deflated", "mg", "mg_deflated", "fresh_sa", "fresh_rs"))
+                               for key in ("interface", "mg_V", "mg_V_deflated", "mg", "mg_deflated", "fresh_sa",
+                                           "fresh_rs"))
             print(f"| {g['kind']} | {g['dim']} | {geo} | {g.get('rtol', RTOL):g} | {cells}{err} |")
     print(f"\ntotal {elapsed:.0f} s on {os.cpu_count()} cores (OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']})")
     out = {"rows": rows, "growth": growth, "seconds": elapsed, "cores": os.cpu_count(), "rtol": RTOL}
