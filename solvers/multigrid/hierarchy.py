@@ -146,6 +146,8 @@ from .kernels import spmv_add as _spmv_add
 #: defaults, chosen by measurement (see the benchmark bench/multigrid.py and the engine docstring)
 BETA = 1.9
 NU = 2
+#: cycles of level 1 per coarse correction of level 0 on the structured path (see the module docstring)
+LEVEL1_CYCLES = 2
 #: sweeps on level 0 when the algebraic coarse levels are used below it, per dimension (default NU):
 #: with classical AMG below level 0 the 2-D cycle needs less smoothing (interleaved, three runs,
 #: bench/mg_policy.py: one sweep instead of two costs 0.91-1.00x at 256^2-512^2, contrast 1e3 and
@@ -248,7 +250,7 @@ class _Level:
     """
 
     __slots__ = ("g", "nr", "nb", "N", "Nc", "S", "diag", "inv", "sA_rb", "sA_br", "ndiag", "Rw",
-                 "ones_r", "ones_b", "x", "bt", "s", "bc", "work", "flat", "take_rb", "take_br", "kv", "kw", "kr")
+                 "ones_r", "ones_b", "x", "bt", "s", "bc", "work", "flat", "take_rb", "take_br", "kv", "kw", "kr", "e2", "r2")
 
     def __init__(self, g, d: int, Nc: int | None):
         self.g, self.N, self.nr, self.Nc = g, g.N, g.n_red, Nc
@@ -267,6 +269,7 @@ class _Level:
         self.bc = None if Nc is None else np.empty(Nc)
         self.Rw = None if Nc is None else np.empty(self.nr)
         self.kv = self.kw = self.kr = None  # K-cycle work arrays, allocated on first use
+        self.e2 = self.r2 = None  # work arrays of two cycles per coarse correction, allocated on first use
 
     def fill(self) -> None:
         """Red-black values from the stacked stencil ``S``."""
@@ -416,6 +419,8 @@ class Multigrid:
         (default): ``NU`` (2), except ``ALGEBRAIC_NU[d]`` on level 0 of a 2-D operator
         that uses the algebraic coarse levels (decided at each :meth:`setup`).
     cycle : "V" (default) or "K" (K-cycle on every intermediate level; see the module docstring).
+    level1_cycles : cycles of level 1 per coarse correction of level 0 on the structured path
+        (``LEVEL1_CYCLES``, 2: the second from the first one's residual; see the module docstring).
     coarse : "structured" (2^d agglomeration down to the dense coarsest grid), "algebraic"
         (one agglomeration, then classical AMG of the level-1 operator), or "auto" (default:
         algebraic for a symmetric operator with :func:`face_jump` >= ``ALGEBRAIC_JUMP``).
@@ -432,9 +437,12 @@ class Multigrid:
     """
 
     def __init__(self, shape, *, beta: float | None = None, nu: int | None = None, cycle: str = "V",
-                 coarse: str = "auto") -> None:
+                 coarse: str = "auto", level1_cycles: int = LEVEL1_CYCLES) -> None:
         if not ((beta is None or 0 < beta < 2.5) and (nu is None or nu >= 1)):
             raise ValueError(f"beta={beta!r}, nu={nu!r}; allowed: 0 < beta < 2.5 or None, integer nu >= 1 or None")
+        if level1_cycles not in (1, 2):
+            raise ValueError(f"level1_cycles={level1_cycles!r}; allowed: 1, 2")
+        self.level1_cycles = int(level1_cycles)
         if cycle not in CYCLES:
             raise ValueError(f"cycle={cycle!r}; allowed: {', '.join(map(repr, CYCLES))}")
         if coarse not in COARSE:
@@ -590,7 +598,12 @@ class Multigrid:
             bc = L.bc
             bc.fill(0.0)
             _spmv_add((Nc, nr), g.R_red, L.Rw, s, bc)
-            ec = self._kcycle(i + 1, bc) if self.krylov[i + 1] else self._cycle(i + 1, bc)
+            if self.krylov[i + 1]:
+                ec = self._kcycle(i + 1, bc)
+            elif i == 0 and self.level1_cycles == 2 and self.levels[1].Nc is not None and not self.use_algebraic:
+                ec = self._two_cycles(1, bc)
+            else:
+                ec = self._cycle(i + 1, bc)
             beta = self.betas[i]
             if beta != 1.0:
                 ec *= beta
@@ -602,6 +615,22 @@ class Multigrid:
             np.copyto(xr, btr)
             L.rb_add(xb, xr)
         return x
+
+    def _two_cycles(self, c: int, b: np.ndarray) -> np.ndarray:
+        """Two cycles of level c for ``A_c e = b``: ``e = B b``, then ``e += B (b - A_c e)`` (level c's array ``e2``).
+
+        A fixed linear operator, ``2B - B A_c B``; symmetric when ``B`` is, and positive definite
+        when the spectrum of ``B A_c`` lies in (0, 2) (measured 0.02-1.22 on level 1 of thresholded
+        and lognormal Darcy, 2-D and 3-D), so the outer cycle stays an SPD preconditioner.
+        """
+        L = self.levels[c]
+        if L.e2 is None:
+            L.e2, L.r2 = np.empty(L.N), np.empty(L.N)
+        e, r = self._cycle(c, b, L.e2), L.r2
+        L.matvec(e, out=r)
+        np.subtract(b, r, out=r)
+        e += self._cycle(c, r)
+        return e
 
     def _kcycle(self, c: int, b: np.ndarray) -> np.ndarray:
         """Approximate ``A_c^{-1} b`` by two flexible-CG steps preconditioned by the cycle of level c.
