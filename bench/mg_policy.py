@@ -9,8 +9,8 @@ better of the two runs is divided by the time of one product with A measured rig
 and after it.  The table gives, per configuration, the iteration counts and the median
 cost per sample in products with A, and the median of the per-sample cost ratios to the
 configuration the engine escalates to (2-D: classical AMG below level 0, ``coarse="auto"``,
-from the first sample on 256^2 and larger grids, once the structured counts pass 30 on
-smaller ones; 3-D: cluster deflation once they pass 20, with the
+from the first sample on 256^2 and larger grids, with cluster deflation from 512^2 on, once
+the structured counts pass 30 on smaller ones; 3-D: cluster deflation once they pass 20, with the
 structured cycle below 80^3 cells and classical AMG below level 0 from there on).  With classical
 AMG below it, the 2-D level 0 smooths with one red-black sweep per side (``ALGEBRAIC_NU``); the
 row "two sweeps" measures the former default against it.  Interleaving and
@@ -50,11 +50,13 @@ QUICK_ROWS = [("threshold1e3", 64, 2), ("threshold1e3", 16, 3)]
 
 def escalation_target(dim: int, cells: int) -> str:
     """The configuration of CONFIGS the ``mg`` engine escalates to on this grid."""
-    from pdeforge.solvers.engines.mg import ALGEBRAIC_CELLS_3D
+    from pdeforge.solvers.engines.mg import ALGEBRAIC_CELLS_3D, DEFLATE_CELLS_2D
 
     if dim == 3 and cells < ALGEBRAIC_CELLS_3D:
         return "structured + deflation"
-    return "classical AMG + deflation" if dim == 3 else "classical AMG below level 0"
+    if dim == 2 and cells < DEFLATE_CELLS_2D:
+        return "classical AMG below level 0"
+    return "classical AMG + deflation"
 
 
 def spmv_seconds(A, b, count: int = 20) -> float:

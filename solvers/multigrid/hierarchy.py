@@ -20,13 +20,32 @@ Cycle at level :math:`\ell` for :math:`A_\ell x = b` from :math:`x = 0`:
    :math:`b_c = P_r^T r_r` (:math:`P` the aggregate indicator, :math:`R = P^T`);
 3. over-corrected coarse-grid correction :math:`x \mathrel{+}= \beta_\ell P e_c` with
    :math:`e_c` one cycle of level :math:`\ell+1` for :math:`A_c e_c = b_c` (the exact
-   solution on the coarsest level).  :math:`\beta_\ell > 1` compensates the energy
+   solution on the coarsest level; on level 0, *two* cycles of level 1,
+   :math:`e_c = Bb_c + B(b_c - A_1 B b_c)`, see below).  :math:`\beta_\ell > 1` compensates the energy
    that piecewise-constant interpolation loses on diffusion (Hutchinson--Raithby's
    additive correction; Braess's scaled aggregation cycle); it fades to 1 where a
    mass term or advection dominates (:func:`default_beta`).  Only the red cells are
    corrected: the first post-smoothing half-sweep recomputes the black ones from them;
 4. post-smoothing: ``nu`` backward sweeps (black, then red), so that with a
    symmetric :math:`A` the cycle is a symmetric operator and preconditions CG.
+
+Two cycles of level 1 per cycle of level 0 (``level1_cycles``, default ``LEVEL1_CYCLES`` = 2;
+structured path only).  Level 1 holds 1/2^d of the cells, so its second cycle adds about
+1/2^d of a level-0 cycle's work (plus one product with :math:`A_1`), and it solves level 0's
+coarse problem much more accurately: the operator :math:`2B - BA_1B` is fixed and linear,
+symmetric, and positive definite when the spectrum of :math:`BA_1` lies in (0, 2) (measured
+0.02-1.22 on level 1 of thresholded and lognormal Darcy in 2-D and 3-D; the test suite checks
+it).  Measured (interleaved, four to six samples of the sorted sequence, best of three, time per
+sample against one level-1 cycle): lognormal 9-10 -> 7 iterations, 0.86-0.91x the time
+(128^2-512^2, 32^3-64^3; 0.99x at 128^2); FNO threshold 12/3 0.91-0.99x; contrast 1e3 with cluster deflation
+in 3-D 0.95x (64^3), 0.98x (48^3), 1.02x (32^3), and 2-D 128^2 structured 1.00x (fewer
+iterations, e.g. 19-26 -> 14-20).  Two cycles on every coarse level (a W-cycle) cost more:
+0.92-0.99x instead of 0.90-0.94x on lognormal 256^2 and 48^3, 1.02-1.05x on 48^3 contrast 1e3
+with deflation.  On the algebraic path level 1's correction is the classical-AMG cycle, and
+two of them measured 1.05-1.15x (see :mod:`.algebraic`), so it keeps one.  The second cycle
+also bounds the 3-D iteration counts on one thresholded field refined (band-limited GRF,
+contrast 1e3, structured + deflation, four samples, 16^3..64^3): 10.0, 12.2, 12.8, 12.5
+instead of 10.5, 13.8, 15.2, 16.0.
 
 The red-black blocks are multiplied in band form (SciPy's DIA kernel, :mod:`.kernels`;
 the products of CG with :math:`A` too, :meth:`_Level.matvec`): measured interleaved on

@@ -210,6 +210,42 @@ def test_band_forms_hold_the_red_black_blocks(shape):
             assert abs(dia.tocsr() - csr).max() == 0.0
 
 
+@pytest.mark.parametrize("n, dim", [(37, 2), (19, 3), (64, 2)])
+def test_band_products_in_column_blocks_equal_the_whole_band(monkeypatch, n, dim):
+    """Bands beyond the core's cache are multiplied in column blocks (each a DIA product of its row
+    window): forced here on small grids, every block product equals SciPy's DIA product to rounding,
+    and the cycle and the CG iterations are those of the unblocked band."""
+    from pdeforge.solvers.multigrid import grid as grid_module
+    from pdeforge.solvers.multigrid.kernels import block_add
+
+    A, b = darcy_system(n, dim, threshold(1e3))
+    whole = Multigrid((n,) * dim, coarse="structured").setup(A)
+    grid_hierarchy.cache_clear()
+    monkeypatch.setattr(grid_module, "BAND_SPLIT_BYTES", 0)
+    monkeypatch.setattr(grid_module, "BAND_BLOCK_BYTES", 2048)
+    blocked = Multigrid((n,) * dim, coarse="structured").setup(A)
+    grid_hierarchy.cache_clear()
+    assert whole.levels[0].g.rb_band[2] is None
+    rng = np.random.default_rng(0)
+    for L in blocked.levels:
+        g = L.g
+        for band, values, rows, cols in ((g.rb_band, L.sA_rb, L.nr, L.nb), (g.br_band, L.sA_br, L.nb, L.nr)):
+            if band is None:
+                continue
+            assert band[2] is not None and (len(band[2]) > 1 or cols <= 64)
+            x = rng.standard_normal(cols)
+            y = np.zeros(rows)
+            block_add((rows, cols), None, band, values, x, y)
+            reference = sp.dia_matrix((values, band[0]), shape=(rows, cols)) @ x
+            np.testing.assert_allclose(y, reference, rtol=0, atol=1e-13 * np.abs(reference).max())
+    v = rng.standard_normal(A.shape[0])
+    reference = whole.apply_rb(v)
+    assert np.abs(blocked.apply_rb(v) - reference).max() <= 1e-13 * np.abs(reference).max()
+    (x, info, res), (xw, infow, resw) = (mg_cg(A, b, rtol=RTOL, M=P, full_output=True) for P in (blocked, whole))
+    assert info == infow == 0 and res.iterations == resw.iterations
+    assert_solved(A, b, x, RTOL, reference=xw)
+
+
 @pytest.mark.parametrize("n, dim, coarse, deflate", [(64, 2, "algebraic", False), (37, 2, "structured", False),
                                                      (24, 3, "structured", True), (19, 3, "structured", False)])
 def test_band_form_cycle_equals_the_csr_cycle(monkeypatch, n, dim, coarse, deflate):
