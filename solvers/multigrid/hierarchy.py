@@ -100,10 +100,14 @@ red-black positions computed as ``cell >> 1``, no index arrays): 1.19-1.24x fast
 SciPy's ``csr_matvec`` on the same values at 48^3 and 64^3 and no faster with float32
 values -- at most ~15 % per iteration, not worth a second code path and a dependency (SciPy's
 DIA kernel, index-free too and now used, takes 0.53-0.70x the CSR kernel's time).
-``A p`` in CG from the cycle instead of a product (its last red half-sweep solves the red rows
-of ``A z = r``, so ``(A z)_r = r_r`` and ``A p = A z + beta A p_old`` needs only the black
-half): the same counts, 0.95-0.97x the time in 2-D (256^2-512^2) but 0.99-1.08x with cluster
-deflation in 3-D (updating ``A z`` by ``(A Z) y`` scatters over 30-50 % of the rows).  Coarse
+``A p`` in CG from the cycle (its last red half-sweep solves the red rows of ``A z = r``, so
+``(A z)_r = r_r`` and ``A p = A z + beta A p_old`` needs only the black half,
+:meth:`_Level.matvec_after_cycle`) was measured 0.95-0.97x the time in 2-D (256^2-512^2) but
+0.99-1.08x with the grid form of cluster deflation in 3-D (updating ``A z`` by ``(A Z) y``
+scatters over 30-50 % of the rows); it is now used wherever the cycle's output is the
+direction (no deflation, or deflation on split vectors): re-measured 0.92-0.98x the total per
+sample at 256^2, 0.95x at 512^2 (sums over the sorted sequence, two runs), 0.98-1.0x at 128^2,
+1.0x on lognormal 48^3; counts unchanged (+-1 at the float64 floor of contrast 1e6).  Coarse
 cells split by coefficient class (the high and the low cells of each 2^3 block as separate
 coarse unknowns, classical AMG below; a prototype with PyAMG's Gauss--Seidel for both
 variants, 32^3 and 48^3, beta 1-1.9): 14-48 iterations, the same as whole blocks within
@@ -327,6 +331,20 @@ class _Level:
         self.br_add(v[:nr], wb)
         np.multiply(wb, self.ndiag[nr:], out=wb)
         return w
+
+    def matvec_after_cycle(self, v: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """``A v`` into ``out`` for ``v`` a cycle's result for ``b`` (:meth:`Multigrid.apply_rb`).
+
+        The cycle ends with a red half-sweep, which solves the red rows: ``(A v)_r = b_r`` (to
+        rounding), so only the black half is multiplied -- half a product.
+        """
+        nr = self.nr
+        np.copyto(out[:nr], b[:nr])
+        wb = out[nr:]
+        np.negative(v[nr:], out=wb)
+        self.br_add(v[:nr], wb)
+        np.multiply(wb, self.ndiag[nr:], out=wb)
+        return out
 
     def csr(self) -> sp.csr_matrix:
         """The operator in red-black order as a new CSR matrix with sorted column indices."""

@@ -53,7 +53,9 @@ def mg_cg(A, b, x0=None, *, rtol=1e-8, atol=0.0, maxiter=None, M=None, shape=Non
 
     The direction update uses the Polak--Ribière form
     ``beta = z_new^T (r_new - r_old) / z_old^T r_old`` (flexible CG; one extra dot
-    product, and robust if rounding makes the cycle slightly non-symmetric).
+    product, and robust if rounding makes the cycle slightly non-symmetric).  The product of
+    a new direction is ``A p = A z + beta A p_old`` with ``A z`` from the cycle, whose last red
+    half-sweep leaves ``(A z)_r = r_r``: half a product (not with the grid form of deflation).
 
     Parameters
     ----------
@@ -115,6 +117,22 @@ def mg_cg(A, b, x0=None, *, rtol=1e-8, atol=0.0, maxiter=None, M=None, shape=Non
             return D.coarse_part(D.restrict(r, zr), z)
         return None
 
+    # A z from the cycle: its last red half-sweep solves the red rows, (A M r)_r = r_r, so the product
+    # of a new direction p = z + beta p_old is A z + beta A p_old for half a product; not with the grid
+    # form of deflation, which changes z after the cycle
+    from_cycle = D is None or split
+    L0 = M.levels[0]
+    w = np.empty_like(b_rb) if from_cycle else None
+
+    def first_product():
+        """q = A p for p = z (a fresh direction)."""
+        if from_cycle:
+            L0.matvec_after_cycle(z, r, q)
+        else:
+            matvec(z, q)
+        if split:
+            D.add_AZ(c, q)
+
     def settle():
         """Adds the cluster part of x to the grid vector (x += Z x_c)."""
         if split:
@@ -138,18 +156,17 @@ def mg_cg(A, b, x0=None, *, rtol=1e-8, atol=0.0, maxiter=None, M=None, shape=Non
     while True:
         # (re)start: steepest-descent direction from the current residual
         c = precondition()
+        first_product()
+        matvecs += 1
         p = z.copy()
         rz = r @ z
         if split:
             pc = c.copy()
             rz += zr @ c
         while its < maxiter:
-            matvec(p, q)
-            matvecs += 1
             if not split:
                 pq = p @ q
             else:  # q = A (p + Z p_c);  Z^T q = (A Z)^T p + E p_c
-                D.add_AZ(pc, q)
                 Ztq = D.Zt_A(p, pc)
                 pq = p @ q + pc @ Ztq
             if not pq > 0 or not np.isfinite(pq):
@@ -172,10 +189,19 @@ def mg_cg(A, b, x0=None, *, rtol=1e-8, atol=0.0, maxiter=None, M=None, shape=Non
                 zq += c @ Ztq
                 rz += zr @ c
             beta = -alpha * zq / rz_old
+            if from_cycle:  # A (z + beta p) = A z + beta A p, A z from the cycle (+ A Z c)
+                L0.matvec_after_cycle(z, r, w)
+                if split:
+                    D.add_AZ(c, w)
+                _axpy(q, w, a=beta)
+                q, w = w, q
             _axpy(p, z, a=beta)  # z + beta p is the new direction: one pass, then swap the buffers
             p, z = z, p
             if split:
                 pc = c + beta * pc
+            if not from_cycle:
+                matvec(p, q)
+            matvecs += 1
         else:
             return done(its, False, its, f"not converged in {its} iterations (||r|| = {r_norm:.3e})")
         settle()

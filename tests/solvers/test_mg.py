@@ -210,6 +210,22 @@ def test_band_forms_hold_the_red_black_blocks(shape):
             assert abs(dia.tocsr() - csr).max() == 0.0
 
 
+@pytest.mark.parametrize("n, dim, coarse", [(37, 2, "structured"), (64, 2, "auto"), (19, 3, "structured"),
+                                           (16, 3, "auto"), (48, 1, "structured")])
+def test_product_of_a_cycle_output_needs_only_its_black_half(n, dim, coarse):
+    """The cycle ends with a red half-sweep, so for z = M r the red rows of A z are r's: CG forms
+    A p from the cycle (half a product) and it equals the full product to rounding."""
+    A, _ = darcy_system(n, dim, threshold(1e3)) if dim > 1 else (diffusion(np.where(
+        np.random.default_rng(2).random(n) < 0.5, 1e3, 1.0), 1.0 / n).tocsr(), None)
+    M = Multigrid((n,) * dim, coarse=coarse).setup(A)
+    L0 = M.levels[0]
+    r = np.random.default_rng(0).standard_normal(L0.N)
+    z = M.apply_rb(r)
+    full = L0.matvec(z)
+    half = L0.matvec_after_cycle(z, r, np.empty(L0.N))
+    assert np.linalg.norm(half - full) <= 1e-10 * np.linalg.norm(full)
+
+
 @pytest.mark.parametrize("n, dim", [(37, 2), (19, 3), (64, 2)])
 def test_band_products_in_column_blocks_equal_the_whole_band(monkeypatch, n, dim):
     """Bands beyond the core's cache are multiplied in column blocks (each a DIA product of its row
