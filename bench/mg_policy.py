@@ -1,6 +1,6 @@
 """The ``mg`` engine's escalation choices, measured interleaved on the same samples.
 
-    python -m bench.mg_policy            # contrast 1e3 / 1e6 at 128²-512² and 32³-80³
+    python -m bench.mg_policy            # contrast 1e3 / 1e6 at 128²-512² and 32³-96³
     python -m bench.mg_policy --quick    # smoke run (64², 16³)
 
 For each row (thresholded Darcy, the sorted sequence of six samples as the engine sees it)
@@ -11,7 +11,7 @@ cost per sample in products with A, and the median of the per-sample cost ratios
 configuration the engine escalates to (2-D: classical AMG below level 0, ``coarse="auto"``,
 from the first sample on 256^2 and larger grids, with cluster deflation from 512^2 on, once
 the structured counts pass 30 on smaller ones; 3-D: cluster deflation once they pass 20, with the
-structured cycle below 80^3 cells and classical AMG below level 0 from there on).  With classical
+structured cycle below 96^3 cells and classical AMG below level 0 from there on).  With classical
 AMG below it, the 2-D level 0 smooths with one red-black sweep per side (``ALGEBRAIC_NU``); the
 row "two sweeps" measures the former default against it.  Interleaving and
 per-sample ratios make the comparison robust to the drift of a busy machine, which moves
@@ -44,7 +44,7 @@ CONFIGS = {2: {"classical AMG below level 0": ("auto", False, None), "structured
                "structured": ("structured", False, None)}}
 ROWS = [("threshold1e3", 128, 2), ("threshold1e3", 256, 2), ("threshold1e3", 512, 2), ("threshold1e6", 256, 2),
         ("threshold1e3", 32, 3), ("threshold1e3", 48, 3), ("threshold1e3", 64, 3), ("threshold1e6", 64, 3),
-        ("threshold1e3", 80, 3)]
+        ("threshold1e3", 80, 3), ("threshold1e3", 96, 3)]
 QUICK_ROWS = [("threshold1e3", 64, 2), ("threshold1e3", 16, 3)]
 
 

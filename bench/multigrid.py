@@ -33,7 +33,7 @@ that the first escalated set-up would otherwise carry into a per-sample figure).
 Ratios ``x fresh SA`` and ``x amg`` are their total / mg total (> 1: mg faster).  Each
 method runs in a forked process; ``mg`` follows the engine's rule: structured cycles
 until the median count of the last three solves exceeds 30 (2-D) or 20 (3-D), then (from
-the next system on) cluster deflation in 3-D (from 80^3 cells on with classical AMG
+the next system on) cluster deflation in 3-D (from 96^3 cells on with classical AMG
 below the first agglomeration), classical AMG below the first agglomeration where the
 coefficients jump in 2-D (a 3-D escalation happens on the first
 sample, the warm-up outside the medians; 2-D grids from 256^2 on apply the jump test
@@ -417,7 +417,7 @@ def main(argv=None) -> dict:
         print("V: structured coarse levels only (the engine before escalating); V+defl: with cluster deflation "
               "(the engine's escalated 3-D path); auto: classical AMG below the first agglomeration when the face "
               "coefficients jump by >= 100, otherwise identical to V (the engine's escalated 2-D path); "
-              "+defl: cluster deflation (auto+defl: the engine's escalated path on 3-D grids from 80^3 cells); "
+              "+defl: cluster deflation (auto+defl: the engine's escalated path on 3-D grids from 96^3 cells); "
               "fresh SA / RS: PyAMG smoothed aggregation / classical Ruge-Stueben AMG of the whole operator "
               "(operator-dependent interpolation on every level) + CG.\n")
         print("interface: the mean interface measure of the threshold fields (faces between the two values "

@@ -31,7 +31,7 @@ tensor grid ``spec.shape`` (d = 1, 2, 3; any n >= 2, odd n included):
   choice is the one measured cheapest (set-up plus solve) per dimension:
   in 3-D, deflation of the high-coefficient clusters (connected high cells; A-DEF2,
   ``Q + (I - QA) M`` through the thin ``A Z``) with the structured cycle
-  (e.g. 48^3, contrast 1e6: 142 -> 25 iterations), from ``ALGEBRAIC_CELLS_3D`` (80^3)
+  (e.g. 48^3, contrast 1e6: 142 -> 25 iterations), from ``ALGEBRAIC_CELLS_3D`` (96^3)
   cells on together with the classical AMG below level 0 described next, whose counts
   grow less; in 2-D, classical (Ruge--Stueben)
   AMG of PyAMG, with operator-dependent interpolation, on the red Schur complement of the
@@ -46,7 +46,9 @@ tensor grid ``spec.shape`` (d = 1, 2, 3; any n >= 2, odd n included):
   measurement, earlier runs 0.93-1.08 at 64^3 and 0.93 at 80^3; two later runs, the second with
   the A-DEF2 deflation: 1.21-1.29, 1.17, 1.02-1.03, 1.01-1.06 at 32^3..80^3 and 0.86-0.95 at
   64^3 1e6 -- ties from 64^3 on, the rule kept; with the band-form smoother and the red Schur
-  reduction: 1.24, 1.18, 1.11, 0.95 at 32^3..80^3 and 0.96 at 64^3 1e6); structured against
+  reduction: 1.24, 1.18, 1.11, 0.95 at 32^3..80^3 and 0.96 at 64^3 1e6; with two level-1
+  cycles, the column-blocked band and ``A p`` from the cycle: 1.14, 1.14, 1.07, 1.12 at
+  32^3..80^3, 0.99 at 64^3 1e6 and 0.98 at 96^3 -- so the switch moved from 80^3 to 96^3); structured against
   classical AMG in 2-D: 0.76-0.81 (128^2), 1.04-1.09 (256^2), 1.14-1.25 (512^2) at 1e3, 0.79 /
   1.26-1.31 at 128^2 / 256^2 1e6 (with the two changes: 0.81, 1.11, 1.52 and 1.31 at 256^2
   1e6) -- so 2-D grids of ``ALGEBRAIC_CELLS_2D`` (256^2) cells and more
@@ -105,7 +107,17 @@ the sample's *own* earlier solve, which no sequence has, save only 1-6 (32^3), 3
 passes per iteration: the preconditioned spectrum has no few persistent outliers -- its
 slowest modes are local at interfaces that move between neighbours (:mod:`~pdeforge.solvers.multigrid.deflation`).
 
-Measured behaviour (bench/multigrid.py --large, one thread, rtol 1e-8, three runs on a noisy
+Measured behaviour, latest (``python -m bench.multigrid --large --no-growth``, one run, on a 2-core
+machine whose 480 MiB L3 cache holds every matrix, so that the reference product costs 0.60-0.67
+ns per non-zero on every row, 512^2 and 64^3 included; with two level-1 cycles, the column-blocked
+band, ``A p`` from the cycle and deflation at 512^2): lognormal and FNO threshold (12/3) 0.65-1.24x
+the time of 100 products with A; contrast 1e3 1.71x (128^2), 1.76x (256^2), 2.30x (512^2),
+1.63x (32^3), 1.93x (48^3), 2.40x (64^3) -- 512^2 and 64^3 above the 2x aimed at on this machine
+(the same code before this stop's changes: 2.59x and 2.81-3.13x there; the three earlier runs
+below, on machines where those two matrices fell out of cache, 1.25-1.64x and 1.66-1.83x);
+5.5-6.7x faster than ``amg`` at contrast 1e3, 2.2-4.0x on the easy fields.
+
+Earlier (bench/multigrid.py --large, one thread, rtol 1e-8, three runs on a noisy
 2-core machine with the band-form smoother and the red Schur reduction of the classical-AMG
 path): set-up plus solve 0.58-1.20x the time of 100 products with A on lognormal and
 FNO-threshold (12/3) Darcy, 128^2-512^2 and 32^3-64^3, 2.2-6.0x faster than the ``amg`` engine;
@@ -193,8 +205,8 @@ ALGEBRAIC_CELLS_2D = 256**2
 #: sequence (0.93-1.02x) and no outlier counts (35 -> 18); at 256^2 1.08x (see the module docstring)
 DEFLATE_CELLS_2D = 512**2
 #: 3-D grids with at least this many cells escalate to classical AMG below level 0 as well as
-#: deflation (a tie at 80^3: 0.95-1.01x; dearer below: 1.09-1.18x at 64^3, 1.16-1.30x at 32^3-48^3)
-ALGEBRAIC_CELLS_3D = 80**3
+#: deflation (a tie at 96^3: 0.98x; dearer below: 1.12x at 80^3, 1.07x at 64^3, 1.14x at 32^3-48^3)
+ALGEBRAIC_CELLS_3D = 96**3
 
 
 @register
