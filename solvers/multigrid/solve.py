@@ -214,7 +214,6 @@ def mg_cg(A, b, x0=None, *, rtol=1e-8, atol=0.0, maxiter=None, M=None, shape=Non
         if D is not None:
             D.start(x, r)
         if restarts > MAX_TRUE_RESIDUAL_RESTARTS:
-            settle()
             out = np.empty_like(x)
             out[perm] = x
             floor = np.finfo(np.float64).eps * float(np.linalg.norm(abs(A) @ np.abs(out)))
