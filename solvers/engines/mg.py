@@ -107,12 +107,13 @@ the sample's *own* earlier solve, which no sequence has, save only 1-6 (32^3), 3
 passes per iteration: the preconditioned spectrum has no few persistent outliers -- its
 slowest modes are local at interfaces that move between neighbours (:mod:`~pdeforge.solvers.multigrid.deflation`).
 
-Measured behaviour, latest (``python -m bench.multigrid --large --no-growth``, one run, on a 2-core
+Measured behaviour, latest (``python -m bench.multigrid --large --no-growth``, two runs, on a 2-core
 machine whose 480 MiB L3 cache holds every matrix, so that the reference product costs 0.60-0.67
 ns per non-zero on every row, 512^2 and 64^3 included; with two level-1 cycles, the column-blocked
-band, ``A p`` from the cycle and deflation at 512^2): lognormal and FNO threshold (12/3) 0.65-1.24x
-the time of 100 products with A; contrast 1e3 1.71x (128^2), 1.76x (256^2), 2.30x (512^2),
-1.63x (32^3), 1.93x (48^3), 2.40x (64^3) -- 512^2 and 64^3 above the 2x aimed at on this machine
+band, ``A p`` from the cycle and deflation at 512^2): lognormal and FNO threshold (12/3) 0.65-1.25x
+the time of 100 products with A; contrast 1e3 1.71 / 1.68x (128^2), 1.76 / 1.73x (256^2), 2.30 /
+2.36x (512^2), 1.63 / 1.70x (32^3), 1.93 / 1.91x (48^3), 2.40 / 2.44x (64^3) -- 512^2 and 64^3
+above the 2x aimed at on this machine
 (the same code before this stop's changes: 2.59x and 2.81-3.13x there; the three earlier runs
 below, on machines where those two matrices fell out of cache, 1.25-1.64x and 1.66-1.83x);
 5.5-6.7x faster than ``amg`` at contrast 1e3, 2.2-4.0x on the easy fields.
