@@ -160,13 +160,23 @@ smallest: 1.38x / 1.38x.  ``python -m bench.multigrid --no-darcy --no-band`` (fo
 grid, 235 s): classical AMG + deflation 14.0, 15.0, 17.0, 20.2 / 12.8, 13.5, 16.0, 18.0 (1.45x /
 1.41x), without deflation 1.55x / 1.85x; the engine's paths (structured at 64^2 and 128^2,
 classical AMG at 256^2, with deflation at 512^2) 14.2 -> 20.2 and 16.5 -> 18.0 (1.42x / 1.09x)
--- within the 1.5x aimed at in 2-D.  Even an exact solve of the red Schur complement (the exact two-grid
+-- within the 1.5x aimed at in 2-D.  With two level-1 cycles (below) the structured cycle needs
+fewer iterations at 64^2 (11.8 / 13.8), so the same paths read 11.8 -> 20.2 and 13.8 -> 18.0
+(1.71x / 1.30x) while every single method is as before or better (``bench.multigrid
+--no-darcy``, 313 s: classical AMG + deflation 1.45x / 1.41x on the GRF drawn at each n,
+1.29x / 1.24x on one band-limited field; lognormal 7, 7, 7, 7).  Even an exact solve of the red Schur complement (the exact two-grid
 method of the first agglomeration, one sweep on level 0) grows 13.8 -> 18.8 over 64^2..512^2
 (four samples): the growth sits in level 0's aggregation, not in the classical AMG below it.
-3-D, contrast 1e3, six samples, 16^3..64^3: structured + deflation (the engine's path below
-80^3) 10.7, 17.0, 22.0, 25.2 (2.36x); classical AMG + deflation 10.0, 15.0, 18.7, 19.3
-(1.93x); the structured cycle alone 11.7, 28.8, 53.5, 62.2 -- the 3-D growth target stays
-missed.  Measured and not adopted: two V-cycles per classical-AMG correction with two sweeps on
+3-D, contrast 1e3, six samples, 16^3..64^3 (one level-1 cycle): structured + deflation (the
+engine's path below 80^3 then) 10.7, 17.0, 22.0, 25.2 (2.36x); classical AMG + deflation 10.0, 15.0, 18.7, 19.3
+(1.93x); the structured cycle alone 11.7, 28.8, 53.5, 62.2.  With two level-1 cycles the
+engine's 3-D path (structured + deflation below 96^3) reads 10.0, 15.0, 19.0, 21.2 (2.12x) /
+9.0, 14.0, 19.2, 22.0 (2.44x) at contrast 1e3 / 1e6 on the GRF drawn at each n, whose interface
+area itself grows 2.13x over 16^3..64^3 (``bench.multigrid``'s interface column: 8.3 -> 17.6
+in units of the unit cube's face, against 6.6 -> 8.6 in 2-D over 64^2..512^2) -- every method
+measured follows it (fresh classical AMG 1.96x / 2.09x) and the 3-D growth target stays missed
+there; on one band-limited field refined (interface 8.3 -> 9.5) it reads 10.0, 12.2, 12.8, 12.5
+(1.25x) / 9.0, 11.0, 12.0, 11.8 (1.31x), within it.  Measured and not adopted: two V-cycles per classical-AMG correction with two sweeps on
 level 0 (lower counts, 9.6 -> 15.5 over 64^2..512^2, i.e. 1.61x; 1.04-1.05x the cost); a
 K-cycle on the classical-AMG levels (a non-linear preconditioner under plain CG: up to 61
 iterations at 512^2 where the V-cycle needs 24).
