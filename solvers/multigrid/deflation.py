@@ -137,11 +137,8 @@ class ClusterDeflation:
     def start(self, x: np.ndarray, r: np.ndarray) -> None:
         """``x += Q r``, ``r -= A Q r`` in place: afterwards ``Z^T r = 0`` (the start of :meth:`adef2`)."""
         y = self.E_inv @ self.restrict(r, self._zr)
-        x[self.members] += y[self.labels]
-        AZy = self._AZy
-        AZy.fill(0.0)
-        csr_add(self.AZ_compact, y, AZy)
-        r[self.AZ_rows] -= AZy
+        self.expand(x, y)
+        self.add_AZ(-y, r)
 
     def coarse_part(self, zr: np.ndarray, m: np.ndarray) -> np.ndarray:
         """``c = E^{-1}(Z^T r - (A Z)^T m)`` for ``zr = Z^T r``: A-DEF2 applied to ``r`` is ``m + Z c`` (``m = M r``)."""
@@ -171,12 +168,7 @@ class ClusterDeflation:
     def adef2(self, cycle, r: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """``Q r + (I - Q A) M r`` (A-DEF2): the balancing form without its first projection."""
         m = cycle(r, np.empty(self.N) if out is None else out)
-        zr = self.restrict(r, self._zr)
-        w = self._w
-        w.fill(0.0)
-        csr_add(self.AZt, m, w)
-        np.subtract(zr, w, out=w)
-        m[self.members] += (self.E_inv @ w)[self.labels]
+        self.expand(m, self.coarse_part(self.restrict(r, self._zr), m))
         return m
 
 
