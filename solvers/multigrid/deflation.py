@@ -109,7 +109,9 @@ class ClusterDeflation:
         # A Z restricted to its non-zero rows (CSR products over all N rows of a thin matrix cost
         # more, in row-loop overhead, than the gather and scatter of these rows: measured at 48^3)
         self.AZ_rows, self.AZ_compact, self.AZt = AZ_rows, AZ_compact, AZt
-        self._Zt = sp.csr_matrix((np.ones(len(members)), (labels, members)), shape=(k, N))
+        by_cluster = np.argsort(labels, kind="stable")  # members ascending within each cluster
+        self._Zt = sp.csr_matrix((np.ones(len(members)), members[by_cluster],
+                                  np.r_[0, np.cumsum(np.bincount(labels, minlength=k))]), shape=(k, N))
         self._zr, self._w = np.empty(k), np.empty(k)
         self._AZy = np.empty(len(AZ_rows))
 
@@ -220,18 +222,21 @@ def _thin_AZ(S: np.ndarray, shape: tuple[int, ...], label: np.ndarray):
     lab = label.reshape(shape)
     flat = S.reshape(2 * d + 1, -1)
     N = lab.size
-    cells = np.arange(N).reshape(shape)
     ends, couplings, rows, cols, vals = [], [], [], [], []
     for a in range(d):
         lo, hi = _sl(d, a, slice(None, -1)), _sl(d, a, slice(1, None))
-        ia = cells[lo][lab[lo] != lab[hi]]  # faces (ia, ia + e_a) between different labels
-        ib = ia + int(np.prod(shape[a + 1:]))
+        # faces (ia, ia + e_a) between different labels: the flat index j in the slice ``lo``
+        # (axis a one shorter) is the cell j + (j // block) * stride
+        stride = int(np.prod(shape[a + 1:]))
+        ia = np.flatnonzero(lab[lo] != lab[hi])
+        ia += (ia // ((shape[a] - 1) * stride)) * stride
+        ib = ia + stride
         ka, kb = label[ia], label[ib]
         up, down = flat[2 * d - a][ia], flat[a][ib]  # a_{i, i+e_a}, a_{i+e_a, i}
         ends += [ia, ib]
         couplings += [up, down]
         for i, j_label, v in ((ia, kb, up), (ib, ka, down)):
-            into = j_label >= 0  # row i couples into the neighbour's cluster
+            into = np.flatnonzero(j_label >= 0)  # row i couples into the neighbour's cluster
             rows.append(i[into]), cols.append(j_label[into]), vals.append(v[into])
     own = flat.sum(axis=0) - np.bincount(np.concatenate(ends), np.concatenate(couplings), minlength=N)
     inside = np.flatnonzero((label >= 0) & (np.abs(own) > DROP * flat[d]))
@@ -261,9 +266,11 @@ def cluster_deflation(level) -> ClusterDeflation | None:
     AZ_compact = sp.csr_matrix((vals, cols, np.r_[starts, len(rows)]), shape=(len(starts), k))
     T = AZ_compact.T.tocsr()
     AZt = sp.csr_matrix((T.data, AZ_rows[T.indices], T.indptr), shape=(k, N))
+    # E = Z^T (A Z): the entries of A Z in rows inside clusters (the others go to the extra bin k * k)
     in_rows = label[rows]
-    inside = in_rows >= 0
-    E = np.bincount(in_rows[inside] * k + cols[inside], weights=vals[inside], minlength=k * k).reshape(k, k)
+    bins = in_rows * k + cols
+    bins[in_rows < 0] = k * k
+    E = np.bincount(bins, weights=vals, minlength=k * k + 1)[:-1].reshape(k, k)
     label_rb = label[g.perm]
     members = np.flatnonzero(label_rb >= 0)
     return ClusterDeflation(members, label_rb[members], k, AZ_rows, AZ_compact, AZt, 0.5 * (E + E.T), N)

@@ -130,7 +130,8 @@ class LevelGrid:
     N: int
     n_red: int
     perm: np.ndarray        # red-black position -> natural index
-    scatter: np.ndarray     # pattern-ordered CSR data -> flat positions in S
+    gather: np.ndarray      # (2d+1, N): position in the pattern-ordered CSR data of each entry of S
+    absent: np.ndarray      # flat positions in S without a neighbour (their ``gather`` is 0; S holds 0 there)
     rb: tuple               # A_rb: red rows, black columns (0-based among black)
     br: tuple               # A_br: black rows, red columns
     full: tuple             # the whole operator in red-black order
@@ -238,17 +239,19 @@ def _level(shape: tuple[int, ...], coarse: bool) -> LevelGrid:
     perm, pos, n_red = _rb_order(shape)
     off = _offsets(shape)
     row, slot = np.nonzero(mask)
-    scatter = (slot * N + row).astype(np.intp)
+    gather = np.zeros((mask.shape[1], N), dtype=np.intp)
+    gather[slot, row] = np.arange(len(row))
+    absent = np.flatnonzero(~mask.T.ravel())
     rb = _block(mask, perm[:n_red], off, pos, n_red, False)
     br = _block(mask, perm[n_red:], off, pos, 0, False)
     full = _block(mask, perm, off, pos, 0, True)
     interior = mask.all(axis=1).astype(np.float64)
-    _frozen(perm, pos, scatter, interior)
+    _frozen(perm, pos, gather, absent, interior)
     sentinel = mask.shape[1] * N  # one zero after the stacked stencil (see band_form)
     bands = {"rb_band": band_form(rb, n_red, N - n_red, sentinel),
              "br_band": band_form(br, N - n_red, n_red, sentinel)}
     if coarse:
-        return LevelGrid(tuple(shape), N, n_red, perm, scatter, rb, br, full, interior, pos=pos, **bands)
+        return LevelGrid(tuple(shape), N, n_red, perm, gather, absent, rb, br, full, interior, pos=pos, **bands)
     cshape = tuple(n // 2 for n in shape)
     _, cpos, _ = _rb_order(cshape)
     idx = np.indices(shape).reshape(d, N)
@@ -258,7 +261,7 @@ def _level(shape: tuple[int, ...], coarse: bool) -> LevelGrid:
     P_red = _indicator(np.arange(n_red), agg[red], n_red, Nc)
     R_red = _indicator(agg[red], np.arange(n_red), Nc, n_red)
     P_black = _indicator(np.arange(N - n_red), agg[black], N - n_red, Nc)
-    return LevelGrid(tuple(shape), N, n_red, perm, scatter, rb, br, full, interior,
+    return LevelGrid(tuple(shape), N, n_red, perm, gather, absent, rb, br, full, interior,
                      R_red, P_red, P_black, _frozen(R_red[1].astype(np.intp))[0], pos, **bands)
 
 

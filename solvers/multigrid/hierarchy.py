@@ -299,14 +299,16 @@ class _Level:
         g, d = self.g, (self.S.shape[0] - 1) // 2
         inv = np.divide(-1.0, self.S[d])                 # -D^{-1}, natural order
         np.multiply(self.S, inv, out=self.work)          # -D^{-1} A, stacked
-        np.take(self.flat, self.take_rb, out=self.sA_rb)
-        np.take(self.flat, self.take_br, out=self.sA_br)
+        # mode="clip" (the positions are valid by construction): with ``out`` the default mode
+        # gathers into a temporary buffer and copies it, 1.9x the time (measured, 4 x 131072 of 1.3M)
+        np.take(self.flat, self.take_rb, out=self.sA_rb, mode="clip")
+        np.take(self.flat, self.take_br, out=self.sA_br, mode="clip")
         np.negative(inv, out=inv)
-        np.take(inv, g.perm, out=self.inv)
-        np.take(self.S[d], g.perm, out=self.diag)
+        np.take(inv, g.perm, out=self.inv, mode="clip")
+        np.take(self.S[d], g.perm, out=self.diag, mode="clip")
         np.negative(self.diag, out=self.ndiag)
         if self.Nc is not None:
-            np.take(self.diag, g.R_red_take, out=self.Rw)
+            np.take(self.diag, g.R_red_take, out=self.Rw, mode="clip")
 
     def rb_add(self, xb: np.ndarray, yr: np.ndarray) -> None:
         """``y_r += sA_rb x_b`` (band form where the grid has one, else CSR)."""
@@ -367,10 +369,19 @@ def _face_ratios(L: _Level):
     contrast itself across a sharp interface.
     """
     d = (L.S.shape[0] - 1) // 2
+    S = L.S.reshape(-1, *L.g.shape)
     for a in range(d):
-        lo, up = np.abs(L.S[a]), np.abs(L.S[2 * d - a])
-        both = (lo > 0) & (up > 0)
-        yield lo[both] / up[both]
+        # the cells inside along axis a have both faces unless a coefficient vanishes: ratios of
+        # shifted views, no gathers (0.4x the time of masking every cell at 512^2)
+        inner = _sl(d, a, slice(1, -1))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r = np.divide(S[a][inner], S[2 * d - a][inner]).ravel()
+        np.abs(r, out=r)
+        if r.size and not (r.min() > 0 and r.max() < np.inf):  # a zero face: keep the cells having both
+            lo, up = np.abs(L.S[a]), np.abs(L.S[2 * d - a])
+            both = (lo > 0) & (up > 0)
+            r = lo[both] / up[both]
+        yield r
 
 
 def face_jump(L: _Level) -> float:
@@ -532,7 +543,9 @@ class Multigrid:
         data = pattern_data(A, self.shape)
         levels = self.levels
         L0 = levels[0]
-        L0.S.ravel()[L0.g.scatter] = data
+        # a gather into S (then zeros where no neighbour): 0.55-0.75x the time of scattering the CSR data
+        np.take(data, L0.g.gather, out=L0.S, mode="clip")
+        L0.S.ravel()[L0.g.absent] = 0.0
         last = len(levels) - 1
         for i, L in enumerate(levels):
             L.fill()
