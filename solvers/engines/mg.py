@@ -295,7 +295,9 @@ class MgEngine(Engine):
                     self._coarse = "auto"
         deflated = f", {M.deflation.k} clusters deflated" if M.symmetric and M.deflation is not None else ""
         algebraic = ", classical AMG below level 1" if M.use_algebraic else ""
-        message = f"structured MG (beta={M.beta:.2f}, nu={M.nu}{algebraic}{deflated}) + {krylov}, {its} iterations"
+        single = ", float32 smoothing on level 0" if M.single is not None else ""
+        message = (f"structured MG (beta={M.beta:.2f}, nu={M.nu}{single}{algebraic}{deflated}) + {krylov}, "
+                   f"{its} iterations")
         if not kres.converged:
             message += f": {kres.message}"
         return x, residual_result(self.name, A, b, x, t0, iterations=its, matvecs=kres.matvecs + 1,

@@ -181,6 +181,12 @@ ALGEBRAIC_NU = {2: 1}
 SKEW = (0.5, 0.9)
 
 
+#: precisions of the finest level's smoothing (:class:`Multigrid` ``precision``); "auto": ``AUTO_PRECISION[d]``
+PRECISIONS = ("auto", "float64", "float32")
+#: measured (see the module docstring): float32 pays in 3-D at identical counts; in 2-D it costs
+#: high-contrast fields iterations and the product ``A p`` from the cycle
+AUTO_PRECISION = {1: "float64", 2: "float64", 3: "float32"}
+
 #: cycle options of :class:`Multigrid`: "V" (over-corrected V-cycle) or "K" (K-cycle on every
 #: intermediate structured level; measured no better than "V" on high contrast, see the class docstring)
 CYCLES = ("V", "K")
@@ -273,26 +279,40 @@ class _Level:
     """
 
     __slots__ = ("g", "nr", "nb", "N", "Nc", "S", "diag", "inv", "sA_rb", "sA_br", "ndiag", "Rw",
-                 "ones_r", "ones_b", "x", "bt", "s", "bc", "work", "flat", "take_rb", "take_br", "kv", "kw", "kr", "e2", "r2")
+                 "ones_r", "ones_b", "x", "bt", "s", "bc", "ec", "work", "flat", "take_rb", "take_br", "kv", "kw",
+                 "kr", "e2", "r2")
 
-    def __init__(self, g, d: int, Nc: int | None):
+    def __init__(self, g, d: int, Nc: int | None, dtype=np.float64):
+        """``dtype`` float32: a smoothing copy of a float64 level (:meth:`copy_from`; no stencil of its own)."""
         self.g, self.N, self.nr, self.Nc = g, g.N, g.n_red, Nc
         self.nb = g.N - g.n_red
+        # gather positions of the blocks' values in ``flat``: band form where the grid has one, else CSR
+        self.take_rb = g.rb[2] if g.rb_band is None else g.rb_band[1]
+        self.take_br = g.br[2] if g.br_band is None else g.br_band[1]
+        self.sA_rb, self.sA_br = np.empty(self.take_rb.shape, dtype), np.empty(self.take_br.shape, dtype)
+        self.ones_r, self.ones_b = np.ones(self.nr, dtype), np.ones(self.nb, dtype)
+        self.x, self.bt, self.s = np.empty(g.N, dtype), np.empty(g.N, dtype), np.empty(self.nr, dtype)
+        self.bc = None if Nc is None else np.empty(Nc, dtype)
+        self.Rw = None if Nc is None else np.empty(self.nr, dtype)
+        self.inv = np.empty(g.N, dtype)
+        # the coarse correction in this level's precision (levels below are float64)
+        self.ec = None if Nc is None or dtype == np.float64 else np.empty(Nc, dtype)
+        self.kv = self.kw = self.kr = None  # K-cycle work arrays, allocated on first use
+        self.e2 = self.r2 = None  # work arrays of two cycles per coarse correction, allocated on first use
+        if dtype != np.float64:
+            self.S = self.flat = self.work = self.diag = self.ndiag = None
+            return
         self.S = np.zeros((2 * d + 1, g.N))
         # the scaled stencil, followed by one zero (the padding of the band forms)
         self.flat = np.zeros((2 * d + 1) * g.N + 1)
         self.work = self.flat[:-1].reshape(2 * d + 1, g.N)
-        self.diag, self.ndiag, self.inv = np.empty(g.N), np.empty(g.N), np.empty(g.N)
-        # gather positions of the blocks' values in ``flat``: band form where the grid has one, else CSR
-        self.take_rb = g.rb[2] if g.rb_band is None else g.rb_band[1]
-        self.take_br = g.br[2] if g.br_band is None else g.br_band[1]
-        self.sA_rb, self.sA_br = np.empty(self.take_rb.shape), np.empty(self.take_br.shape)
-        self.ones_r, self.ones_b = np.ones(self.nr), np.ones(self.nb)
-        self.x, self.bt, self.s = np.empty(g.N), np.empty(g.N), np.empty(self.nr)
-        self.bc = None if Nc is None else np.empty(Nc)
-        self.Rw = None if Nc is None else np.empty(self.nr)
-        self.kv = self.kw = self.kr = None  # K-cycle work arrays, allocated on first use
-        self.e2 = self.r2 = None  # work arrays of two cycles per coarse correction, allocated on first use
+        self.diag, self.ndiag = np.empty(g.N), np.empty(g.N)
+
+    def copy_from(self, L: _Level) -> None:
+        """The smoother's values of the float64 level ``L``, rounded to this level's precision."""
+        for name in ("sA_rb", "sA_br", "inv", "Rw"):
+            if getattr(self, name) is not None:
+                np.copyto(getattr(self, name), getattr(L, name), casting="same_kind")
 
     def fill(self) -> None:
         """Red-black values from the stacked stencil ``S``."""
@@ -472,6 +492,9 @@ class Multigrid:
     coarse : "structured" (2^d agglomeration down to the dense coarsest grid), "algebraic"
         (one agglomeration, then classical AMG of the level-1 operator), or "auto" (default:
         algebraic for a symmetric operator with :func:`face_jump` >= ``ALGEBRAIC_JUMP``).
+    precision : arithmetic of the finest level's smoothing: "float64", "float32" (its band values
+        and vectors rounded to single precision; the levels below, the coarse correction and every
+        Krylov vector stay float64) or "auto" (default: ``AUTO_PRECISION``, float32 in 3-D only).
 
     Attributes
     ----------
@@ -482,14 +505,18 @@ class Multigrid:
     beta : ``betas[0]`` (the finest correction).
     jump : :func:`face_jump` of the finest operator (None unless ``coarse="auto"`` or a 2-D ``deflate="auto"``).  ``use_algebraic`` : whether the
     algebraic coarse levels are used; ``algebraic`` : their :class:`.algebraic.AlgebraicCoarse` (else None).
+    precision : the finest level's smoothing precision ("auto" resolved); ``single`` : its float32 copy
+    of level 0 (None in float64, or where level 0 is the coarsest).
     """
 
     def __init__(self, shape, *, beta: float | None = None, nu: int | None = None, cycle: str = "V",
-                 coarse: str = "auto", level1_cycles: int = LEVEL1_CYCLES) -> None:
+                 coarse: str = "auto", level1_cycles: int = LEVEL1_CYCLES, precision: str = "auto") -> None:
         if not ((beta is None or 0 < beta < 2.5) and (nu is None or nu >= 1)):
             raise ValueError(f"beta={beta!r}, nu={nu!r}; allowed: 0 < beta < 2.5 or None, integer nu >= 1 or None")
         if level1_cycles not in (1, 2):
             raise ValueError(f"level1_cycles={level1_cycles!r}; allowed: 1, 2")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision={precision!r}; allowed: {', '.join(map(repr, PRECISIONS))}")
         self.level1_cycles = int(level1_cycles)
         if cycle not in CYCLES:
             raise ValueError(f"cycle={cycle!r}; allowed: {', '.join(map(repr, CYCLES))}")
@@ -505,6 +532,11 @@ class Multigrid:
         d = len(self.shape)
         gl = self.grid.levels
         self.levels = [_Level(g, d, gl[i + 1].N if i + 1 < len(gl) else None) for i, g in enumerate(gl)]
+        #: the finest level's smoothing copy in single precision (``precision="float32"``), else None
+        #: precision of the finest level's smoothing ("auto" resolved)
+        self.precision = AUTO_PRECISION[d] if precision == "auto" else precision
+        self.single = (_Level(gl[0], d, gl[1].N, np.float32) if self.precision == "float32" and len(gl) > 1
+                       else None)
         self.betas = [BETA if beta is None else float(beta)] * (len(gl) - 1)
         self.symmetric: bool | None = None
         self.jump: float | None = None
@@ -549,6 +581,8 @@ class Multigrid:
         last = len(levels) - 1
         for i, L in enumerate(levels):
             L.fill()
+            if i == 0 and self.single is not None:
+                self.single.copy_from(L)
             if i == 0:
                 self.symmetric, self.skewness = _symmetry(L)
                 self.jump = face_jump(L) if self.coarse_option == "auto" else None
@@ -612,8 +646,9 @@ class Multigrid:
         classical-AMG hierarchy of its red Schur complement, added to the red cells
         (:meth:`.algebraic.AlgebraicCoarse.correct`).
         """
-        L = self.levels[i]
-        x = L.x if out is None else out
+        single = i == 0 and self.single is not None  # the finest level smoothed in float32
+        L = self.single if single else self.levels[i]
+        x = L.x if out is None or single else out
         algebraic = self.algebraic if i == 1 else None
         if L.Nc is None and algebraic is None:
             np.dot(self.coarse_inverse, b, out=x)
@@ -657,6 +692,9 @@ class Multigrid:
             beta = self.betas[i]
             if beta != 1.0:
                 ec *= beta
+            if L.ec is not None:  # into this level's precision
+                np.copyto(L.ec, ec, casting="same_kind")
+                ec = L.ec
             _spmv_add((nr, Nc), g.P_red, L.ones_r, ec, xr)
         # 4. post-smoothing, backward sweeps: black, red, ...
         for _ in range(nu):
@@ -664,6 +702,9 @@ class Multigrid:
             L.br_add(xr, xb)
             np.copyto(xr, btr)
             L.rb_add(xb, xr)
+        if single and out is not None:
+            np.copyto(out, x)
+            return out
         return x
 
     def _two_cycles(self, c: int, b: np.ndarray) -> np.ndarray:

@@ -120,7 +120,7 @@ def mg_cg(A, b, x0=None, *, rtol=1e-8, atol=0.0, maxiter=None, M=None, shape=Non
     # A z from the cycle: its last red half-sweep solves the red rows, (A M r)_r = r_r, so the product
     # of a new direction p = z + beta p_old is A z + beta A p_old for half a product; not with the grid
     # form of deflation, which changes z after the cycle
-    from_cycle = D is None or split
+    from_cycle = (D is None or split) and M.single is None  # a float32 cycle solves the red rows to float32 only
     L0 = M.levels[0]
     w = np.empty_like(b_rb) if from_cycle else None
 
@@ -201,6 +201,8 @@ def mg_cg(A, b, x0=None, *, rtol=1e-8, atol=0.0, maxiter=None, M=None, shape=Non
                 pc = c + beta * pc
             if not from_cycle:
                 matvec(p, q)
+                if split:
+                    D.add_AZ(pc, q)
             matvecs += 1
         else:
             return done(its, False, its, f"not converged in {its} iterations (||r|| = {r_norm:.3e})")

@@ -214,16 +214,23 @@ def test_band_forms_hold_the_red_black_blocks(shape):
                                            (16, 3, "auto"), (48, 1, "structured")])
 def test_product_of_a_cycle_output_needs_only_its_black_half(n, dim, coarse):
     """The cycle ends with a red half-sweep, so for z = M r the red rows of A z are r's: CG forms
-    A p from the cycle (half a product) and it equals the full product to rounding."""
+    A p from the cycle (half a product) and it equals the full product to rounding -- in float64
+    only: a float32 smoother solves the red rows to single precision, so CG multiplies in full."""
     A, _ = darcy_system(n, dim, threshold(1e3)) if dim > 1 else (diffusion(np.where(
         np.random.default_rng(2).random(n) < 0.5, 1e3, 1.0), 1.0 / n).tocsr(), None)
-    M = Multigrid((n,) * dim, coarse=coarse).setup(A)
-    L0 = M.levels[0]
-    r = np.random.default_rng(0).standard_normal(L0.N)
-    z = M.apply_rb(r)
-    full = L0.matvec(z)
-    half = L0.matvec_after_cycle(z, r, np.empty(L0.N))
-    assert np.linalg.norm(half - full) <= 1e-10 * np.linalg.norm(full)
+    r = np.random.default_rng(0).standard_normal(A.shape[0])
+    for precision in ("float64", "float32"):
+        M = Multigrid((n,) * dim, coarse=coarse, precision=precision).setup(A)
+        L0 = M.levels[0]
+        z = M.apply_rb(r)
+        full = L0.matvec(z)
+        error = np.linalg.norm(L0.matvec_after_cycle(z, r, np.empty(L0.N)) - full) / np.linalg.norm(full)
+        if precision == "float64":
+            assert error <= 1e-10
+        else:  # mg_cg multiplies in full and reaches a tolerance below single precision
+            b = A @ np.ones(A.shape[0])
+            x, info = mg_cg(A, b, rtol=1e-10, M=M)
+            assert info == 0 and np.linalg.norm(b - A @ x) <= 1e-10 * np.linalg.norm(b)
 
 
 @pytest.mark.parametrize("n, dim", [(37, 2), (19, 3), (64, 2)])
@@ -453,13 +460,15 @@ def test_deflation_on_high_contrast_3d(contrast):
     assert_solved(A, b, x, RTOL, reference=spla.spsolve(A.tocsc(), b))
 
 
+@pytest.mark.parametrize("precision", ["float64", "float32"])
 @pytest.mark.parametrize("n, dim, coarse", [(64, 2, "auto"), (64, 2, "structured"), (16, 3, "structured")])
-def test_split_deflated_cg_equals_the_adef2_cg(n, dim, coarse):
+def test_split_deflated_cg_equals_the_adef2_cg(n, dim, coarse, precision):
     """CG on split vectors (v + Z v_c, the cluster part never scattered per iteration) runs the iterates
     of CG with the A-DEF2 preconditioner applied on the grid: the same counts, the same solution;
-    2-D deflations take the split form (A Z has few rows), 3-D ones the grid form."""
+    2-D deflations take the split form (A Z has few rows), 3-D ones the grid form.  Both with ``A p``
+    from the cycle (float64) and from a full product plus ``(A Z) p_c`` (a float32 finest smoothing)."""
     A, b = darcy_system(n, dim, threshold(1e3))
-    M = Multigrid((n,) * dim).setup(A, deflate=True, coarse=coarse)
+    M = Multigrid((n,) * dim, precision=precision).setup(A, deflate=True, coarse=coarse)
     D = M.deflation
     assert D.split == (dim == 2)
     solutions = {}
@@ -851,12 +860,15 @@ def test_two_level_one_cycles_keep_the_cycle_symmetric_positive_definite(n, dim,
     two = M._two_cycles(1, v)
     assert np.linalg.norm(two - (2 * B @ v - B @ (A1 @ (B @ v)))) <= 1e-10 * np.linalg.norm(two)
     N = M.levels[0].N
-    C = np.column_stack([M.apply_rb(np.eye(N)[:, j]) for j in range(N)])
-    assert np.linalg.norm(C - C.T) <= 1e-12 * np.linalg.norm(C)
-    assert np.linalg.eigvalsh(0.5 * (C + C.T)).min() > 0
-    x, info = mg_cg(A, b, rtol=RTOL, M=M)
-    assert info == 0
-    assert_solved(A, b, x, RTOL, reference=spla.spsolve(A.tocsc(), b))
+    # symmetric to rounding in float64; a float32 finest smoothing (the 3-D default) to single precision
+    for precision, tol in (("float64", 1e-12), ("float32", 1e-6)):
+        M = Multigrid((n,) * dim, coarse="structured", precision=precision).setup(A)
+        C = np.column_stack([M.apply_rb(np.eye(N)[:, j]) for j in range(N)])
+        assert np.linalg.norm(C - C.T) <= tol * np.linalg.norm(C)
+        assert np.linalg.eigvalsh(0.5 * (C + C.T)).min() > 0
+        x, info = mg_cg(A, b, rtol=RTOL, M=M)
+        assert info == 0
+        assert_solved(A, b, x, RTOL, reference=spla.spsolve(A.tocsc(), b))
     with pytest.raises(ValueError, match="level1_cycles"):
         Multigrid((8, 8), level1_cycles=3)
 
@@ -928,3 +940,30 @@ def test_engine_starts_large_2d_grids_with_the_jump_test(monkeypatch):
     assert all("classical AMG" not in rec.message for *_, rec in records)
     eng, records = engine_sequence("darcy", dict(n=40, dim=2, coefficient=threshold(1e3)), count=1)  # below
     assert eng.counters["algebraic_setups"] == 0 and "classical AMG" not in records[0][3].message
+
+
+@pytest.mark.parametrize("coefficient", ["lognormal", 1e3])
+def test_float32_finest_smoothing_keeps_the_counts_in_3d(coefficient):
+    """3-D smooths the finest level in float32 by default (its bands and vectors; the coarse levels and
+    CG stay float64): the same CG iterations as float64 smoothing (+-1), solutions to rtol 1e-8 against
+    a direct solve, the engine's record says so; 2-D keeps float64; bad values are refused."""
+    n = 24
+    field = lognormal(1.0, n, 3) if coefficient == "lognormal" else threshold(coefficient)
+    A, b = darcy_system(n, 3, field)
+    reference = spla.spsolve(A.tocsc(), b)
+    counts = {}
+    for precision in ("auto", "float64"):
+        M = Multigrid((n,) * 3, precision=precision).setup(A, deflate=coefficient != "lognormal")
+        assert M.precision == ("float32" if precision == "auto" else "float64")
+        assert (M.single is not None) == (M.precision == "float32")
+        x, info, res = mg_cg(A, b, rtol=RTOL, M=M, full_output=True)
+        assert info == 0
+        assert_solved(A, b, x, RTOL, reference=reference)
+        counts[M.precision] = res.iterations
+    assert abs(counts["float32"] - counts["float64"]) <= 1
+    spec = darcy.spec(n=n, dim=3, coefficient=field, sampling=SAMPLING)
+    x, rec = MgEngine(SolverOptions(engine="mg", rtol=RTOL), darcy, spec).solve(A, b)
+    assert "float32 smoothing on level 0" in rec.message and rec.residual <= RTOL
+    assert Multigrid((16, 16)).precision == "float64" and Multigrid((16, 16)).single is None
+    with pytest.raises(ValueError, match="precision"):
+        Multigrid((8, 8, 8), precision="float16")
