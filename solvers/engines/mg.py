@@ -107,16 +107,24 @@ the sample's *own* earlier solve, which no sequence has, save only 1-6 (32^3), 3
 passes per iteration: the preconditioned spectrum has no few persistent outliers -- its
 slowest modes are local at interfaces that move between neighbours (:mod:`~pdeforge.solvers.multigrid.deflation`).
 
-Measured behaviour, latest (``python -m bench.multigrid --large --no-growth``, two runs, on a 2-core
-machine whose 480 MiB L3 cache holds every matrix, so that the reference product costs 0.60-0.67
-ns per non-zero on every row, 512^2 and 64^3 included; with two level-1 cycles, the column-blocked
-band, ``A p`` from the cycle and deflation at 512^2): lognormal and FNO threshold (12/3) 0.65-1.25x
-the time of 100 products with A; contrast 1e3 1.71 / 1.68x (128^2), 1.76 / 1.73x (256^2), 2.30 /
-2.36x (512^2), 1.63 / 1.70x (32^3), 1.93 / 1.91x (48^3), 2.40 / 2.44x (64^3) -- 512^2 and 64^3
-above the 2x aimed at on this machine
-(the same code before this stop's changes: 2.59x and 2.81-3.13x there; the three earlier runs
-below, on machines where those two matrices fell out of cache, 1.25-1.64x and 1.66-1.83x);
-5.5-6.7x faster than ``amg`` at contrast 1e3, 2.2-4.0x on the easy fields.
+Measured behaviour, latest (``python -m bench.multigrid --large --no-growth``, on a 2-core
+machine whose shared cache holds every matrix; the reference product's cost per non-zero moves
+between runs on the same machine, 0.42-0.91 ns, and the ratios with it).  Two runs with float64
+smoothing everywhere (and this stop's cheaper set-up; reference 0.42-0.72 ns per non-zero):
+contrast 1e3 1.33 / 1.54x (128^2), 1.54 / 1.57x (256^2), 2.29 / 2.19x (512^2), 1.39 / 1.42x
+(32^3), 1.64 / 1.66x (48^3), 2.00 / 2.02x (64^3) the time of 100 products with A.  Two runs with
+the float32 smoothing of the finest level in 3-D (:mod:`~pdeforge.solvers.multigrid.hierarchy`,
+``precision``; interleaved 0.78-0.93x the cost in 3-D at identical counts): 64^3 1.45 / 1.56x,
+32^3 1.29 / 1.41x, 48^3 1.81 / 1.68x (mg itself ran slower in those two runs, 28-30 ns per cell
+and iteration against 24-25 before), and 512^2 -- unchanged code -- 1.99 / 1.65x
+against a slower reference (0.65 / 0.76 ns per non-zero).  So 512^2 at contrast 1e3 sits at
+2.2-2.3x when the reference runs at its fastest (0.48-0.51 ns) and the 2x aimed at is met there
+only on slower runs; every other row with contrast <= 1e3 is within 2x in every run (lognormal
+and FNO threshold 0.55-1.10x).  Where 512^2 loses: its solve costs 22 ns per cell and iteration
+against 13-15 at 256^2 (same path but deflation) -- level 0's bands and vectors (about 25 MB)
+no longer fit the 2 MiB per-core cache, so every half-sweep streams them from the shared one --
+while the CSR reference streams its ~20 MB at nearly the rate it has at 256^2.  5.7-10.6x faster
+than ``amg`` at contrast 1e3, 2.5-7.1x on the easy fields.
 
 Earlier (bench/multigrid.py --large, one thread, rtol 1e-8, three runs on a noisy
 2-core machine with the band-form smoother and the red Schur reduction of the classical-AMG

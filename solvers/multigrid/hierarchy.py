@@ -92,10 +92,27 @@ two-grid rates that already degrade at level 1 two inner Krylov steps cannot rec
 an exact coarse solve, and the nonlinear preconditioner costs the outer CG its
 short recurrence (FCG(10) 20/43 against 17/26 for V).  Kept as an option for the record.
 
-Measured and not adopted (thresholded Darcy, contrast 1e3).  A float32 cycle (the outer
-CG in float64): 7-10 % less time per cycle at 48^3 and 512^2, but one 512^2 sample needed
-25 instead of 22 iterations -- the sweeps are bound by index loads and row-loop latency
-more than by bandwidth.  An index-free compiled red half-sweep (Numba, 3-D 7-point,
+Float32 smoothing of the finest level (``precision``; "auto": 3-D only).  Once the blocks
+were multiplied in band form the finest level's sweeps became bound by the stream of band
+values from the shared cache: a float32 half-block product takes 0.45-0.63x the float64 time
+(DIA kernel alone, 256^2-512^2 and 48^3-64^3).  A float32 copy of level 0's bands, inverse
+diagonal, restriction weights and work vectors (:meth:`_Level.copy_from`, set up by a cast)
+smooths level 0; the correction from level 1 is cast down, the cycle's result up, and the
+levels below, every Krylov vector and the true residual stay float64.  The cycle then solves
+the red rows only to single precision, so CG forms ``A p`` by a full float64 product
+(not :meth:`_Level.matvec_after_cycle`, below).  The cycle is symmetric to single precision
+(the flexible CG update absorbs it).  Measured (engine over the sorted sequence, interleaved
+against float64 smoothing, best of three, identical counts on every sample): 3-D 0.80x at 96^3
+(contrast 1e3, classical AMG + deflation), 0.84x / 0.78x at 64^3 (contrast 1e3 / 1e6), 0.85x
+(64^3 lognormal), 0.93x (48^3), 0.90x / 0.93x (32^3 contrast 1e3 / lognormal).  Not in 2-D:
+smooth fields gain 3-9 % (0.91x lognormal 512^2, 0.94x FNO threshold 512^2, 0.96x at
+128^2-256^2), but contrast 1e3 on the structured path needs more iterations (128^2: 20 -> 25
+and 15 -> 20 on two of six samples, 1.06x the time) and the classical-AMG path, with one sweep
+per side on level 0, gains nothing (0.98x at 512^2 with deflation, 1.03x at 256^2, where one
+sample needed 27 instead of 23).  (An earlier float32 *cycle*, before the band form, saved only
+7-10 % per cycle: CSR sweeps were bound by index loads, not bandwidth.)
+
+Measured and not adopted (thresholded Darcy, contrast 1e3).  An index-free compiled red half-sweep (Numba, 3-D 7-point,
 red-black positions computed as ``cell >> 1``, no index arrays): 1.19-1.24x faster than
 SciPy's ``csr_matvec`` on the same values at 48^3 and 64^3 and no faster with float32
 values -- at most ~15 % per iteration, not worth a second code path and a dependency (SciPy's
