@@ -109,8 +109,17 @@ smooth fields gain 3-9 % (0.91x lognormal 512^2, 0.94x FNO threshold 512^2, 0.96
 128^2-256^2), but contrast 1e3 on the structured path needs more iterations (128^2: 20 -> 25
 and 15 -> 20 on two of six samples, 1.06x the time) and the classical-AMG path, with one sweep
 per side on level 0, gains nothing (0.98x at 512^2 with deflation, 1.03x at 256^2, where one
-sample needed 27 instead of 23).  (An earlier float32 *cycle*, before the band form, saved only
-7-10 % per cycle: CSR sweeps were bound by index loads, not bandwidth.)
+sample needed 27 instead of 23).  The lost iterations are the modes nearly constant on
+high-coefficient clusters: their residual after smoothing is a small difference of large values
+that single precision cannot resolve -- with cluster deflation (which treats them in float64)
+the 2-D counts are identical (128^2 structured: 13, 18, 13, 14, 11, 9 both ways; 256^2 classical
+AMG: 17, 18, 16, 21, 17, 15 both ways); in 3-D even undeflated counts barely move (24^3 and
+32^3, contrast 1e3, twelve samples: one 22 -> 24, the rest identical).  Deflated 2-D (512^2)
+gains nothing measurable (0.98x and 1.08x in two interleaved series): with one sweep per side
+level 0 is a small share of the cycle, and the full product costs back the rest.  The
+classical-AMG levels in float32 too (identical counts at 256^2 and 512^2, contrast 1e3):
+0.96-0.99x, within the noise -- not adopted.  (An earlier float32 *cycle*, before the band form,
+saved only 7-10 % per cycle: CSR sweeps were bound by index loads, not bandwidth.)
 
 Measured and not adopted (thresholded Darcy, contrast 1e3).  An index-free compiled red half-sweep (Numba, 3-D 7-point,
 red-black positions computed as ``cell >> 1``, no index arrays): 1.19-1.24x faster than
@@ -201,7 +210,7 @@ SKEW = (0.5, 0.9)
 #: precisions of the finest level's smoothing (:class:`Multigrid` ``precision``); "auto": ``AUTO_PRECISION[d]``
 PRECISIONS = ("auto", "float64", "float32")
 #: measured (see the module docstring): float32 pays in 3-D at identical counts; in 2-D it costs
-#: high-contrast fields iterations and the product ``A p`` from the cycle
+#: undeflated high-contrast fields iterations, and deflated ones gain nothing measurable
 AUTO_PRECISION = {1: "float64", 2: "float64", 3: "float32"}
 
 #: cycle options of :class:`Multigrid`: "V" (over-corrected V-cycle) or "K" (K-cycle on every
