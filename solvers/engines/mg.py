@@ -224,7 +224,9 @@ ALGEBRAIC_CELLS_2D = 256**2
 #: sequence (0.93-1.02x) and no outlier counts (35 -> 18); at 256^2 1.08x (see the module docstring)
 DEFLATE_CELLS_2D = 512**2
 #: 3-D grids with at least this many cells escalate to classical AMG below level 0 as well as
-#: deflation (a tie at 96^3: 0.98x; dearer below: 1.12x at 80^3, 1.07x at 64^3, 1.14x at 32^3-48^3)
+#: deflation (a tie at 96^3: 0.98x; dearer below: 1.12x at 80^3, 1.07x at 64^3, 1.14x at 32^3-48^3;
+#: with float32 smoothing in 3-D, python -m bench.mg_policy: 1.04x at 96^3, 1.11x at 80^3, 1.07x at
+#: 64^3 (0.90x at contrast 1e6), 1.22-1.23x at 32^3-48^3 -- the crossover is at 96^3 or just above)
 ALGEBRAIC_CELLS_3D = 96**3
 
 
