@@ -305,7 +305,7 @@ class _Level:
     """
 
     __slots__ = ("g", "nr", "nb", "N", "Nc", "S", "diag", "inv", "sA_rb", "sA_br", "ndiag", "Rw",
-                 "ones_r", "ones_b", "x", "bt", "s", "bc", "ec", "work", "flat", "take_rb", "take_br", "kv", "kw",
+                 "ones_r", "x", "bt", "s", "bc", "ec", "work", "flat", "take_rb", "take_br", "kv", "kw",
                  "kr", "e2", "r2")
 
     def __init__(self, g, d: int, Nc: int | None, dtype=np.float64):
@@ -316,7 +316,7 @@ class _Level:
         self.take_rb = g.rb[2] if g.rb_band is None else g.rb_band[1]
         self.take_br = g.br[2] if g.br_band is None else g.br_band[1]
         self.sA_rb, self.sA_br = np.empty(self.take_rb.shape, dtype), np.empty(self.take_br.shape, dtype)
-        self.ones_r, self.ones_b = np.ones(self.nr, dtype), np.ones(self.nb, dtype)
+        self.ones_r = np.ones(self.nr, dtype)
         self.x, self.bt, self.s = np.empty(g.N, dtype), np.empty(g.N, dtype), np.empty(self.nr, dtype)
         self.bc = None if Nc is None else np.empty(Nc, dtype)
         self.Rw = None if Nc is None else np.empty(self.nr, dtype)

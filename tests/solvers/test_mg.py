@@ -175,7 +175,7 @@ def test_coarse_operators_are_galerkin_products(shape):
     for fine, coarse in zip(M.levels[:-1], M.levels[1:]):
         g = fine.g
         P = sp.vstack([sp.csr_matrix((fine.ones_r, g.P_red[1], g.P_red[0]), shape=(fine.nr, fine.Nc)),
-                       sp.csr_matrix((fine.ones_b, g.P_black[1], g.P_black[0]), shape=(fine.nb, fine.Nc))])
+                       sp.csr_matrix((np.ones(fine.nb), g.P_black[1], g.P_black[0]), shape=(fine.nb, fine.Nc))])
         Ac = (P.T @ Af @ P).toarray()
         np.testing.assert_allclose(coarse.dense(), Ac, rtol=1e-12, atol=1e-12 * np.abs(Ac).max())
         assert np.all(np.diff(P.tocsr().indptr) == 1)  # one aggregate per fine cell
