@@ -13,10 +13,17 @@ tensor grid ``spec.shape`` (d = 1, 2, 3; any n >= 2, odd n included):
 * the coarse correction is over-corrected, :math:`x \mathrel{+}= \beta_\ell P e_c`:
   :math:`\beta = 1.9` for diffusion (piecewise-constant interpolation under-estimates
   the coarse correction; with :math:`\beta = 1` the count grows with every level),
-  fading linearly to 1 per level as the operator becomes advection-dominated
-  (skewness :math:`\sum|a_{ij}-a_{ji}| / \sum|a_{ij}+a_{ji}|` from 0.5 to 0.9) or as a
-  mass term (``I/dt``) dominates the coarse operator (interior diagonal excess from
-  0 to 0.2), where the Galerkin correction is already nearly exact;
+  fading to 1 level by level as advection outweighs diffusion on the modes that level
+  corrects (:math:`\beta_\ell - 1 = 0.9 / (1 + 2^{\ell}\,\mathrm{Pe})`, Pe the finest operator's ratio
+  of convective to diffusive coupling, :math:`2s/(1-s)` for the skewness
+  :math:`s = \sum|a_{ij}-a_{ji}| / \sum|a_{ij}+a_{ji}|`) or as a mass term (``I/dt``) dominates
+  the coarse operator (interior diagonal excess from 0 to 0.2), where the Galerkin
+  correction is already nearly exact.  Advection-diffusion (nu = 0.01, max face speed V,
+  64^2 / 128^2 / 256^2 / 512^2, FGMRES(40) iterations to 1e-8): V = 10 13, 17, 24, 36 and
+  V = 30 14, 16, 21, 31 -- with 1.9 on every level while the finest faces' skewness stayed
+  below 0.5, those diverged from 256^2 on (V = 10: 14, 35, none in 2000, 275); V = 100 15, 18,
+  21, 28 (before 15, 18, 19, none); V = 0.1-3 within 1-3 iterations of before (V = 3: 15,
+  21, 27, 35 against 14, 19, 26, 32);
 * level 0's coarse problem is solved by two cycles of level 1 rather than one (the second
   from the first one's residual; a fixed SPD operator): lognormal 9-10 -> 7 iterations and
   0.86-0.91x the time, 0.95-1.02x with deflation at contrast 1e3
