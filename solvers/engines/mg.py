@@ -9,7 +9,9 @@ tensor grid ``spec.shape`` (d = 1, 2, 3; any n >= 2, odd n included):
   computed in stencil form by strided sums (O(N), no sparse products);
 * smoothing: ``nu = 2`` red-black Gauss--Seidel sweeps before (red first) and after
   (black first) the coarse correction -- a symmetric cycle for symmetric A (one each on
-  level 0 where a 2-D operator has classical AMG below it, see below);
+  level 0 where a 2-D operator has classical AMG below it, see below); level 0 is smoothed
+  in float32 in 3-D and for 2-D operators whose faces jump by less than 100x (identical counts,
+  0.78-0.97x the cost; :mod:`pdeforge.solvers.multigrid.hierarchy`), everything else in float64;
 * the coarse correction is over-corrected, :math:`x \mathrel{+}= \beta_\ell P e_c`:
   :math:`\beta = 1.9` for diffusion (piecewise-constant interpolation under-estimates
   the coarse correction; with :math:`\beta = 1` the count grows with every level),

@@ -93,7 +93,8 @@ two-grid rates that already degrade at level 1 two inner Krylov steps cannot rec
 an exact coarse solve, and the nonlinear preconditioner costs the outer CG its
 short recurrence (FCG(10) 20/43 against 17/26 for V).  Kept as an option for the record.
 
-Float32 smoothing of the finest level (``precision``; "auto": 3-D only).  Once the blocks
+Float32 smoothing of the finest level (``precision``; "auto": in 3-D, and in 2-D for operators
+whose faces jump by less than ``ALGEBRAIC_JUMP``, decided per operator).  Once the blocks
 were multiplied in band form the finest level's sweeps became bound by the stream of band
 values from the shared cache: a float32 half-block product takes 0.45-0.63x the float64 time
 (DIA kernel alone, 256^2-512^2 and 48^3-64^3).  A float32 copy of level 0's bands, inverse
@@ -105,9 +106,13 @@ the red rows only to single precision, so CG forms ``A p`` by a full float64 pro
 (the flexible CG update absorbs it).  Measured (engine over the sorted sequence, interleaved
 against float64 smoothing, best of three, identical counts on every sample): 3-D 0.80x at 96^3
 (contrast 1e3, classical AMG + deflation), 0.84x / 0.78x at 64^3 (contrast 1e3 / 1e6), 0.85x
-(64^3 lognormal), 0.93x (48^3), 0.90x / 0.93x (32^3 contrast 1e3 / lognormal).  Not in 2-D:
-smooth fields gain 3-9 % (0.91x lognormal 512^2, 0.94x FNO threshold 512^2, 0.96x at
-128^2-256^2), but contrast 1e3 on the structured path needs more iterations (128^2: 20 -> 25
+(64^3 lognormal), 0.93x (48^3), 0.90x / 0.93x (32^3 contrast 1e3 / lognormal).  In 2-D
+smooth fields gain 3-14 % (0.91x lognormal 512^2, 0.94x FNO threshold 512^2, 0.96x at
+128^2-256^2; on a second machine, whose core streams from its shared cache at about 11 GB/s:
+0.86-0.90x lognormal and 0.88-0.97x FNO threshold at 512^2, 0.95-0.99x lognormal 256^2, three
+interleaved runs each) at identical counts (lognormal sigma 1-3 and contrast 4 at 64^2-512^2,
+thresholds of contrast 10-200 at 64^2-256^2, three samples each: every count equal), but
+contrast 1e3 on the structured path needs more iterations (128^2: 20 -> 25
 and 15 -> 20 on two of six samples, 1.06x the time) and the classical-AMG path, with one sweep
 per side on level 0, gains nothing (0.98x at 512^2 with deflation, 1.03x at 256^2, where one
 sample needed 27 instead of 23).  The lost iterations are the modes nearly constant on
@@ -119,7 +124,11 @@ AMG: 17, 18, 16, 21, 17, 15 both ways); in 3-D even undeflated counts barely mov
 gains nothing measurable (0.98x and 1.08x in two interleaved series): with one sweep per side
 level 0 is a small share of the cycle, and the full product costs back the rest.  The
 classical-AMG levels in float32 too (identical counts at 256^2 and 512^2, contrast 1e3):
-0.96-0.99x, within the noise -- not adopted.  (An earlier float32 *cycle*, before the band form,
+0.96-0.99x, within the noise -- not adopted.  Hence the 2-D rule: float64 where the faces jump
+by ``ALGEBRAIC_JUMP`` (100) or more, the algebraic levels' test (thresholds of contrast 200 jump
+by 100, and keep their counts in float32 too; contrast 1e3 at 256^2, structured: 21, 17, 20 ->
+23, 20, 20), deflated or not (on the second machine deflated 512^2 measured 0.95-0.99x at
+contrast 1e3 and 0.98x at 1e6, within its noise).  (An earlier float32 *cycle*, before the band form,
 saved only 7-10 % per cycle: CSR sweeps were bound by index loads, not bandwidth.)
 
 Measured and not adopted (thresholded Darcy, contrast 1e3).  An index-free compiled red half-sweep (Numba, 3-D 7-point,
@@ -213,9 +222,10 @@ PECLET_SCALE = 2.0
 
 #: precisions of the finest level's smoothing (:class:`Multigrid` ``precision``); "auto": ``AUTO_PRECISION[d]``
 PRECISIONS = ("auto", "float64", "float32")
-#: measured (see the module docstring): float32 pays in 3-D at identical counts; in 2-D it costs
-#: undeflated high-contrast fields iterations, and deflated ones gain nothing measurable
-AUTO_PRECISION = {1: "float64", 2: "float64", 3: "float32"}
+#: measured (see the module docstring): float32 pays at identical counts in 3-D and on 2-D fields
+#: without sharp jumps; 2-D operators whose faces jump by ``ALGEBRAIC_JUMP`` or more keep float64
+#: (undeflated, such fields lose iterations; deflated, they gain nothing measurable)
+AUTO_PRECISION = {1: "float64", 2: "float32", 3: "float32"}
 
 #: cycle options of :class:`Multigrid`: "V" (over-corrected V-cycle) or "K" (K-cycle on every
 #: intermediate structured level; measured no better than "V" on high contrast, see the class docstring)
@@ -534,7 +544,8 @@ class Multigrid:
         algebraic for a symmetric operator with :func:`face_jump` >= ``ALGEBRAIC_JUMP``).
     precision : arithmetic of the finest level's smoothing: "float64", "float32" (its band values
         and vectors rounded to single precision; the levels below, the coarse correction and every
-        Krylov vector stay float64) or "auto" (default: ``AUTO_PRECISION``, float32 in 3-D only).
+        Krylov vector stay float64) or "auto" (default: ``AUTO_PRECISION``, float32 in 3-D and
+        for 2-D operators whose faces jump by less than ``ALGEBRAIC_JUMP``; decided per set-up).
 
     Attributes
     ----------
@@ -543,9 +554,11 @@ class Multigrid:
     skewness : ``sum|a_ij - a_ji| / sum|a_ij + a_ji|`` over the off-diagonal pairs.
     betas : over-correction of the correction from level ``i + 1`` into level ``i``.
     beta : ``betas[0]`` (the finest correction).
-    jump : :func:`face_jump` of the finest operator (None unless ``coarse="auto"`` or a 2-D ``deflate="auto"``).  ``use_algebraic`` : whether the
+    jump : :func:`face_jump` of the finest operator (None unless ``coarse="auto"``, a 2-D ``deflate="auto"``
+        or a 2-D ``precision="auto"``).  ``use_algebraic`` : whether the
     algebraic coarse levels are used; ``algebraic`` : their :class:`.algebraic.AlgebraicCoarse` (else None).
-    precision : the finest level's smoothing precision ("auto" resolved); ``single`` : its float32 copy
+    precision : the finest level's smoothing precision for the current operator ("auto" resolved at each
+        set-up); ``single`` : its float32 copy
     of level 0 (None in float64, or where level 0 is the coarsest).
     """
 
@@ -572,11 +585,13 @@ class Multigrid:
         d = len(self.shape)
         gl = self.grid.levels
         self.levels = [_Level(g, d, gl[i + 1].N if i + 1 < len(gl) else None) for i, g in enumerate(gl)]
-        #: the finest level's smoothing copy in single precision (``precision="float32"``), else None
-        #: precision of the finest level's smoothing ("auto" resolved)
+        self.precision_option = precision
+        #: precision of the finest level's smoothing for the current operator ("auto" resolved by
+        #: :meth:`setup`; before the first set-up, what "auto" gives an operator without jumps)
         self.precision = AUTO_PRECISION[d] if precision == "auto" else precision
-        self.single = (_Level(gl[0], d, gl[1].N, np.float32) if self.precision == "float32" and len(gl) > 1
-                       else None)
+        #: the finest level's float32 smoothing copy while the current operator uses it, else None
+        self.single: _Level | None = None
+        self._single_level: _Level | None = None  # allocated on first use, kept for later operators
         self.betas = [BETA if beta is None else float(beta)] * (len(gl) - 1)
         self.symmetric: bool | None = None
         self.jump: float | None = None
@@ -621,11 +636,10 @@ class Multigrid:
         last = len(levels) - 1
         for i, L in enumerate(levels):
             L.fill()
-            if i == 0 and self.single is not None:
-                self.single.copy_from(L)
             if i == 0:
                 self.symmetric, self.skewness = _symmetry(L)
-                self.jump = face_jump(L) if self.coarse_option == "auto" else None
+                self.jump = face_jump(L) if self.coarse_option == "auto" or self._jump_decides_precision else None
+                self._set_precision(L)
                 self.use_algebraic = last >= 1 and (
                     self.coarse_option == "algebraic" or (self.coarse_option == "auto" and self.symmetric
                                                           and self.jump >= ALGEBRAIC_JUMP))
@@ -667,6 +681,30 @@ class Multigrid:
         self.deflation = cluster_deflation(L0) if deflate and self.symmetric else None
         self.setups += 1
         return self
+
+    @property
+    def _jump_decides_precision(self) -> bool:
+        """Whether the face jump of each operator decides its smoothing precision ("auto" in 2-D)."""
+        return self.precision_option == "auto" and len(self.shape) == 2
+
+    def _set_precision(self, L0: _Level) -> None:
+        """Resolve the finest level's smoothing precision for the operator just filled into ``L0``.
+
+        "auto": ``AUTO_PRECISION[d]``, except float64 for 2-D operators whose faces jump by
+        ``ALGEBRAIC_JUMP`` or more (``self.jump``).  The float32 copy is allocated on first use.
+        """
+        d, gl = len(self.shape), self.grid.levels
+        precision = AUTO_PRECISION[d] if self.precision_option == "auto" else self.precision_option
+        if self._jump_decides_precision and self.jump >= ALGEBRAIC_JUMP:
+            precision = "float64"
+        if precision == "float32" and len(gl) > 1:
+            if self._single_level is None:
+                self._single_level = _Level(gl[0], d, gl[1].N, np.float32)
+            self._single_level.copy_from(L0)
+            self.single = self._single_level
+        else:
+            self.single = None
+        self.precision = "float32" if self.single is not None else "float64"
 
     @property
     def kcycle(self) -> bool:

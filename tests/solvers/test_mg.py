@@ -986,6 +986,50 @@ def test_float32_finest_smoothing_keeps_the_counts_in_3d(coefficient):
     spec = darcy.spec(n=n, dim=3, coefficient=field, sampling=SAMPLING)
     x, rec = MgEngine(SolverOptions(engine="mg", rtol=RTOL), darcy, spec).solve(A, b)
     assert "float32 smoothing on level 0" in rec.message and rec.residual <= RTOL
-    assert Multigrid((16, 16)).precision == "float64" and Multigrid((16, 16)).single is None
+    assert Multigrid((16,)).precision == "float64" and Multigrid((16, 16, 16)).single is None  # until set up
     with pytest.raises(ValueError, match="precision"):
         Multigrid((8, 8, 8), precision="float16")
+
+
+@pytest.mark.parametrize("coefficient", ["lognormal3", "threshold4", "threshold200", 1e3])
+def test_float32_finest_smoothing_in_2d_follows_the_face_jumps(coefficient):
+    """2-D smooths the finest level in float32 unless its faces jump by ALGEBRAIC_JUMP (100) or more,
+    decided per operator: the same counts as float64 smoothing where it does (lognormal sigma = 3,
+    FNO's contrast 4, contrast 200: jumps of 100 stay float64), solutions to rtol 1e-8 against a
+    direct solve; one Multigrid switches with the operators it is set up for, and the engine's
+    record names the float32 smoothing only where it ran."""
+    from pdeforge.solvers.multigrid.hierarchy import ALGEBRAIC_JUMP, face_jump
+
+    n = 48
+    if coefficient == "lognormal3":
+        field = lognormal(3.0, n, 2)
+    elif isinstance(coefficient, str):
+        field = threshold(float(coefficient.removeprefix("threshold")))
+    else:
+        field = threshold(coefficient)
+    A, b = darcy_system(n, 2, field)
+    reference = spla.spsolve(A.tocsc(), b)
+    counts = {}
+    for precision in ("auto", "float64", "float32"):
+        M = Multigrid((n, n), precision=precision).setup(A, coarse="structured")
+        x, info, res = mg_cg(A, b, rtol=RTOL, M=M, full_output=True)
+        assert info == 0
+        assert_solved(A, b, x, RTOL, reference=reference)
+        counts[precision] = (M.precision, res.iterations)
+    single = face_jump(M.levels[0]) < ALGEBRAIC_JUMP
+    assert counts["auto"][0] == ("float32" if single else "float64")
+    assert counts["float64"][0] == "float64" and counts["float32"][0] == "float32"
+    if single:  # float32 where the rule chooses it: the same counts
+        assert counts["auto"][1] == counts["float64"][1] == counts["float32"][1]
+    assert coefficient in ("lognormal3", "threshold4") or not single
+    spec = darcy.spec(n=n, dim=2, coefficient=field, sampling=SAMPLING)
+    x, rec = MgEngine(SolverOptions(engine="mg", rtol=RTOL), darcy, spec).solve(A, b)
+    assert ("float32 smoothing on level 0" in rec.message) == single and rec.residual <= RTOL
+    # one preconditioner, operators with and without jumps: the precision follows each operator
+    smooth, sharp = darcy_system(n, 2, lognormal(1.0, n, 2)), darcy_system(n, 2, threshold(1e3))
+    M = Multigrid((n, n))
+    for (A, b), expected in ((smooth, "float32"), (sharp, "float64"), (smooth, "float32")):
+        M.setup(A, coarse="structured")
+        assert M.precision == expected and (M.single is not None) == (expected == "float32")
+        x, info = mg_cg(A, b, rtol=RTOL, M=M)
+        assert info == 0 and np.linalg.norm(b - A @ x) <= RTOL * np.linalg.norm(b)
