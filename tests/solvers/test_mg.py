@@ -175,6 +175,19 @@ def test_advection_dominated_coarse_levels_are_not_over_corrected(velocity):
         assert_solved(A, b, x, RTOL, reference=spla.spsolve(A.tocsc(), b))
 
 
+def test_benchmark_floor_of_a_non_symmetric_row_uses_lu():
+    """bench.multigrid's float64 floor (a direct solve's true residual, reported beside rows that miss
+    rtol) factors non-symmetric operators by LU: CHOLMOD refused the advection rows and the row was lost."""
+    from bench.multigrid import direct_residual
+
+    fam = get_family("advection_diffusion")
+    spec = fam.spec(n=32, dim=2, velocity=10.0)
+    A, b = fam.assemble(spec, fam.sample(spec, 0, 0))
+    assert abs(A - A.T).max() > 0 and direct_residual(A, b) < 1e-12
+    A, b = darcy_system(32, 2, lognormal(1.0, 32, 2))
+    assert direct_residual(A, b) < 1e-12
+
+
 # ----------------------------------------------------------------------------- structure
 @pytest.mark.parametrize("shape", [(37, 37), (12, 12), (19, 19, 19), (129,)])
 def test_coarse_operators_are_galerkin_products(shape):
