@@ -133,7 +133,16 @@ and FNO threshold 0.55-1.10x).  Where 512^2 loses: its solve costs 22 ns per cel
 against 13-15 at 256^2 (same path but deflation) -- level 0's bands and vectors (about 25 MB)
 no longer fit the 2 MiB per-core cache, so every half-sweep streams them from the shared one --
 while the CSR reference streams its ~20 MB at nearly the rate it has at 256^2.  5.7-10.6x faster
-than ``amg`` at contrast 1e3, 2.5-7.1x on the easy fields.
+than ``amg`` at contrast 1e3, 2.5-7.1x on the easy fields.  On a second 2-core machine whose
+core streams from its cache at about 11 GB/s (one run, with float32 smoothing also on 2-D fields
+without sharp jumps and the per-level over-correction of non-symmetric operators): the
+reference costs 0.8-1.5 ns per non-zero and mg 50-106 ns per cell and iteration, and every
+row with contrast <= 1e3 is within 2x (lognormal and FNO threshold 0.73-1.23x; contrast 1e3
+1.91x at 128^2, 1.92x at 256^2, 1.38x at 32^3, 1.88x at 48^3) except the two largest at contrast
+1e3, 512^2 2.87x and 64^3 2.54x -- there the traffic of the cycle and of CG, not the counts, sets
+the time; 4.3-9.7x faster than ``amg`` at contrast 1e3, 2.4-6.0x on the easy fields;
+advection-diffusion (64^2-256^2, speed 1 / 10 / 100) 1.2-1.8x / 3.0-4.9x / 6.3-21x faster than
+``amg``, where speed 10 at 256^2 did not converge before the per-level over-correction.
 
 Earlier (bench/multigrid.py --large, one thread, rtol 1e-8, three runs on a noisy
 2-core machine with the band-form smoother and the red Schur reduction of the classical-AMG
