@@ -981,7 +981,8 @@ def test_engine_starts_large_2d_grids_with_the_jump_test(monkeypatch):
 def test_float32_finest_smoothing_keeps_the_counts_in_3d(coefficient):
     """3-D smooths the finest level in float32 by default (its bands and vectors; the coarse levels and
     CG stay float64): the same CG iterations as float64 smoothing (+-1), solutions to rtol 1e-8 against
-    a direct solve, the engine's record says so; before a set-up the 1-D default is float64 and no float32 copy exists; bad values are refused."""
+    a direct solve, the engine's record says so; before a set-up the 1-D default is float64 and no
+    float32 copy exists; bad values are refused."""
     n = 24
     field = lognormal(1.0, n, 3) if coefficient == "lognormal" else threshold(coefficient)
     A, b = darcy_system(n, 3, field)
