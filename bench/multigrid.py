@@ -50,7 +50,16 @@ fresh SA and fresh classical (Ruge--Stueben) AMG of the whole operator (the lite
 operator-dependent interpolation on every level), for the GRF fields and for threshold
 fields of a band-limited GRF (``band`` = half the smallest n: the identical continuum field
 on every grid, so its interfaces are the same curves resolved ever finer -- whereas the GRF
-at each n gains finer modes, and rougher interfaces, as n grows).
+at each n gains finer modes, and rougher interfaces, as n grows) and of a smoother GRF drawn at
+each n (``alpha`` = ``SMOOTH_ALPHA``, 3, in place of FNO's 2).  Why the geometry matters: a GRF
+of covariance (-Laplacian + tau^2)^(-alpha) on R^d is Hoelder continuous with exponent
+H = alpha - d/2 (below 1), and the level sets of such a field have dimension d - H; the
+interface a grid of n cells resolves then grows like n^(1-H).  FNO's alpha = 2 gives H = 1/2 in
+3-D -- a fractal interface whose area grows like sqrt(n) (the ``interface`` column: n^0.5) --
+and the borderline H = 1 in 2-D (logarithmic growth, n^0.1); alpha = 3 and the band-limited
+field have smooth interfaces that converge.  An iteration count bounded as n doubles is a
+property of a method on problems with a limit; on the FNO 3-D thresholds the counts of every
+method follow the interface area.
 Contrast 1e6 is counted to rtol 1e-6 there: beyond 64^2, 1e-8 lies below the float64 floor of ||b - A x|| (a direct
 solve misses it too).  Prints markdown and writes JSON to ``bench/results/multigrid.json``.
 """
@@ -87,17 +96,21 @@ GROWTH_VARIANTS = (("mg_V", "structured", False), ("mg_V_deflated", "structured"
 GROWTH_RTOL = {"threshold1e6": 1e-6}
 #: growth table: samples per grid (single samples of one grid differ by up to 2x; means compare grids)
 GROWTH_SAMPLES = 4
+#: growth table: threshold fields of a GRF this smooth, drawn at each n, have interfaces that
+#: converge as n grows (Hoelder exponent alpha - d/2 > 1 in 2-D and 3-D), unlike FNO's alpha = 2
+SMOOTH_ALPHA = 3.0
 
 
 def samples_for(n: int, dim: int) -> int:
     return 6 if n**dim <= 300_000 else 4
 
 
-def coefficient(kind: str, n: int, dim: int, band: int | None = None):
+def coefficient(kind: str, n: int, dim: int, band: int | None = None, alpha: float | None = None):
     """``lognormal``: std(log a) = 1 (GRF rescaled); ``thresholdC``: contrast C (4 is FNO's 12/3).
 
     ``band``: threshold fields of the band-limited GRF (modes ``max_j |k_j| < band``), the
-    identical continuum field on every grid with ``n >= 2 band``."""
+    identical continuum field on every grid with ``n >= 2 band``; ``alpha``: threshold fields of a
+    GRF with that smoothness exponent in place of FNO's 2, drawn at each n."""
     from pdeforge.solvers.fields import CoefficientSpec, GRFSpec, pointwise_std
 
     if kind == "lognormal":
@@ -105,13 +118,13 @@ def coefficient(kind: str, n: int, dim: int, band: int | None = None):
         unit = GRFSpec(sigma=grf.amplitude(dim) / pointwise_std(grf, (n,) * dim))
         return CoefficientSpec(kind="lognormal", grf=unit, scale=1.0)
     contrast = float(kind.removeprefix("threshold"))
-    grf = GRFSpec(band=band)
+    grf = GRFSpec(band=band) if alpha is None else GRFSpec(band=band, alpha=alpha)
     if contrast == 4:
         return CoefficientSpec(kind="threshold", high=12.0, low=3.0, grf=grf)
     return CoefficientSpec(kind="threshold", high=contrast, low=1.0, grf=grf)
 
 
-def sorted_sequence(kind, n, dim, count, seed=0, band=None):
+def sorted_sequence(kind, n, dim, count, seed=0, band=None, alpha=None):
     """The family, spec and the sample indices in the order ``pdeforge.solvers.generate`` solves them."""
     from pdeforge.solvers.families import get_family
     from pdeforge.solvers.ordering import order_systems
@@ -121,7 +134,7 @@ def sorted_sequence(kind, n, dim, count, seed=0, band=None):
         spec = family.spec(n=n, dim=dim, velocity=float(kind.removeprefix("advection")))
     else:
         family = get_family("darcy")
-        spec = family.spec(n=n, dim=dim, coefficient=coefficient(kind, n, dim, band))
+        spec = family.spec(n=n, dim=dim, coefficient=coefficient(kind, n, dim, band, alpha))
     indices = np.arange(count)
     order = order_systems(family.features(spec, seed, indices), method="greedy")
     return family, spec, [int(i) for i in indices[order]]
@@ -258,7 +271,7 @@ def forked(target, *args, timeout=900):
 
 
 # ----------------------------------------------------------------------------- growth check
-def _growth_child(conn, kind, dim, sizes, band, samples):
+def _growth_child(conn, kind, dim, sizes, geometry, samples):
     import pyamg
     import scipy.sparse.linalg as spla
 
@@ -270,7 +283,7 @@ def _growth_child(conn, kind, dim, sizes, band, samples):
         out["interface"] = {}
     try:
         for n in sizes:
-            family, spec, _ = sorted_sequence(kind, n, dim, 1, band=band)
+            family, spec, _ = sorted_sequence(kind, n, dim, 1, **geometry)
             for key in out:
                 if key != "rtol":
                     out[key][n] = []
@@ -317,14 +330,19 @@ def _counts(counts) -> str:
     return " ".join("n/c" if m is None else f"{m:.1f}" for m in means)
 
 
-def growth_ratio(counts: dict) -> str:
-    """Mean count at the largest grid over the mean count at the smallest."""
+def growth_ratio(counts: dict, exponent: bool = False) -> str:
+    """Mean count at the largest grid over the mean count at the smallest (``exponent``: also the
+    power of n it grows with, ``log ratio / log(n_max / n_min)``)."""
     means = [_mean(v) for v in counts.values()]
     if not means:
         return "–"
     if None in (means[0], means[-1]):
         return "n/c"
-    return f"{means[-1] / means[0]:.2f}"
+    ratio = means[-1] / means[0]
+    if not exponent:
+        return f"{ratio:.2f}"
+    sizes = [int(n) for n in counts]  # JSON keys are strings after a round trip
+    return f"{ratio:.2f} (n^{np.log(ratio) / np.log(sizes[-1] / sizes[0]):.2f})"
 
 
 # ----------------------------------------------------------------------------- main
@@ -347,6 +365,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--no-growth", action="store_true", help="skip the iteration-growth table")
     ap.add_argument("--no-darcy", action="store_true", help="skip the Darcy rows")
     ap.add_argument("--no-band", action="store_true", help="growth table: skip the band-limited threshold rows")
+    ap.add_argument("--no-smooth", action="store_true",
+                    help=f"growth table: skip the threshold rows of the smoother GRF (alpha = {SMOOTH_ALPHA:g})")
     ap.add_argument("--growth-samples", type=int, default=GROWTH_SAMPLES,
                     help=f"growth table: samples per grid (default {GROWTH_SAMPLES})")
     ap.add_argument("--advection", action="store_true",
@@ -377,11 +397,15 @@ def main(argv=None) -> dict:
     if not args.no_growth:
         for dim, gs in growth_sizes.items():
             for kind in KINDS:
-                band_too = kind.startswith("threshold") and kind != "threshold4" and not args.no_band
-                for band in ((None, gs[0] // 2) if band_too else (None,)):
-                    g = forked(_growth_child, kind, dim, gs, band, 2 if args.quick else args.growth_samples)
-                    growth.append({"kind": kind, "dim": dim, "band": band, **g})
-                    print(f"# growth {kind} {dim}-D{f' band {band}' if band else ''}: {g}", flush=True)
+                geometries = [{}]
+                if kind.startswith("threshold") and kind != "threshold4":
+                    geometries += ([] if args.no_band else [{"band": gs[0] // 2}]) + (
+                        [] if args.no_smooth else [{"alpha": SMOOTH_ALPHA}])
+                for geometry in geometries:
+                    g = forked(_growth_child, kind, dim, gs, geometry, 2 if args.quick else args.growth_samples)
+                    growth.append({"kind": kind, "dim": dim, "band": geometry.get("band"),
+                                   "alpha": geometry.get("alpha"), **g})
+                    print(f"# growth {kind} {dim}-D {geometry}: {g}", flush=True)
     elapsed = time.perf_counter() - t_start
 
     print("\n## mg vs PyAMG, rtol 1e-8 (medians after a warm-up sample; ms per sample)\n")
@@ -422,14 +446,15 @@ def main(argv=None) -> dict:
               "(operator-dependent interpolation on every level) + CG.\n")
         print("interface: the mean interface measure of the threshold fields (faces between the two values "
               "per n^(d-1): length or area in units of the unit square / cube) -- how much interface each "
-              "grid's problems hold.\n")
+              "grid's problems hold; its ratio with the power of n it grows like.\n")
         print("| coefficient | dim | geometry | rtol | interface | ratio | V | ratio | V+defl | ratio | auto | ratio | "
               "auto+defl | ratio | fresh SA | ratio | fresh RS | ratio |")
         print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for g in growth:
-            geo = f"band {g['band']}: one field" if g["band"] else "GRF at each n"
+            geo = (f"band {g['band']}: one field" if g.get("band") else
+                   f"GRF alpha={g['alpha']:g} at each n" if g.get("alpha") else "GRF at each n")
             err = f" error: {g['error']}" if "error" in g else ""
-            cells = " | ".join(f"{_counts(g.get(key))} | {growth_ratio(g.get(key) or {})}"
+            cells = " | ".join(f"{_counts(g.get(key))} | {growth_ratio(g.get(key) or {}, key == 'interface')}"
                                for key in ("interface", "mg_V", "mg_V_deflated", "mg", "mg_deflated", "fresh_sa",
                                            "fresh_rs"))
             print(f"| {g['kind']} | {g['dim']} | {geo} | {g.get('rtol', RTOL):g} | {cells}{err} |")

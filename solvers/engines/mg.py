@@ -116,96 +116,66 @@ the sample's *own* earlier solve, which no sequence has, save only 1-6 (32^3), 3
 passes per iteration: the preconditioned spectrum has no few persistent outliers -- its
 slowest modes are local at interfaces that move between neighbours (:mod:`~pdeforge.solvers.multigrid.deflation`).
 
-Measured behaviour, latest (``python -m bench.multigrid --large --no-growth``, on a 2-core
-machine whose shared cache holds every matrix; the reference product's cost per non-zero moves
-between runs on the same machine, 0.42-0.91 ns, and the ratios with it).  Two runs with float64
-smoothing everywhere (and this stop's cheaper set-up; reference 0.42-0.72 ns per non-zero):
-contrast 1e3 1.33 / 1.54x (128^2), 1.54 / 1.57x (256^2), 2.29 / 2.19x (512^2), 1.39 / 1.42x
-(32^3), 1.64 / 1.66x (48^3), 2.00 / 2.02x (64^3) the time of 100 products with A.  Two runs with
-the float32 smoothing of the finest level in 3-D (:mod:`~pdeforge.solvers.multigrid.hierarchy`,
-``precision``; interleaved 0.78-0.93x the cost in 3-D at identical counts): 64^3 1.45 / 1.56x,
-32^3 1.29 / 1.41x, 48^3 1.81 / 1.68x (mg itself ran slower in those two runs, 28-30 ns per cell
-and iteration against 24-25 before), and 512^2 -- unchanged code -- 1.99 / 1.65x
-against a slower reference (0.65 / 0.76 ns per non-zero).  So 512^2 at contrast 1e3 sits at
-2.2-2.3x when the reference runs at its fastest (0.48-0.51 ns) and the 2x aimed at is met there
-only on slower runs; every other row with contrast <= 1e3 is within 2x in every run (lognormal
-and FNO threshold 0.55-1.10x).  Where 512^2 loses: its solve costs 22 ns per cell and iteration
-against 13-15 at 256^2 (same path but deflation) -- level 0's bands and vectors (about 25 MB)
-no longer fit the 2 MiB per-core cache, so every half-sweep streams them from the shared one --
-while the CSR reference streams its ~20 MB at nearly the rate it has at 256^2.  5.7-10.6x faster
-than ``amg`` at contrast 1e3, 2.5-7.1x on the easy fields.  On a second 2-core machine whose
-core streams from its cache at about 11 GB/s (one run, with float32 smoothing also on 2-D fields
-without sharp jumps and the per-level over-correction of non-symmetric operators): the
-reference costs 0.8-1.5 ns per non-zero and mg 50-106 ns per cell and iteration, and every
-row with contrast <= 1e3 is within 2x (lognormal and FNO threshold 0.73-1.23x; contrast 1e3
-1.91x at 128^2, 1.92x at 256^2, 1.38x at 32^3, 1.88x at 48^3) except the two largest at contrast
-1e3, 512^2 2.87x and 64^3 2.54x -- there the traffic of the cycle and of CG, not the counts, sets
-the time; 4.3-9.7x faster than ``amg`` at contrast 1e3, 2.4-6.0x on the easy fields;
-advection-diffusion (64^2-256^2, speed 1 / 10 / 100) 1.2-1.8x / 3.0-4.9x / 6.3-21x faster than
-``amg``, where speed 10 at 256^2 did not converge before the per-level over-correction.
+Speed (``python -m bench.multigrid --large --no-growth``, one thread, rtol 1e-8): set-up plus
+solve per sample over the time of 100 CSR products with A, on three 2-core machines (the
+reference's cost per stored non-zero ``ns/nnz``, which moves with the machine and with whether the
+matrix stays in cache, beside them; the grids: contrast 1e3; ``x amg``: faster than ``amg`` at 1e3):
 
-Earlier (bench/multigrid.py --large, one thread, rtol 1e-8, three runs on a noisy
-2-core machine with the band-form smoother and the red Schur reduction of the classical-AMG
-path): set-up plus solve 0.58-1.20x the time of 100 products with A on lognormal and
-FNO-threshold (12/3) Darcy, 128^2-512^2 and 32^3-64^3, 2.2-6.0x faster than the ``amg`` engine;
-on thresholded fields of contrast 1e3 1.47 / 1.47 / 1.33x (128^2, structured cycle), 1.72 /
-1.82 / 1.85x (256^2), 1.64 / 1.25 / 1.39x (512^2), 1.39 / 1.75 / 1.54x (32^3), 1.77 / 1.99 /
-1.46x (48^3) and 1.83 / 1.67 / 1.66x (64^3) the 100 products -- within 2x on every row of every
-run, where the four runs before these two changes gave 1.80-2.09x (128^2), 1.89-2.54x (256^2)
-and 2.03-2.36x (48^3) -- and 5.4-9.3x faster than ``amg``: 17-25 iterations of a cycle worth
-~5.5-8 products with the CG step, plus a set-up of 25-55 products (interleaved, ``python -m
-bench.mg_policy``: 134-167 products with A per sample at contrast 1e3 over 128^2-512^2 and
-32^3-80^3 on the engine's paths, 166-230 at 1e6).  Contrast 1e6: 1.50-2.84x.  The ratio moves
-with the machine and the cache: the reference product costs 0.58-0.73 ns per non-zero at 256^2
-and 48^3 (its matrix stays in cache) against 0.78-1.56 at 512^2 and 64^3, and mg 25-61 ns per
-cell and CG iteration (``bench.multigrid``'s columns).  Iteration counts
-are bounded in n for smooth coefficients and channels, and for one thresholded field refined
-(a band-limited GRF, identical on every grid): the paths of large grids (classical AMG below
-level 0; in 3-D with deflation) 1.23-1.27x over 64^2..512^2 and 1.09-1.11x over 16^3..64^3 at
-contrast 1e3 and 1e6 (with the red Schur reduction: 15, 15, 16, 19 / 13, 12, 13, 17 and 10, 11,
-11, 12 / 9, 9, 9, 11 iterations, 1.27x / 1.42x and 1.20x / 1.22x; the structured levels of smaller grids 1.54-2.12x, classical AMG of the
-whole operator 1.56-1.80x; ``bench.multigrid``'s growth table).  On thresholds of a GRF drawn
-at each n they grow -- the truncated GRF gains finer modes, the interfaces finer features, so
-each n is a harder problem -- for every method measured: sample 0, 2-D
-64^2..512^2 and 3-D 16^3..64^3, the escalated paths (2-D classical AMG below level 0, one
-sweep on level 0; 3-D deflation with the structured cycle) 16, 19, 18, 25 / 10, 17, 22, 25
-at contrast 1e3 and 13, 21, 17, 28 / 9, 15, 22, 25 at 1e6 (classical AMG + deflation, which
-costs more per sample below 80^3, 15, 16, 18, 22 / 11, 13, 19, 19; with the red Schur
-reduction 15, 18, 18, 24 and 13, 21, 17, 27 in 2-D, 10, 12, 19, 19 and 9, 11, 17, 18 in 3-D);
-classical AMG of the whole operator (operator-dependent interpolation on every level)
-10, 12, 15, 18 / 7, 10, 13, 14 and 9, 10, 13, 15 / 5, 9, 10, 11 -- 1.6-2.8x from the
-smallest to the largest grid, above the 1.5x aimed at; PyAMG smoothed aggregation 2.2-39x.
-Single samples of one grid differ by up to 2x (16-46 iterations at 512^2 contrast 1e6), so
-grids are now compared by the mean over several samples (eight per grid, scratch runs of
-``Multigrid`` + ``mg_cg``; ``bench.multigrid``'s growth table uses four).  2-D, 64^2..512^2,
-contrast 1e3 / 1e6: classical AMG below level 0 14.8, 16.1, 18.6, 22.9 / 13.5, 15.8, 18.1, 25.8
-(1.55x / 1.91x); with deflation at every size 13.9, 14.9, 17.5, 20.4 / 12.4, 13.0, 16.2, 18.6
-(1.47x / 1.50x); the engine's paths from 256^2 (undeflated at 256^2, deflated at 512^2) put
-20.4 / 18.6 at the largest grid against 14.8 / 13.5 for classical AMG below level 0 at the
-smallest: 1.38x / 1.38x.  ``python -m bench.multigrid --no-darcy --no-band`` (four samples per
-grid, 235 s): classical AMG + deflation 14.0, 15.0, 17.0, 20.2 / 12.8, 13.5, 16.0, 18.0 (1.45x /
-1.41x), without deflation 1.55x / 1.85x; the engine's paths (structured at 64^2 and 128^2,
-classical AMG at 256^2, with deflation at 512^2) 14.2 -> 20.2 and 16.5 -> 18.0 (1.42x / 1.09x)
--- within the 1.5x aimed at in 2-D.  With two level-1 cycles (below) the structured cycle needs
-fewer iterations at 64^2 (11.8 / 13.8), so the same paths read 11.8 -> 20.2 and 13.8 -> 18.0
-(1.71x / 1.30x) while every single method is as before or better (``bench.multigrid
---no-darcy``, 313 s: classical AMG + deflation 1.45x / 1.41x on the GRF drawn at each n,
-1.29x / 1.24x on one band-limited field; lognormal 7, 7, 7, 7).  Even an exact solve of the red Schur complement (the exact two-grid
-method of the first agglomeration, one sweep on level 0) grows 13.8 -> 18.8 over 64^2..512^2
-(four samples): the growth sits in level 0's aggregation, not in the classical AMG below it.
-3-D, contrast 1e3, six samples, 16^3..64^3 (one level-1 cycle): structured + deflation (the
-engine's path below 80^3 then) 10.7, 17.0, 22.0, 25.2 (2.36x); classical AMG + deflation 10.0, 15.0, 18.7, 19.3
-(1.93x); the structured cycle alone 11.7, 28.8, 53.5, 62.2.  With two level-1 cycles the
-engine's 3-D path (structured + deflation below 96^3) reads 10.0, 15.0, 19.0, 21.2 (2.12x) /
-9.0, 14.0, 19.2, 22.0 (2.44x) at contrast 1e3 / 1e6 on the GRF drawn at each n, whose interface
-area itself grows 2.13x over 16^3..64^3 (``bench.multigrid``'s interface column: 8.3 -> 17.6
-in units of the unit cube's face, against 6.6 -> 8.6 in 2-D over 64^2..512^2) -- every method
-measured follows it (fresh classical AMG 1.96x / 2.09x) and the 3-D growth target stays missed
-there; on one band-limited field refined (interface 8.3 -> 9.5) it reads 10.0, 12.2, 12.8, 12.5
-(1.25x) / 9.0, 11.0, 12.0, 11.8 (1.31x), within it.  Measured and not adopted: two V-cycles per classical-AMG correction with two sweeps on
-level 0 (lower counts, 9.6 -> 15.5 over 64^2..512^2, i.e. 1.61x; 1.04-1.05x the cost); a
-K-cycle on the classical-AMG levels (a non-linear preconditioner under plain CG: up to 61
-iterations at 512^2 where the V-cycle needs 24).
+======================== ========= ========= ========= ========= ========= ========= ========= ========= ========
+machine                  ns/nnz    128^2     256^2     512^2     32^3      48^3      64^3      easy rows x amg
+======================== ========= ========= ========= ========= ========= ========= ========= ========= ========
+EPYC, 32 MiB L3 (latest) 0.59-1.56 1.64      1.68      1.55      1.47      1.69      1.38      0.51-1.03 6.2-9.9
+11 GB/s per core         0.8-1.5   1.91      1.92      2.87      1.38      1.88      2.54      0.73-1.23 4.3-9.7
+fast cache (four runs)   0.42-0.91 1.33-1.54 1.54-1.57 1.65-2.29 1.29-1.42 1.64-1.81 1.45-2.02 0.55-1.10 5.7-10.6
+======================== ========= ========= ========= ========= ========= ========= ========= ========= ========
+
+"easy rows": lognormal and FNO's threshold (12/3), where mg is 2.4-7.1x faster than ``amg``;
+contrast 1e6 1.50-4.29x.  A sample at contrast 1e3 costs 134-167 products with A on the engine's
+paths (``python -m bench.mg_policy``, 128^2-512^2 and 32^3-80^3; 166-230 at 1e6): 17-25 iterations
+of a cycle worth ~5.5-8 products with the CG step, plus a set-up of 25-55.  The ratio follows the
+memory system more than the code: at 512^2 and 64^3 level 0's bands and vectors (about 25 MB)
+leave the per-core cache, and on a machine that streams from its shared cache at 11 GB/s per core
+every half-sweep pays for it (mg 50-106 ns per cell and iteration there, against 36-70 on the
+latest and 22-30 on the fast one), while the CSR reference streams its ~20 MB nearly as fast as
+at 256^2.  Advection-diffusion (64^2-256^2, speed 1 / 10 / 100): 1.2-1.8x / 3.0-4.9x / 6.3-21x
+faster than ``amg``.
+
+Iteration counts are bounded in n wherever the coefficient has a limit as n grows, and FNO's thresholds in 3-D
+have none.  A GRF of covariance :math:`(-\Delta + \tau^2)^{-\alpha}` on :math:`\mathbb R^d` is
+Hoelder continuous with exponent :math:`H = \alpha - d/2`; for H < 1 its level sets have dimension
+d - H, so the interface a grid of n cells resolves grows like :math:`n^{1-H}`.  FNO's alpha = 2
+gives H = 1/2 in 3-D -- a fractal interface, area ~ sqrt(n) (measured n^0.53 over 16^3..128^3:
+8.3, 12.2, 17.6, 25.2 in units of the unit cube's face) -- and the borderline H = 1 in 2-D
+(n^0.08-0.15: 6.6 -> 9.1 over 64^2..1024^2); alpha = 3, or one band-limited field refined, has
+smooth interfaces that converge.  ``python -m bench.multigrid --no-darcy`` (467 s; mean counts of
+four samples per grid, 64^2..512^2 and 16^3..64^3, contrast 1e3 / 1e6 to rtol 1e-8 / 1e-6):
+
+* converging interfaces -- thresholds of an alpha = 3 GRF drawn at each n: every mg variant
+  1.10-1.35x (2-D structured cycle 8.0 -> 10.0 / 6.5 -> 8.2; 3-D structured + deflation, the
+  engine's path, 8.2 -> 10.0 / 6.8 -> 8.0), fresh classical AMG 1.46-1.50x, fresh SA 1.33-1.78x;
+  one band-limited field: 2-D classical AMG below level 0 + deflation 1.29x / 1.24x, 3-D
+  structured + deflation 10.0, 12.2, 12.8, 12.5 (1.25x) / 9.0, 11.0, 12.0, 11.8 (1.31x);
+  lognormal 7-7.8 and FNO's contrast 4 7-8 iterations on every grid, 2-D and 3-D;
+* FNO's thresholds (alpha = 2) drawn at each n: in 2-D classical AMG below level 0 + deflation
+  (the engine's path at 512^2) 14.0, 15.0, 17.0, 20.2 / 12.8, 13.5, 16.0, 18.0 (1.45x / 1.41x;
+  the engine's own paths, structured at 64^2, read 11.8 -> 20.2 and 13.8 -> 18.0); in 3-D the
+  engine's path (structured + deflation below 96^3) 10.0, 15.0, 19.0, 21.2 (2.12x) / 9.0, 14.0,
+  19.2, 22.0 (2.44x), following the interface area (2.13x): 1.15-1.25 iterations per unit of
+  area from 16^3 to 96^3 (27 iterations at 96^3, area 22.6, three samples).  Every method follows it
+  (classical AMG of the whole operator 1.96x / 2.09x; classical AMG below level 0 + deflation
+  1.93x / 2.03x; a K-cycle on the structured levels 13.0 -> 26.3 over 16^3..96^3; nu = 3 or 4
+  sweeps lower every count and keep the ratio, 2.24-2.27x; PyAMG smoothed aggregation grows
+  faster, 6.2x / 32x): each n is a harder problem, not a finer grid of the same one.
+
+Single samples of one grid differ by up to 2x (16-46 iterations at 512^2 contrast 1e6), hence the
+means.  What deflation leaves in 3-D is local to the interfaces (:mod:`~pdeforge.solvers.multigrid.deflation`),
+and in 2-D an exact solve of the red Schur complement (the exact two-grid method of the first
+agglomeration) still grows 13.8 -> 18.8 over 64^2..512^2 on FNO's fields: the growth sits in level
+0's piecewise-constant aggregation at the interfaces, which classical AMG's operator-dependent
+interpolation on every level does not escape either.  Measured and not adopted: two V-cycles per
+classical-AMG correction with two sweeps on level 0 (9.6 -> 15.5 over 64^2..512^2, 1.61x; 1.04-1.05x
+the cost); a K-cycle on the classical-AMG levels (a non-linear preconditioner under plain CG: up to
+61 iterations at 512^2 where the V-cycle needs 24).
 With contrast 1e6 and n >= 128 (2-D), rtol 1e-8 can lie below the float64 floor of
 ||b - A x|| for any solver (reported as ``info = -2`` with the floor in the message,
 never raised; the growth table counts contrast 1e6 to rtol 1e-6).
