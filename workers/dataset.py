@@ -34,7 +34,6 @@ Every axis of every dataset is attached to a dimension scale, so xarray
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import json
 import os
@@ -49,6 +48,7 @@ from pdeforge.solvers.families import FamilySpec, PDEFamily
 from pdeforge.solvers.families.fv import cell_centres
 from pdeforge.solvers.generate import SolvedSample
 
+from .readback import WriteRecord
 from .spec import FORMAT_VERSION
 
 GRID_DIMS = ("grid_x", "grid_y", "grid_z")
@@ -153,7 +153,8 @@ class ShardWriter:
         self.path = path
         self.h5 = h5py.File(path, "w", track_order=True)
         self.moments: dict[str, list[float]] = {}
-        self._digests: dict[tuple[str, int], object] = {}
+        #: everything written, read back from the closed file by :meth:`close` (:mod:`.readback`)
+        self.written = WriteRecord()
         self.records = []
         self._layout(compression, attrs or {})
 
@@ -164,10 +165,24 @@ class ShardWriter:
 
     def _scale(self, name: str, data) -> h5py.Dataset:
         ds = self.h5.create_dataset(name, data=data)
+        self.written.value(name, data)
         ds.make_scale(name)
         return ds
 
+    def _attr(self, node: str, key: str, value) -> None:
+        """Attribute ``key`` of ``node`` ("/" for the file): strings and numbers as they are, the rest as JSON."""
+        value = value if isinstance(value, (str, int, float)) else json.dumps(value)
+        self.h5[node].attrs[key] = value
+        self.written.attr(node, key, value)
+
+    def _zeros(self, name: str, count: int, dtype) -> None:
+        """A per-sample dataset of ``count`` entries, attached to the sample axis, written sample by sample."""
+        self._attach(self.h5.create_dataset(name, shape=(count,), dtype=dtype), (SAMPLE_DIM,))
+        text = h5py.check_string_dtype(np.dtype(dtype)) is not None
+        self.written.value(name, np.full(count, "", dtype=object) if text else np.zeros(count, dtype=dtype))
+
     def _attach(self, ds: h5py.Dataset, dims: tuple[str, ...]) -> None:
+        self.written.dims[ds.name.lstrip("/")] = tuple(dims)
         for axis, dim in enumerate(dims):
             ds.dims[axis].attach_scale(self.h5[dim])
 
@@ -176,10 +191,12 @@ class ShardWriter:
         d, n = spec.dim, spec.n
         grid = GRID_DIMS[:d]
         for dim in grid:
-            self._scale(dim, fam.coordinates(spec)).attrs["units"] = "1 (unit domain)"
+            self._scale(dim, fam.coordinates(spec))
+            self._attr(dim, "units", "1 (unit domain)")
         self._scale(SAMPLE_DIM, np.zeros(S, np.int64))
         if self.time is not None:
-            self._scale(TIME_DIM, self.time.frame_times()).attrs["units"] = "1 (time of the PDE)"
+            self._scale(TIME_DIM, self.time.frame_times())
+            self._attr(TIME_DIM, "units", "1 (time of the PDE)")
         self._scale("channel_in", np.array(self.in_names, dtype=h5py.string_dtype()))
         self._scale("channel_out", np.array(self.out_names, dtype=h5py.string_dtype()))
         extras = fam.extra_inputs(spec)
@@ -195,20 +212,20 @@ class ShardWriter:
             shape = (S, *lead, len(channels), *spec.shape)
             chunk = (1, *(1 for _ in lead), *shape[1 + len(lead):])
             ds = h5.create_dataset(name, shape=shape, dtype=dt, chunks=chunk if S else None, **chunked)
-            ds.attrs["channels"] = json.dumps(channels)
-            ds.attrs["layout"] = json.dumps([SAMPLE_DIM, *dims, *grid])
+            self._attr(name, "channels", json.dumps(channels))
+            self._attr(name, "layout", json.dumps([SAMPLE_DIM, *dims, *grid]))
             self._attach(ds, (SAMPLE_DIM, *dims, *grid))
         for e in extras:
             ds = h5.create_dataset(f"inputs/{e.name}", shape=(S, *e.shape), dtype=self.xdt,
                                    chunks=(1, *e.shape) if S else None, **chunked)
-            ds.attrs["description"] = e.doc
+            self._attr(ds.name, "description", e.doc)
             self._attach(ds, (SAMPLE_DIM, *e.dims))
         for name in fam.scalar_names(spec):
-            self._attach(h5.create_dataset(f"scalars/{name}", shape=(S,), dtype=np.float64), (SAMPLE_DIM,))
+            self._zeros(f"scalars/{name}", S, np.float64)
         for name, dt in self._solver_fields().items():
-            self._attach(h5.create_dataset(f"solver/{name}", shape=(S,), dtype=dt), (SAMPLE_DIM,))
-        self._attach(h5.create_dataset("solver/engine", shape=(S,), dtype=h5py.string_dtype()), (SAMPLE_DIM,))
-        h5.attrs.update({
+            self._zeros(f"solver/{name}", S, dt)
+        self._zeros("solver/engine", S, h5py.string_dtype())
+        for key, value in {
             "format_version": FORMAT_VERSION, "pdeforge_version": __version__, "family": fam.name,
             "grid": json.dumps(list(spec.shape)), "domain": json.dumps([[0.0, 1.0]] * d),
             "grid_type": fam.grid_type(spec),
@@ -220,9 +237,10 @@ class ShardWriter:
             "time": json.dumps(None if self.time is None else {
                 "t_end": self.time.t_end, "dt": self.time.dt, "frames": self.time.frames, "scheme": self.time.scheme,
                 "steps": self.time.steps, "axis": "y[i, k] is the state at time[k]"}),
-        })
+        }.items():
+            self._attr("/", key, value)
         for key, value in attrs.items():
-            h5.attrs[key] = value if isinstance(value, (str, int, float)) else json.dumps(value)
+            self._attr("/", key, value)
 
     # ----- samples -----------------------------------------------------------------------------------
     def _stored_y(self, y: np.ndarray) -> np.ndarray:
@@ -243,7 +261,7 @@ class ShardWriter:
         of the one-frame differences ``dy`` accumulate from the stored values)."""
         y = self._stored_y(frame)
         self.h5["y"][position, k] = y
-        self._digest("y", position).update(np.ascontiguousarray(y).tobytes())
+        self.written.digest("y", position).update(np.ascontiguousarray(y).tobytes())
         self._y_moments("y", y)
         last = self._previous.get(position)
         if last is not None and last[0] == k - 1:
@@ -257,27 +275,25 @@ class ShardWriter:
         h5, pos, s = self.h5, solved.position, solved.sample
         x = solved.inputs.astype(self.xdt)
         h5["x"][pos] = x
-        self._digest("x", pos).update(np.ascontiguousarray(x).tobytes())
+        written = self.written
+        written.digest("x", pos).update(np.ascontiguousarray(x).tobytes())
         if solved.y is not None:
             y = self._stored_y(solved.y)
             h5["y"][pos] = y
-            self._digest("y", pos).update(np.ascontiguousarray(y).tobytes())
+            written.digest("y", pos).update(np.ascontiguousarray(y).tobytes())
             self._y_moments("y", y)
-        h5[SAMPLE_DIM][pos] = s.index
+        h5[SAMPLE_DIM][pos] = written.values[SAMPLE_DIM][pos] = s.index
         for c, name in enumerate(self.in_names):
             self._moments(f"x/{name}", x[c])
         for name, value in s.scalars.items():
-            h5[f"scalars/{name}"][pos] = value
+            h5[f"scalars/{name}"][pos] = written.values[f"scalars/{name}"][pos] = value
             self._moments(f"scalars/{name}", np.array([value]))
         for name, arr in s.extras.items():
             stored = arr.astype(self.xdt)
             h5[f"inputs/{name}"][pos] = stored
+            written.digest(f"inputs/{name}", pos).update(np.ascontiguousarray(stored).tobytes())
             self._moments(f"inputs/{name}", stored)
         self.records.append(solved.record)
-
-    def _digest(self, name: str, position: int):
-        """Running sha256 of what was written to ``name[position]`` (frames in order)."""
-        return self._digests.setdefault((name, position), hashlib.sha256())
 
     def _moments(self, name: str, values: np.ndarray) -> None:
         a = np.asarray(values, dtype=np.float64)
@@ -295,27 +311,18 @@ class ShardWriter:
             values = [getattr(r, name) for r in recs]
             if name in ("residual_stored", "time_error_estimate"):
                 values = [np.nan if v is None else v for v in values]
-            h5[f"solver/{name}"][:] = np.asarray(values, dtype=dt)
-        h5["solver/engine"][:] = [r.engine for r in recs]
+            h5[f"solver/{name}"][:] = self.written.value(f"solver/{name}", np.asarray(values, dtype=dt))
+        h5["solver/engine"][:] = self.written.value("solver/engine", np.array([r.engine for r in recs], dtype=object))
         for key, value in (attrs or {}).items():
-            h5.attrs[key] = value if isinstance(value, (str, int, float)) else json.dumps(value)
+            self._attr("/", key, value)
         info = {"samples": self.count,
                 "x": {"shape": list(h5["x"].shape), "dtype": str(self.xdt)},
                 "y": {"shape": list(h5["y"].shape), "dtype": str(self.ydt)}}
         h5.close()
-        self._read_back()
+        # a write that HDF5 lost without raising (a disk that filled up under its cache) is an OSError
+        # here, never a shard with a valid checksum and lost content (see .readback)
+        self.written.verify(self.path)
         return info
-
-    def _read_back(self) -> None:
-        """Reopen the closed file and check that x and y hold exactly what was written: a write that
-        HDF5 lost without raising (a disk that filled up under its cache) is an ``OSError`` here, never a
-        shard with a valid checksum and wrong arrays."""
-        # through a Python file object: the bytes on disk, not what the HDF5 library may still hold of a
-        # file it could not close cleanly
-        with open(self.path, "rb") as raw, h5py.File(raw, "r") as h5:
-            for (name, pos), digest in self._digests.items():
-                if hashlib.sha256(np.ascontiguousarray(h5[name][pos]).tobytes()).digest() != digest.digest():
-                    raise OSError(errno.EIO, f"{self.path}: {name}[{pos}] did not read back as written")
 
     def abort(self) -> None:
         self.h5.close()
