@@ -35,7 +35,7 @@ method runs in a forked process; ``mg`` follows the engine's rule: structured cy
 until the median count of the last three solves exceeds 30 (2-D) or 20 (3-D), then (from
 the next system on) cluster deflation in 3-D (from 96^3 cells on with classical AMG
 below the first agglomeration), classical AMG below the first agglomeration where the
-coefficients jump in 2-D (a 3-D escalation happens on the first
+coefficients jump and have small islands in 2-D (a 3-D escalation happens on the first
 sample, the warm-up outside the medians; 2-D grids from 256^2 on apply the jump test
 from the first sample, a 128^2 escalation may come later and is in them; 512^2 also deflates
 from the first sample).
@@ -440,7 +440,8 @@ def main(argv=None) -> dict:
               "over the smallest's; n/c: not converged)\n")
         print("V: structured coarse levels only (the engine before escalating); V+defl: with cluster deflation "
               "(the engine's escalated 3-D path); auto: classical AMG below the first agglomeration when the face "
-              "coefficients jump by >= 100, otherwise identical to V (the engine's escalated 2-D path); "
+              "coefficients jump by >= 100 (in 2-D with more than two islands below 64 cells), otherwise identical to V "
+              "(the engine's escalated 2-D path); "
               "+defl: cluster deflation (auto+defl: the engine's escalated path on 3-D grids from 96^3 cells); "
               "fresh SA / RS: PyAMG smoothed aggregation / classical Ruge-Stueben AMG of the whole operator "
               "(operator-dependent interpolation on every level) + CG.\n")

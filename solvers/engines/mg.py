@@ -45,7 +45,10 @@ tensor grid ``spec.shape`` (d = 1, 2, 3; any n >= 2, odd n included):
   grow less; in 2-D, classical (Ruge--Stueben)
   AMG of PyAMG, with operator-dependent interpolation, on the red Schur complement of the
   level-1 Galerkin operator (level 1 reduced exactly to its red cells, as in 3-D)
-  where the face coefficients jump by >= 100 (one lean V-cycle below level 1, and one
+  where the face coefficients jump by >= 100 and the coefficient has more than two islands
+  below 64 cells (high contrast across smooth interfaces -- channels, inclusions, thresholds of
+  smoother GRFs -- keeps the structured cycle: 0.62-0.85x the time, see
+  :mod:`~pdeforge.solvers.multigrid.hierarchy`) (one lean V-cycle below level 1, and one
   red-black sweep per side on level 0 instead of two: 0.91-1.00x the cost at 256^2-512^2;
   ``algebraic_setups`` counts them).  Measured interleaved on the same six samples of
   a sorted sequence (set-up + solve, medians of the per-sample ratios), classical
@@ -61,12 +64,12 @@ tensor grid ``spec.shape`` (d = 1, 2, 3; any n >= 2, odd n included):
   classical AMG in 2-D: 0.76-0.81 (128^2), 1.04-1.09 (256^2), 1.14-1.25 (512^2) at 1e3, 0.79 /
   1.26-1.31 at 128^2 / 256^2 1e6 (with the two changes: 0.81, 1.11, 1.52 and 1.31 at 256^2
   1e6) -- so 2-D grids of ``ALGEBRAIC_CELLS_2D`` (256^2) cells and more
-  start with ``coarse="auto"`` (its jump test decides per operator from the first sample;
+  start with ``coarse="auto"`` (its jump and island tests decide per operator from the first sample;
   the count rule would spend the first two or three samples of every sequence -- every
   shard -- on the dearer structured cycle), smaller 2-D grids escalate when the structured count passes 30
   (about the break-even point: set-up ~25 + ~8.5 per iteration against ~70-90 + ~10 per
   iteration), 3-D when it passes 20.  2-D grids of ``DEFLATE_CELLS_2D`` (512^2) cells and more
-  also deflate the clusters of operators that pass the jump test, from the first sample (as 3-D
+  also deflate the clusters of operators that pass those tests, from the first sample (as 3-D
   below): with deflated CG on split vectors (:mod:`~pdeforge.solvers.multigrid.deflation`)
   classical AMG + deflation against classical AMG alone, six samples of the sorted sequence
   interleaved, costs 1.05x / 1.06x the median sample at contrast 1e3 / 1e6 but 1.02x / 0.93x
@@ -199,11 +202,12 @@ from .registry import register
 #: per dimension: when the median count of the last ``ESCALATE_WINDOW`` symmetric solves exceeds
 #: this, the rest of the sequence escalates (healthy counts are 8-12; high-contrast fields 13-300):
 #: cluster deflation in 3-D, the algebraic coarse levels where the face coefficients jump
-#: (``coarse="auto"``) in 1-D and 2-D (see the module docstring for the measurements)
+#: (``coarse="auto"``) in 1-D and 2-D (see the module docstring for the measurements; a 2-D
+#: operator without small islands stays structured there, as ``coarse="auto"`` decides)
 ESCALATE_AFTER = {1: 20, 2: 30, 3: 20}
 ESCALATE_WINDOW = 3
-#: 2-D grids with at least this many cells start with ``coarse="auto"``: the jump test of
-#: :class:`Multigrid` sends high-jump operators to classical AMG below level 0 from the first
+#: 2-D grids with at least this many cells start with ``coarse="auto"``: the jump and island tests of
+#: :class:`Multigrid` send high-jump operators with small islands to classical AMG below level 0 from the first
 #: sample on (measured cheaper than the structured cycle there: see the module docstring), easy
 #: ones keep the structured cycle; below it a sequence starts structured and escalates by count
 ALGEBRAIC_CELLS_2D = 256**2

@@ -15,7 +15,8 @@ Poisson, implicit heat steps ``I/dt + A``, upwind advection--diffusion), on a gr
   (SciPy style, true-residual stopping test, non-convergence returned as data);
 * :func:`cluster_deflation` (``M.setup(A, deflate=True)``) adds the indicators of
   high-coefficient clusters as an exact coarse space for contrasts >= 1e3;
-* high-contrast symmetric operators (:func:`face_jump` >= ``ALGEBRAIC_JUMP``) keep only
+* high-contrast symmetric operators (:func:`face_jump` >= ``ALGEBRAIC_JUMP``; in 2-D with
+  small islands, :func:`~.deflation.small_islands`) keep only
   the first agglomeration and hand its Galerkin operator to classical AMG
   (``Multigrid(shape, coarse="auto")``, the default; ``"structured"`` forces the old cycle).
 

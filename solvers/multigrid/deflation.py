@@ -183,12 +183,11 @@ def _faces(S: np.ndarray, d: int):
     return [-S[2 * d - a][_sl(d, a, slice(None, -1))] for a in range(d)]
 
 
-def _clusters(S: np.ndarray, shape: tuple[int, ...]):
-    """Cluster label of every cell (natural order, -1 outside clusters) and the number of clusters, or None.
+def _high_cells(S: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | None:
+    """The *high* cells (grid-shaped bool), or None when the face coefficients have no contrast.
 
-    A cell is *high* when one of its faces is strong (coefficient above the geometric mean
-    of the 5th and 95th percentiles); clusters are the face-connected components of the
-    high cells (:func:`scipy.ndimage.label`), so each has at least two cells.
+    A cell is high when one of its faces is strong: a coefficient above the geometric mean of
+    the 5th and 95th percentiles of all face coefficients, which must differ by ``MIN_CONTRAST``.
     """
     d = len(shape)
     faces = _faces(S, d)
@@ -203,10 +202,46 @@ def _clusters(S: np.ndarray, shape: tuple[int, ...]):
         strong = f > cut
         high[_sl(d, a, slice(None, -1))] |= strong
         high[_sl(d, a, slice(1, None))] |= strong
-    comp, k = ndimage.label(high, structure=ndimage.generate_binary_structure(d, 1))
+    return high
+
+
+def _clusters(S: np.ndarray, shape: tuple[int, ...]):
+    """Cluster label of every cell (natural order, -1 outside clusters) and the number of clusters, or None.
+
+    Clusters are the face-connected components of the high cells (:func:`_high_cells`,
+    :func:`scipy.ndimage.label`), so each has at least two cells.
+    """
+    high = _high_cells(S, shape)
+    if high is None:
+        return None
+    comp, k = ndimage.label(high, structure=ndimage.generate_binary_structure(len(shape), 1))
     if k == 0 or k > MAX_CLUSTERS:
         return None
     return comp.ravel().astype(np.intp) - 1, k
+
+
+def small_islands(level, cells: int, limit: int | None = None) -> int:
+    """Face-connected components of the high cells, and of the other cells, with fewer than ``cells`` cells.
+
+    Features that small fit inside the aggregates of the first few agglomerations (``cells`` = 64:
+    the 8 x 8 blocks of level 3 in 2-D), which is where piecewise-constant coarse spaces lose
+    h-independence at high contrast (see :mod:`.hierarchy`, ``ISLAND_CELLS``).  0 without contrast.
+    ``limit``: stop counting once the count exceeds it (the low cells are not labelled when the high
+    ones already do).
+    """
+    shape = level.g.shape
+    high = _high_cells(level.S.reshape(-1, *shape), shape)
+    if high is None:
+        return 0
+    structure = ndimage.generate_binary_structure(len(shape), 1)
+    comp = np.empty(shape, dtype=np.intp)  # labelled in place: no int32 -> intp copy for bincount
+    count = 0
+    for phase in (high, ~high):
+        k = ndimage.label(phase, structure=structure, output=comp)
+        count += int(np.count_nonzero(np.bincount(comp.ravel(), minlength=k + 1)[1:] < cells))
+        if limit is not None and count > limit:
+            break
+    return count
 
 
 def _thin_AZ(S: np.ndarray, shape: tuple[int, ...], label: np.ndarray):

@@ -84,6 +84,23 @@ truncated GRF gains finer modes, its zero level set finer features.  On one fiel
 classical AMG of the whole operator 1.56-1.80x.
 Easy coefficients never reach the jump test and keep the structured cycle unchanged.
 
+Smooth interfaces (2-D: ``ISLAND_CELLS``, ``MAX_ISLANDS_2D``).  What the aggregates miss on
+FNO's thresholds are small islands: face-connected components of the high or of the low cells
+with fewer than 64 cells (:func:`.deflation.small_islands`), features that fit inside the
+aggregates of the first three agglomerations.  Flipping the islands below 64 cells of three FNO
+thresholds at 512^2 (contrast 1e3) brings the structured counts from 31-36 to 16-21, while
+classical AMG below level 0 stays at 17-21.  A coefficient with high contrast across smooth
+interfaces -- channels, inclusions, thresholds of smoother GRFs (alpha 2.5-3) -- has 0-2 of them,
+and there the structured cycle needs fewer iterations than the algebraic levels (9-14 against
+14-30 at 256^2-512^2).  So in 2-D ``coarse="auto"`` takes the algebraic levels (and ``deflate="auto"``
+deflates) only for a high-jump operator with more than ``MAX_ISLANDS_2D`` (2) small islands (FNO's
+thresholds: 7-37 at 256^2-512^2); counting them costs 1-2 ms at 256^2 and 3-5 ms at 512^2 (two
+labellings).  Measured, the engine over the sorted sequence interleaved against the jump test
+alone (median of four or six samples, four runs): thresholds of an alpha = 3 GRF 0.71-0.72x, alpha = 2.5
+0.81-0.85x, channels 0.73-0.78x, insulating inclusions 0.62-0.65x (256^2 and 512^2); FNO's
+thresholds the same path and counts.  3-D keeps the jump test alone (its engine path below
+96^3 is the structured cycle with deflation anyway).
+
 K-cycle (``cycle="K"``; Notay and Vassilevski).  Every intermediate level's problem
 is solved by two flexible-CG steps preconditioned by that level's cycle (and the
 correction is not over-corrected).  Measured worse than the over-corrected V-cycle
@@ -197,7 +214,7 @@ import scipy.sparse as sp
 
 from ..families.fv import stencil_pattern
 from .algebraic import AlgebraicCoarse
-from .deflation import ClusterDeflation, cluster_deflation
+from .deflation import ClusterDeflation, cluster_deflation, small_islands
 from .grid import GridHierarchy, _sl, coarse_stencil, grid_hierarchy, red_schur_pattern
 from .kernels import block_add as _block_add
 from .kernels import spmv_add as _spmv_add
@@ -236,8 +253,16 @@ KCYCLE_TOL = 0.25
 #: "algebraic" (agglomeration once, then classical AMG on the first coarse operator), "auto"
 COARSE = ("auto", "structured", "algebraic")
 #: "auto" turns to the algebraic coarse levels for a symmetric operator whose face coefficients
-#: jump by at least this factor between neighbouring faces (see :func:`face_jump`)
+#: jump by at least this factor between neighbouring faces (see :func:`face_jump`) -- in 2-D only
+#: where the coefficient also has small islands (below)
 ALGEBRAIC_JUMP = 100.0
+#: 2-D: a high-jump operator keeps the structured cycle (and ``deflate="auto"`` does not deflate it)
+#: when its coefficient has at most ``MAX_ISLANDS_2D`` islands of fewer than ``ISLAND_CELLS`` cells
+#: (face-connected components of the high or of the low cells, :func:`.deflation.small_islands`):
+#: smooth interfaces -- channels, inclusions, thresholds of smooth GRFs -- are what the 2^d
+#: aggregates represent, small islands are what they straddle (see the module docstring)
+ISLAND_CELLS = 64
+MAX_ISLANDS_2D = 2
 
 #: ``deflate="auto"`` deflates an operator when at least this share of its pairs of consecutive faces
 #: jump by ``ALGEBRAIC_JUMP`` or more (:func:`jump_fraction`; measured: thresholded fields of contrast
@@ -543,7 +568,8 @@ class Multigrid:
         (``LEVEL1_CYCLES``, 2: the second from the first one's residual; see the module docstring).
     coarse : "structured" (2^d agglomeration down to the dense coarsest grid), "algebraic"
         (one agglomeration, then classical AMG of the level-1 operator), or "auto" (default:
-        algebraic for a symmetric operator with :func:`face_jump` >= ``ALGEBRAIC_JUMP``).
+        algebraic for a symmetric operator with :func:`face_jump` >= ``ALGEBRAIC_JUMP``; in 2-D
+        only if it also has more than ``MAX_ISLANDS_2D`` small islands).
     precision : arithmetic of the finest level's smoothing: "float64", "float32" (its band values
         and vectors rounded to single precision; the levels below, the coarse correction and every
         Krylov vector stay float64) or "auto" (default: ``AUTO_PRECISION``, float32 in 3-D and
@@ -597,6 +623,8 @@ class Multigrid:
         self.betas = [BETA if beta is None else float(beta)] * (len(gl) - 1)
         self.symmetric: bool | None = None
         self.jump: float | None = None
+        #: 2-D: :func:`.deflation.small_islands` of the finest operator where a high jump asked for it, else None
+        self.islands: int | None = None
         self.use_algebraic = False
         #: PyAMG hierarchy for the first coarse operator when the algebraic coarse levels are used, else None
         self.algebraic = None
@@ -618,9 +646,9 @@ class Multigrid:
         ``self.deflation`` stays None when the operator has no such clusters.  ``"auto"``:
         deflate when :func:`jump_fraction` of the operator (kept as ``self.jump_fraction``)
         is at least ``DEFLATE_JUMP_FRACTION``; in 2-D, where the faces at thresholded
-        interfaces are too small a share (0.3-1.6 % at 256^2-1024^2, falling with n), when
-        :func:`face_jump` (kept as ``self.jump``) is at least ``ALGEBRAIC_JUMP``, the test
-        of the algebraic coarse levels.
+        interfaces are too small a share (0.3-1.6 % at 256^2-1024^2, falling with n), by
+        the test of the algebraic coarse levels: :func:`face_jump` (kept as ``self.jump``) at
+        least ``ALGEBRAIC_JUMP`` and more than ``MAX_ISLANDS_2D`` small islands (``self.islands``).
         ``coarse``: change the coarse-space option (see the class) for this and later set-ups.
         """
         if deflate not in (True, False, "auto"):
@@ -641,10 +669,11 @@ class Multigrid:
             if i == 0:
                 self.symmetric, self.skewness = _symmetry(L)
                 self.jump = face_jump(L) if self.coarse_option == "auto" or self._jump_decides_precision else None
+                self.islands = None
                 self._set_precision(L)
                 self.use_algebraic = last >= 1 and (
                     self.coarse_option == "algebraic" or (self.coarse_option == "auto" and self.symmetric
-                                                          and self.jump >= ALGEBRAIC_JUMP))
+                                                          and self.jump >= ALGEBRAIC_JUMP and self._islanded(L)))
                 if self.use_algebraic:
                     last = 1
                 default_nu = ALGEBRAIC_NU.get(len(self.shape), NU) if self.use_algebraic else NU
@@ -676,13 +705,23 @@ class Multigrid:
         if deflate == "auto" and len(self.shape) == 2:  # interfaces are too thin a share of 2-D faces
             if self.jump is None:
                 self.jump = face_jump(L0)
-            deflate = self.jump >= ALGEBRAIC_JUMP
+            deflate = self.symmetric and self.jump >= ALGEBRAIC_JUMP and self._islanded(L0)
         elif deflate == "auto":
             self.jump_fraction = jump_fraction(L0)
             deflate = self.jump_fraction >= DEFLATE_JUMP_FRACTION
         self.deflation = cluster_deflation(L0) if deflate and self.symmetric else None
         self.setups += 1
         return self
+
+    def _islanded(self, L0: _Level) -> bool:
+        """Whether a high-jump operator needs the coarse spaces of rough coefficients (algebraic levels,
+        2-D deflation): in 2-D where it has more than ``MAX_ISLANDS_2D`` small islands (``self.islands``,
+        counted once per set-up), in 1-D and 3-D always."""
+        if len(self.shape) != 2:
+            return True
+        if self.islands is None:
+            self.islands = small_islands(L0, ISLAND_CELLS, limit=MAX_ISLANDS_2D)
+        return self.islands > MAX_ISLANDS_2D
 
     @property
     def _jump_decides_precision(self) -> bool:
