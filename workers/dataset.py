@@ -156,7 +156,11 @@ class ShardWriter:
         #: everything written, read back from the closed file by :meth:`close` (:mod:`.readback`)
         self.written = WriteRecord()
         self.records = []
-        self._layout(compression, attrs or {})
+        try:
+            self._layout(compression, attrs or {})
+        except BaseException:
+            self.abort()  # no open HDF5 file left behind a failed layout (a full disk)
+            raise
 
     # ----- layout ----------------------------------------------------------------------------------
     def _solver_fields(self) -> dict:
@@ -303,7 +307,20 @@ class ShardWriter:
         acc[2] += float(np.square(a).sum())
 
     def close(self, attrs: dict | None = None) -> dict:
-        """Write the per-sample solver records and ``attrs``; returns counts, shapes and dtypes."""
+        """Write the per-sample solver records and ``attrs``, close the file and read it back (:mod:`.readback`);
+        returns counts, shapes and dtypes.  The file is closed whatever fails."""
+        try:
+            info = self._finish(attrs)
+        except BaseException:
+            self.abort()
+            raise
+        self.h5.close()
+        # a write that HDF5 lost without raising (a disk that filled up under its cache) is an OSError
+        # here, never a shard with a valid checksum and lost content (see .readback)
+        self.written.verify(self.path)
+        return info
+
+    def _finish(self, attrs: dict | None) -> dict:
         h5, recs = self.h5, self.records
         if len(recs) != self.count:
             raise RuntimeError(f"shard got {len(recs)} samples but was created for {self.count}")
@@ -315,17 +332,14 @@ class ShardWriter:
         h5["solver/engine"][:] = self.written.value("solver/engine", np.array([r.engine for r in recs], dtype=object))
         for key, value in (attrs or {}).items():
             self._attr("/", key, value)
-        info = {"samples": self.count,
+        return {"samples": self.count,
                 "x": {"shape": list(h5["x"].shape), "dtype": str(self.xdt)},
                 "y": {"shape": list(h5["y"].shape), "dtype": str(self.ydt)}}
-        h5.close()
-        # a write that HDF5 lost without raising (a disk that filled up under its cache) is an OSError
-        # here, never a shard with a valid checksum and lost content (see .readback)
-        self.written.verify(self.path)
-        return info
 
     def abort(self) -> None:
-        self.h5.close()
+        """Close the file without finishing it (it is not a shard); idempotent."""
+        if self.h5.id.valid:
+            self.h5.close()
 
 
 def _dim_values(dim: str, size: int, n: int, d: int):
